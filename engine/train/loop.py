@@ -438,6 +438,7 @@ def fit(
     forward: Optional[ForwardFn] = None,
     progress: Optional[ProgressCallback] = None,
     cancel: Optional[CancelToken] = None,
+    on_epoch: Optional[Callable[[dict[str, float]], None]] = None,
 ) -> FitResult:
     """Train ``model`` on ``train_ds``, validate on ``val_ds`` each epoch, keep the best by ``monitor``.
 
@@ -458,6 +459,8 @@ def fit(
             holds ``last.pt`` and ``config.resume`` is true.
         forward: ``(model, batch) -> outputs``; default ``model(batch["image"])``.
         progress, cancel: the engine convention (engine.progress).
+        on_epoch: optional hook called on every rank with each finished epoch's metrics row, after the
+            epoch's files are written (Optuna pruning raises ``optuna.TrialPruned`` from it).
 
     Returns:
         FitResult (the same on every rank).
@@ -485,7 +488,7 @@ def fit(
         return _fit(
             model, train_ds, val_ds, config=config, loss_fn=loss_fn, metrics_fn=metrics_fn, monitor=monitor,
             mode=mode, spec=spec, card=card, out_dir=out_dir, forward=forward, progress=progress,
-            cancel=cancel, device=device, info=info,
+            cancel=cancel, device=device, info=info, on_epoch=on_epoch,
         )
     finally:
         if info.created_group:
@@ -513,6 +516,7 @@ def _fit(
     cancel: Optional[CancelToken],
     device: torch.device,
     info: DistInfo,
+    on_epoch: Optional[Callable[[dict[str, float]], None]] = None,
 ) -> FitResult:
     from torch.utils.data import DataLoader, DistributedSampler
 
@@ -761,6 +765,8 @@ def _fit(
             _save_state(last_path, _state(epoch + 1, stopped_early))
             _epoch_line(row, monitor, improved)
         _barrier(info)
+        if on_epoch is not None:
+            on_epoch(dict(row))
         if stopped_early:
             if info.is_main:
                 log.info("early stop: %s did not improve for %d epochs", monitor, config.patience)
