@@ -1,0 +1,144 @@
+"""The grading CSV: GAMMA submission columns first, then grade, biomarkers, models, status.
+
+Columns (in order, see :data:`COLUMNS`):
+
+- ``data,non,early,mid_advanced``: exam id (or its salted hash with ``--anonymize``) and the class
+  probabilities (6 decimals, summing to 1) — a valid GAMMA submission when only these are read;
+- ``grade``: the predicted class name;
+- biomarkers (:data:`BIOMARKER_COLUMNS`; empty when the analysis was unavailable);
+- ``models``: names of the graders that ran, ``;``-separated; ``weights_sha256``: their weights' SHA-256 in the
+  same order; ``disc_source``: where the disc crop came from;
+- ``status``: ``ok`` or ``error``; ``message``: the error (one line) or warnings.
+
+The file is always replaced atomically (temp file + rename), so a reader or a crash sees either the previous
+file or a complete new one. While a batch is running or after it was cancelled, a sidecar ``OUT.partial``
+(JSON) exists: the CSV then holds only the exams finished so far, and ``grade --resume`` continues from it.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import hmac
+import io
+import json
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Optional, Sequence
+
+from engine.models.checkpoint import atomic_write_bytes
+
+GAMMA_COLUMNS = ("data", "non", "early", "mid_advanced")
+BIOMARKER_COLUMNS = ("vcdr", "hcdr", "area_cdr", "rim_to_disc", "isnt", "rnfl_mean")
+TAIL_COLUMNS = ("models", "weights_sha256", "disc_source", "status", "message")
+COLUMNS = (*GAMMA_COLUMNS, "grade", *BIOMARKER_COLUMNS, *TAIL_COLUMNS)
+
+_ALIASES = {
+    "vcdr": ("vcdr", "vertical_cdr", "cdr_vertical"),
+    "hcdr": ("hcdr", "horizontal_cdr", "cdr_horizontal"),
+    "area_cdr": ("area_cdr", "acdr", "cdr_area"),
+    "rim_to_disc": ("rim_to_disc", "rim_to_disc_ratio", "rdr", "min_rim_to_disc"),
+    "isnt": ("isnt", "isnt_rule", "isnt_ok", "isnt_obeyed"),
+    "rnfl_mean": ("rnfl_mean", "rnfl_mean_um", "mean_rnfl_um", "rnfl_mean_px", "mean_rnfl_px"),
+}
+
+
+class ResultsCsvError(ValueError):
+    """An existing CSV that cannot be resumed from (not ours, or a different column layout)."""
+
+
+def anonymize_id(exam_id: str, salt: str) -> str:
+    """A salted, keyed hash of ``exam_id`` (HMAC-SHA-256, 16 hex chars): stable for one salt, not reversible."""
+    if not salt:
+        raise ValueError("anonymizing needs a non-empty salt")
+    return "anon-" + hmac.new(salt.encode(), exam_id.encode(), hashlib.sha256).hexdigest()[:16]
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def row_from_result(result: Any, data_id: Optional[str] = None) -> dict[str, str]:
+    """A CSV row for a :class:`engine.pipeline.GradingResult` (``data_id`` replaces the exam id)."""
+    probs = [float(p) for p in result.probabilities]
+    row = {c: "" for c in COLUMNS}
+    row["data"] = data_id or result.exam_id
+    for name, p in zip(GAMMA_COLUMNS[1:], probs):
+        row[name] = f"{p:.6f}"
+    row["grade"] = result.grade_name
+    for column, names in _ALIASES.items():
+        for name in names:
+            if name in result.biomarkers:
+                row[column] = _fmt(float(result.biomarkers[name]))
+                break
+    row["models"] = ";".join(result.models_used)
+    row["weights_sha256"] = ";".join(result.weights_sha256.get(n, "") for n in result.models_used)
+    row["disc_source"] = result.disc_source or ""
+    row["status"] = "ok"
+    row["message"] = _one_line("; ".join(result.warnings))
+    return row
+
+
+def error_row(data_id: str, message: str) -> dict[str, str]:
+    """A row for an exam that could not be graded: ``status=error`` and the message on one line."""
+    row = {c: "" for c in COLUMNS}
+    row.update(data=data_id, status="error", message=_one_line(message))
+    return row
+
+
+def render_csv(rows: Iterable[Mapping[str, Any]]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=COLUMNS, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({c: _fmt(row.get(c, "")) for c in COLUMNS})
+    return buffer.getvalue()
+
+
+def write_csv(path: Path, rows: Iterable[Mapping[str, Any]]) -> None:
+    """Write all rows atomically (UTF-8, header first)."""
+    atomic_write_bytes(Path(path), render_csv(rows).encode("utf-8"))
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    """Rows of a CSV written by :func:`write_csv`.
+
+    Raises:
+        ResultsCsvError: the header is not ours (refusing to resume into someone else's file).
+    """
+    with open(path, newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        if tuple(reader.fieldnames or ()) != COLUMNS:
+            raise ResultsCsvError(f"{path}: not a grading CSV of this version (columns {reader.fieldnames})")
+        return [dict(r) for r in reader]
+
+
+def partial_marker(path: Path) -> Path:
+    """``OUT.csv`` -> ``OUT.csv.partial``."""
+    path = Path(path)
+    return path.with_name(path.name + ".partial")
+
+
+def mark_partial(path: Path, info: Mapping[str, Any]) -> None:
+    """Say (atomically) that ``path`` holds an unfinished batch; ``info`` is JSON-able (counts, reason)."""
+    atomic_write_bytes(partial_marker(path), (json.dumps(dict(info), indent=2) + "\n").encode())
+
+
+def clear_partial(path: Path) -> None:
+    partial_marker(path).unlink(missing_ok=True)
+
+
+def is_partial(path: Path) -> bool:
+    return partial_marker(path).exists()
+
+
+def done_ids(rows: Sequence[Mapping[str, str]]) -> set[str]:
+    """``data`` ids whose row is ``ok`` (errors are retried on resume)."""
+    return {r["data"] for r in rows if r.get("status") == "ok"}

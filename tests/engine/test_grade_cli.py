@@ -1,0 +1,104 @@
+"""python -m engine grade: CSV schema, error rows, CAM overlays, shard, resume, anonymize, refused weights."""
+
+import csv
+
+import pytest
+
+from engine.cli import main
+from engine.models.tiny import save_tiny_ensemble
+from engine.results_csv import COLUMNS, anonymize_id, is_partial
+from engine.synthetic import synthetic_exam, write_gamma_exam
+
+
+@pytest.fixture(scope="module")
+def cohort(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cohort")
+    for seed in range(3):
+        exam = synthetic_exam(seed % 3, n_bscans=6, fundus_shape=(120, 150), bscan_shape=(48, 56), seed=seed)
+        write_gamma_exam(root / "cases", exam)
+    bad = root / "cases" / "BROKEN"
+    bad.mkdir()
+    (bad / "BROKEN.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    models = save_tiny_ensemble(root / "models")
+    return root / "cases", models
+
+
+def _rows(path):
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_csv_rows_errors_and_overlays(cohort, tmp_path, capsys):
+    cases, models = cohort
+    out = tmp_path / "grades.csv"
+    rc = main(["grade", str(cases), "--csv", str(out), "--models", str(models), "--cams", str(tmp_path / "cams"),
+               "--device", "cpu"])
+    assert rc == 1  # one broken exam
+    rows = _rows(out)
+    assert tuple(rows[0]) == COLUMNS and list(COLUMNS[:4]) == ["data", "non", "early", "mid_advanced"]
+    by_id = {r["data"]: r for r in rows}
+    assert by_id["BROKEN"]["status"] == "error" and by_id["BROKEN"]["message"]
+    ok = [r for r in rows if r["status"] == "ok"]
+    assert len(ok) == 3
+    for r in ok:
+        assert abs(sum(float(r[c]) for c in ("non", "early", "mid_advanced")) - 1) < 1e-5
+        assert r["models"] == "fundus;two_level;three_level" and len(r["weights_sha256"].split(";")) == 3
+    names = {p.name for p in (tmp_path / "cams").iterdir()}
+    assert {"SYNTH0000_fundus.png", "SYNTH0000_disc.png", "SYNTH0000_oct.png", "SYNTH0000_oct_enface.png"} <= names
+    assert not is_partial(out)
+    assert "[4/4]" in capsys.readouterr().err
+
+
+def test_all_ok_exits_zero_and_shards_split_the_cohort(cohort, tmp_path):
+    cases, models = cohort
+    good = [str(p) for p in sorted(cases.iterdir()) if p.name != "BROKEN"]
+    seen = []
+    for i in range(2):
+        out = tmp_path / f"s{i}.csv"
+        assert main(["grade", *good, "--csv", str(out), "--models", str(models), "--shard", f"{i}/2", "--quiet"]) == 0
+        seen += [r["data"] for r in _rows(out)]
+    assert sorted(seen) == ["SYNTH0000", "SYNTH0001", "SYNTH0002"]
+
+
+def test_resume_keeps_finished_rows(cohort, tmp_path, capsys):
+    cases, models = cohort
+    out = tmp_path / "r.csv"
+    good = [str(p) for p in sorted(cases.iterdir()) if p.name != "BROKEN"]
+    assert main(["grade", good[0], "--csv", str(out), "--models", str(models), "--quiet"]) == 0
+    first = _rows(out)[0]
+    capsys.readouterr()
+    assert main(["grade", *good, "--csv", str(out), "--models", str(models), "--resume"]) == 0
+    err = capsys.readouterr().err
+    assert "1 exam(s) already graded, 2 to go" in err
+    rows = _rows(out)
+    assert [r["data"] for r in rows] == ["SYNTH0000", "SYNTH0001", "SYNTH0002"] and rows[0] == first
+
+
+def test_anonymize_replaces_ids_and_needs_a_salt(cohort, tmp_path, capsys):
+    cases, models = cohort
+    out = tmp_path / "a.csv"
+    good = str(cases / "SYNTH0001")
+    assert main(["grade", good, "--csv", str(out), "--models", str(models), "--anonymize"]) == 2
+    assert "salt" in capsys.readouterr().err
+    assert main(["grade", good, "--csv", str(out), "--models", str(models), "--anonymize", "--salt", "s3cret",
+                 "--cams", str(tmp_path / "c")]) == 0
+    text = out.read_text()
+    assert "SYNTH0001" not in text and anonymize_id("SYNTH0001", "s3cret") in text
+    assert all("SYNTH" not in p.name for p in (tmp_path / "c").iterdir())
+
+
+def test_tampered_weights_are_refused_with_exit_2(cohort, tmp_path, capsys):
+    cases, models = cohort
+    folder = tmp_path / "m"
+    models2 = save_tiny_ensemble(folder)
+    data = bytearray((folder / "fundus.pt").read_bytes())
+    data[-10] ^= 0xFF
+    (folder / "fundus.pt").write_bytes(bytes(data))
+    assert main(["grade", str(cases / "SYNTH0000"), "--csv", str(tmp_path / "t.csv"), "--models", str(models2)]) == 2
+    assert "does not match" in capsys.readouterr().err
+
+
+def test_bad_usage(cohort, tmp_path, capsys):
+    cases, models = cohort
+    assert main(["grade", str(cases), "--csv", str(tmp_path / "x.csv"), "--shard", "2/2"]) == 2
+    assert main(["grade", str(cases), "--csv", str(tmp_path / "x.csv"), "--jobs", "0"]) == 2

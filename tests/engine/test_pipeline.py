@@ -1,0 +1,81 @@
+"""grade(): every fitting model runs, ensemble, CAMs, timings, progress, cancel, determinism."""
+
+import numpy as np
+import pytest
+
+from engine.io.exam import Exam
+from engine.models.ensemble import Ensemble
+from engine.models.tiny import tiny_grader
+from engine.pipeline import GradingError, grade, summarize
+from engine.progress import CancelToken, Cancelled
+from engine.synthetic import synthetic_exam
+
+
+@pytest.fixture(scope="module")
+def exam():
+    return synthetic_exam(2, n_bscans=12, fundus_shape=(160, 200), bscan_shape=(64, 72), seed=1)
+
+
+@pytest.fixture(scope="module")
+def ensemble():
+    members = [
+        tiny_grader(("fundus",), name="fundus", seed=0),
+        tiny_grader(("fundus", "disc"), "add", name="two", seed=1),
+        tiny_grader(("fundus", "disc", "oct"), "concat", name="three", seed=2),
+        tiny_grader(("oct",), "add", name="oct", seed=3),
+    ]
+    return Ensemble("t", members, "vote", "prefer:fundus")
+
+
+def test_full_exam_runs_every_model_and_explains_every_level(exam, ensemble):
+    seen = []
+    r = grade(exam, ensemble, device="cpu", progress=lambda f, m: seen.append(f))
+    assert r.models_used == ["fundus", "two", "three", "oct"] and r.models_skipped == {}
+    assert r.probabilities.shape == (3,) and np.isclose(r.probabilities.sum(), 1)
+    assert r.grade_name in ("non", "early", "mid_advanced") and int(np.argmax(r.probabilities)) == r.grade
+    for p in r.per_model.values():
+        assert np.isclose(p.probabilities.sum(), 1)
+    assert set(r.cams) == {"fundus", "disc", "oct"} and r.cams["oct"].model == "three"
+    assert r.cams["oct"].heatmap.shape == exam.oct.shape and r.cams["fundus"].heatmap.shape == exam.fundus.shape[:2]
+    assert {"models", "preprocess", "inference", "cam", "total"} <= set(r.timings)
+    assert r.ensemble["votes"] is not None and sum(r.ensemble["votes"]) == 4
+    assert r.disc_box is not None and r.disc_source
+    assert seen == sorted(seen) and seen[-1] == 1.0
+    assert summarize(r)["grade"] == r.grade_name
+
+
+def test_fundus_only_exam_skips_oct_models_and_says_so(exam, ensemble):
+    fundus_only = Exam(exam_id="F", fundus=exam.fundus)
+    r = grade(fundus_only, ensemble, device="cpu", cams=False)
+    assert r.models_used == ["fundus", "two"] and set(r.models_skipped) == {"three", "oct"}
+    assert "oct" in r.models_skipped["three"] and r.cams == {}
+
+
+def test_no_fitting_model_is_a_clear_error(exam):
+    with pytest.raises(GradingError, match="no grader fits"):
+        grade(Exam(exam_id="O", oct=exam.oct), [tiny_grader(("fundus",))], device="cpu")
+
+
+def test_deterministic_on_cpu(exam, ensemble):
+    a = grade(exam, ensemble, device="cpu")
+    b = grade(exam, ensemble, device="cpu")
+    assert np.array_equal(a.probabilities, b.probabilities)
+    assert all(np.array_equal(a.cams[k].heatmap, b.cams[k].heatmap) for k in a.cams)
+
+
+@pytest.mark.parametrize("stop_at", [0.0, 0.05, 0.45, 0.55, 0.8])
+def test_cancel_between_stages(exam, ensemble, stop_at):
+    token = CancelToken()
+
+    def progress(fraction, message):
+        if fraction >= stop_at:
+            token.cancel()
+
+    with pytest.raises(Cancelled):
+        grade(exam, ensemble, device="cpu", progress=progress, cancel=token)
+
+
+def test_biomarker_feature_graders_need_the_analysis(exam):
+    g = tiny_grader(("fundus",), name="needs_vcdr", extra_features=("vcdr",))
+    with pytest.raises(GradingError, match="vcdr"):
+        grade(exam, [g], device="cpu", analyses=False)
