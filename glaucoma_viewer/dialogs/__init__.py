@@ -1,0 +1,1 @@
+"""Widgets of the viewer (no engine calls here: data comes prepared from the worker)."""

@@ -1,0 +1,719 @@
+"""The main window: exam list | fundus over OCT | results, a research-use banner, menus and a status bar.
+
+Flow of one exam: a drop (or File > Open) runs a *discover* job (which exams, which files skipped and why);
+each exam found gets a row with status ``loading`` and a *load* job (decode + display preparation); then an
+*analyse* job (disc/cup, layers, grading, Grad-CAM: ``engine.pipeline.grade``) while the row says
+``analysing``; then ``done`` or ``error``. All jobs run on :mod:`glaucoma_viewer.worker`; this module only
+assigns prepared arrays to widgets.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Sequence, Union
+
+from PySide6 import QtCore, QtGui, QtWidgets
+
+from glaucoma_viewer import __version__, worker as jobs
+from glaucoma_viewer.panels.exam_list import ExamList, LoadReportDialog
+from glaucoma_viewer.panels.results_panel import ModelCardDialog, ResultsPanel
+from glaucoma_viewer.state import AnalysisView, DiscoverResult, LoadedExam, ModelRun
+from glaucoma_viewer.views.fundus_view import FundusView
+from glaucoma_viewer.views.oct_view import SliceView
+from glaucoma_viewer.worker import JobFailure, JobHandle, Worker
+
+PathLike = Union[str, Path]
+MAX_RECENT = 10
+BANNER_TEXT = (
+    "RESEARCH USE ONLY — not a medical device. Grades come from the bundled default weights trained on small "
+    "public samples (click for the model cards)."
+)
+
+
+@dataclass
+class ExamEntry:
+    """One row of the exam list and everything the window holds for it."""
+
+    key: str
+    label: str
+    source: str
+    status: str = "loading"
+    message: str = ""
+    progress: float = 0.0
+    progress_text: str = ""
+    loaded: Optional[LoadedExam] = None
+    analysis: Optional[AnalysisView] = None
+    job: Optional[JobHandle] = None
+    current_bscan: Optional[int] = None
+    started: float = field(default_factory=time.perf_counter)
+
+
+class ClickableLabel(QtWidgets.QLabel):
+    clicked = QtCore.Signal()
+
+    def mousePressEvent(self, event: QtGui.QMouseEvent) -> None:  # noqa: N802 - Qt naming
+        if event.button() == QtCore.Qt.MouseButton.LeftButton:
+            self.clicked.emit()
+        super().mousePressEvent(event)
+
+
+class MainWindow(QtWidgets.QMainWindow):
+    """The clinician's window.
+
+    Args:
+        settings: where to keep last folder, overlay toggles and geometry (a throw-away one in tests).
+        synchronous: run every job inline (tests that need no event loop for the engine part).
+
+    Signals:
+        idle(): emitted whenever the last running job finished (screenshot mode waits for it).
+        examReady(str), examAnalysed(str), examFailed(str): per-exam milestones (keys).
+    """
+
+    idle = QtCore.Signal()
+    examReady = QtCore.Signal(str)
+    examAnalysed = QtCore.Signal(str)
+    examFailed = QtCore.Signal(str)
+
+    def __init__(self, settings: Optional[QtCore.QSettings] = None, synchronous: bool = False,
+                 parent: Optional[QtWidgets.QWidget] = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Glaucoma Viewer — research use only")
+        self.settings = settings if settings is not None else QtCore.QSettings()
+        self.worker = Worker(self, max_threads=2, synchronous=synchronous)
+        self.analysis_worker = Worker(self, max_threads=1, synchronous=synchronous)
+        self.entries: dict[str, ExamEntry] = {}
+        self.load_report: dict[str, list[tuple[str, str]]] = {"opened": [], "skipped": [], "failed": []}
+        self._pending_discover = 0
+        self._current_key: Optional[str] = None
+        self._closing = False
+        self._default_weights_in_use = True
+
+        self._build_ui()
+        self._build_menus()
+        self._build_status_bar()
+        self._restore_settings()
+        self.setAcceptDrops(True)
+        self.worker.active_changed.connect(self._jobs_changed)
+        self.analysis_worker.active_changed.connect(self._jobs_changed)
+
+    # ================================================================================================ UI
+    def _build_ui(self) -> None:
+        self.banner = ClickableLabel(BANNER_TEXT)
+        self.banner.setObjectName("banner")
+        self.banner.setCursor(QtGui.QCursor(QtCore.Qt.CursorShape.PointingHandCursor))
+        self.banner.setToolTip("Show the model cards of the weights in use")
+        self.banner.clicked.connect(self.show_model_cards)
+
+        self.exam_list = ExamList()
+        self.fundus_view = FundusView()
+        self.oct_view = SliceView(title="OCT B-scan", unit_name="B-scan")
+        self.results = ResultsPanel()
+
+        left = self._pane(self.exam_list)
+        fundus = self._pane(self.fundus_view)
+        octp = self._pane(self.oct_view)
+        self.centre_split = QtWidgets.QSplitter(QtCore.Qt.Orientation.Vertical)
+        self.centre_split.addWidget(fundus)
+        self.centre_split.addWidget(octp)
+        self.centre_split.setStretchFactor(0, 1)
+        self.centre_split.setStretchFactor(1, 1)
+
+        results_scroll = QtWidgets.QScrollArea()
+        results_scroll.setWidgetResizable(True)
+        results_scroll.setFrameShape(QtWidgets.QFrame.Shape.NoFrame)
+        results_scroll.setWidget(self.results)
+        results_scroll.setAcceptDrops(False)
+
+        self.main_split = QtWidgets.QSplitter(QtCore.Qt.Orientation.Horizontal)
+        self.main_split.addWidget(left)
+        self.main_split.addWidget(self.centre_split)
+        self.main_split.addWidget(results_scroll)
+        self.main_split.setStretchFactor(0, 0)
+        self.main_split.setStretchFactor(1, 3)
+        self.main_split.setStretchFactor(2, 1)
+        self.main_split.setSizes([210, 880, 400])
+        self.main_split.setChildrenCollapsible(False)
+
+        central = QtWidgets.QWidget()
+        layout = QtWidgets.QVBoxLayout(central)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(0)
+        layout.addWidget(self.banner)
+        body = QtWidgets.QVBoxLayout()
+        body.setContentsMargins(6, 6, 6, 4)
+        body.addWidget(self.main_split, 1)
+        layout.addLayout(body, 1)
+        self.setCentralWidget(central)
+
+        # Linked navigation.
+        self.oct_view.sliceChanged.connect(self._slice_changed)
+        self.fundus_view.bscanSelected.connect(self.oct_view.set_index)
+        self.exam_list.examSelected.connect(self.show_exam)
+        self.exam_list.reportRequested.connect(self.show_load_report)
+        self.exam_list.reanalyseRequested.connect(self.reanalyse)
+        self.results.modelCardRequested.connect(self.show_model_card)
+        self.fundus_view.overlaysChanged.connect(self._save_overlays)
+        self.oct_view.overlaysChanged.connect(self._save_overlays)
+        self.resize(1500, 940)
+        self._set_drops_to_window(self.centralWidget())
+
+    @staticmethod
+    def _pane(widget: QtWidgets.QWidget) -> QtWidgets.QFrame:
+        frame = QtWidgets.QFrame()
+        frame.setObjectName("pane")
+        lay = QtWidgets.QVBoxLayout(frame)
+        lay.setContentsMargins(2, 2, 2, 2)
+        lay.addWidget(widget)
+        return frame
+
+    def _set_drops_to_window(self, root: QtWidgets.QWidget) -> None:
+        """Children never accept drops, so a drop anywhere falls through to the window."""
+        for child in root.findChildren(QtWidgets.QWidget):
+            child.setAcceptDrops(False)
+
+    def _build_menus(self) -> None:
+        bar = self.menuBar()
+        file_menu = bar.addMenu("&File")
+        self.open_folder_action = file_menu.addAction("Open folder…", self.open_folder_dialog)
+        self.open_folder_action.setShortcut(QtGui.QKeySequence.StandardKey.Open)
+        file_menu.addAction("Open files…", self.open_files_dialog)
+        self.recent_menu = file_menu.addMenu("Recent exams")
+        file_menu.addSeparator()
+        self.batch_action = file_menu.addAction("Batch export CSV…", self.open_batch_export)
+        self.report_action = file_menu.addAction("Export report…", self.export_report_dialog)
+        self.report_action.setShortcut(QtGui.QKeySequence("Ctrl+P"))
+        file_menu.addSeparator()
+        file_menu.addAction("Load report…", self.show_load_report)
+        file_menu.addSeparator()
+        quit_action = file_menu.addAction("Quit", self.close)
+        quit_action.setShortcut(QtGui.QKeySequence.StandardKey.Quit)
+
+        view_menu = bar.addMenu("&View")
+        view_menu.addAction("Fit fundus", self.fundus_view.fit)
+        view_menu.addAction("Auto window/level", self.oct_view.auto_window_level)
+        view_menu.addSeparator()
+        for text, box in (
+            ("Disc + cup contours", self.fundus_view.disc_toggle),
+            ("Disc-crop box", self.fundus_view.crop_toggle),
+            ("Fundus Grad-CAM", self.fundus_view.cam_toggle),
+            ("B-scan line", self.fundus_view.line_toggle),
+            ("Layer overlay", self.oct_view.layers_toggle),
+            ("OCT Grad-CAM", self.oct_view.cam_toggle),
+        ):
+            action = view_menu.addAction(text)
+            action.setCheckable(True)
+            action.setChecked(box.isChecked())
+            action.toggled.connect(box.setChecked)
+            box.toggled.connect(action.setChecked)
+
+        analysis_menu = bar.addMenu("&Analysis")
+        analysis_menu.addAction("Analyse again", lambda: self._current_key and self.reanalyse(self._current_key))
+        self.cancel_action = analysis_menu.addAction("Cancel", self.cancel_running)
+        self.cancel_action.setShortcut(QtGui.QKeySequence("Esc"))
+        analysis_menu.addAction("Timings…", self.show_timings)
+
+        help_menu = bar.addMenu("&Help")
+        help_menu.addAction("Model cards…", self.show_model_cards)
+        help_menu.addAction("About", self.show_about)
+        self._refresh_recent_menu()
+
+    def _build_status_bar(self) -> None:
+        status = self.statusBar()
+        self.status_label = QtWidgets.QLabel("Ready")
+        self.progress_bar = QtWidgets.QProgressBar()
+        self.progress_bar.setRange(0, 100)
+        self.progress_bar.setFixedWidth(220)
+        self.progress_bar.setFormat("%p %")
+        self.progress_bar.hide()
+        self.cancel_button = QtWidgets.QPushButton("Cancel")
+        self.cancel_button.setToolTip("Stop the running loading and analyses (Esc)")
+        self.cancel_button.clicked.connect(self.cancel_running)
+        self.cancel_button.hide()
+        self.timings_button = QtWidgets.QToolButton()
+        self.timings_button.setText("Timings ›")
+        self.timings_button.clicked.connect(self.show_timings)
+        status.addWidget(self.status_label, 1)
+        status.addPermanentWidget(self.progress_bar)
+        status.addPermanentWidget(self.cancel_button)
+        status.addPermanentWidget(self.timings_button)
+
+    # ================================================================================================ settings
+    def _restore_settings(self) -> None:
+        s = self.settings
+        geometry = s.value("window/geometry")
+        if isinstance(geometry, QtCore.QByteArray) and not geometry.isEmpty():
+            self.restoreGeometry(geometry)
+        for name, splitter in (("main", self.main_split), ("centre", self.centre_split)):
+            state = s.value(f"window/{name}_split")
+            if isinstance(state, QtCore.QByteArray) and not state.isEmpty():
+                splitter.restoreState(state)
+        overlays = s.value("overlays")
+        if overlays:
+            try:
+                data = json.loads(str(overlays))
+                self.fundus_view.restore_overlay_state(data)
+                self.oct_view.restore_overlay_state(data)
+            except (ValueError, TypeError):
+                pass
+
+    def _save_overlays(self) -> None:
+        state = {**self.fundus_view.overlay_state(), **self.oct_view.overlay_state()}
+        self.settings.setValue("overlays", json.dumps(state))
+
+    def _save_settings(self) -> None:
+        s = self.settings
+        s.setValue("window/geometry", self.saveGeometry())
+        s.setValue("window/main_split", self.main_split.saveState())
+        s.setValue("window/centre_split", self.centre_split.saveState())
+        self._save_overlays()
+        s.sync()
+
+    def last_folder(self) -> str:
+        return str(self.settings.value("last_folder", "") or "")
+
+    def recent(self) -> list[str]:
+        value = self.settings.value("recent", [])
+        if isinstance(value, str):
+            value = [value] if value else []
+        return [str(v) for v in (value or [])]
+
+    def _remember(self, paths: Sequence[PathLike]) -> None:
+        recent = self.recent()
+        for p in paths:
+            text = str(Path(p).resolve())
+            if text in recent:
+                recent.remove(text)
+            recent.insert(0, text)
+        self.settings.setValue("recent", recent[:MAX_RECENT])
+        first = Path(paths[0]).resolve()
+        self.settings.setValue("last_folder", str(first if first.is_dir() else first.parent))
+        self._refresh_recent_menu()
+
+    def _refresh_recent_menu(self) -> None:
+        self.recent_menu.clear()
+        items = self.recent()
+        if not items:
+            self.recent_menu.addAction("(none yet)").setEnabled(False)
+        for path in items:
+            self.recent_menu.addAction(path, lambda p=path: self.open_paths([p]))
+
+    # ================================================================================================ opening
+    def dragEnterEvent(self, event: QtGui.QDragEnterEvent) -> None:  # noqa: N802 - Qt naming
+        if self._local_paths(event.mimeData()):
+            event.acceptProposedAction()
+            self.status_label.setText("Drop to open")
+        else:
+            event.ignore()
+
+    def dragMoveEvent(self, event: QtGui.QDragMoveEvent) -> None:  # noqa: N802 - Qt naming
+        if self._local_paths(event.mimeData()):
+            event.acceptProposedAction()
+        else:
+            event.ignore()
+
+    def dropEvent(self, event: QtGui.QDropEvent) -> None:  # noqa: N802 - Qt naming
+        paths = self._local_paths(event.mimeData())
+        if not paths:
+            event.ignore()
+            return
+        event.acceptProposedAction()
+        self.open_paths(paths)
+
+    @staticmethod
+    def _local_paths(mime: QtCore.QMimeData) -> list[str]:
+        if not mime.hasUrls():
+            return []
+        return [url.toLocalFile() for url in mime.urls() if url.isLocalFile() and url.toLocalFile()]
+
+    def open_folder_dialog(self) -> None:
+        folder = QtWidgets.QFileDialog.getExistingDirectory(self, "Open a patient folder", self.last_folder())
+        if folder:
+            self.open_paths([folder])
+
+    def open_files_dialog(self) -> None:
+        files, _ = QtWidgets.QFileDialog.getOpenFileNames(
+            self, "Open image or DICOM files", self.last_folder(),
+            "Images and volumes (*.jpg *.jpeg *.png *.tif *.tiff *.bmp *.dcm *.nii *.nii.gz);;All files (*)",
+        )
+        if files:
+            self.open_paths(files)
+
+    def open_paths(self, paths: Sequence[PathLike], remember: bool = True) -> None:
+        """Open everything in ``paths`` (folders and/or files): discover the exams, then load and analyse each."""
+        paths = [str(p) for p in paths if str(p)]
+        if not paths:
+            return
+        if remember:
+            self._remember(paths)
+        self._pending_discover += 1
+        self.status_label.setText(f"Looking for exams in {', '.join(Path(p).name for p in paths)}…")
+        self.worker.submit(
+            jobs.discover_paths, paths, name="discover",
+            on_finished=self._discovered,
+            on_failed=lambda failure, p=paths: self._discover_failed(p, failure),
+        )
+
+    def _discovered(self, found: DiscoverResult) -> None:
+        self._pending_discover -= 1
+        self.load_report["skipped"] += found.skipped
+        self.load_report["failed"] += found.failed
+        for path, why in found.failed:
+            key = f"failed:{path}"
+            entry = ExamEntry(key, Path(path).name or path, path, status="error", message=why)
+            self.entries[key] = entry
+            self.exam_list.add_exam(key, entry.label, "error")
+            self.exam_list.set_status(key, "error", why)
+            self.examFailed.emit(key)
+        for candidate in found.candidates:
+            key, label, source = jobs.candidate_identity(candidate)
+            if key in self.entries and self.entries[key].status in ("loading", "analysing", "done"):
+                self.exam_list.select(key)  # already open
+                continue
+            self._start_load(key, label, source, candidate)
+        self._update_report_button()
+        if not found.candidates and not found.failed:
+            self.status_label.setText("No exam found in what was dropped (see Load report…)")
+        self._first_selection()
+        self._jobs_changed()
+
+    def _discover_failed(self, paths: Sequence[str], failure: JobFailure) -> None:
+        self._pending_discover -= 1
+        for path in paths:
+            key = f"failed:{path}"
+            self.load_report["failed"].append((path, failure.message))
+            self.entries[key] = ExamEntry(key, Path(path).name or path, path, status="error", message=failure.message)
+            self.exam_list.add_exam(key, self.entries[key].label, "error")
+            self.exam_list.set_status(key, "error", failure.message)
+            self.examFailed.emit(key)
+        self._update_report_button()
+        self.status_label.setText(f"Could not open: {failure.message}")
+        self._first_selection()
+        self._jobs_changed()
+
+    def add_exam(self, exam: Any, source: str = "") -> str:
+        """Open an already loaded ``engine.io.Exam`` (synthetic exams, tests); returns its key."""
+        key, label, src = jobs.candidate_identity(exam, source)
+        self._start_load(key, label, src, exam)
+        self._first_selection()
+        return key
+
+    def _start_load(self, key: str, label: str, source: str, candidate: Any) -> None:
+        entry = ExamEntry(key, label, source)
+        self.entries[key] = entry
+        self.exam_list.add_exam(key, label, "loading")
+        entry.job = self.worker.submit(
+            jobs.load_exam, candidate, key, source, name=f"load {label}",
+            on_finished=self._loaded,
+            on_failed=lambda failure, k=key: self._failed(k, failure),
+            on_progress=lambda f, m, k=key: self._progress(k, f, m, "loading"),
+        )
+        if key == self._current_key:
+            self.show_exam(key)
+
+    def _loaded(self, loaded: LoadedExam) -> None:
+        entry = self.entries.get(loaded.key)
+        if entry is None or self._closing:
+            return
+        entry.loaded = loaded
+        entry.label = loaded.label
+        self.exam_list.add_exam(entry.key, loaded.label, "analysing")
+        self.load_report["opened"].append((entry.source, f"{loaded.exam_id}: {', '.join(loaded.exam.modalities)}"))
+        self._update_report_button()
+        self.examReady.emit(entry.key)
+        if self._current_key == entry.key:
+            self.show_exam(entry.key)
+        self._start_analysis(entry)
+
+    def _start_analysis(self, entry: ExamEntry) -> None:
+        assert entry.loaded is not None
+        entry.status = "analysing"
+        entry.progress, entry.progress_text = 0.0, "queued"
+        entry.analysis = None
+        self.exam_list.set_status(entry.key, "analysing", progress=0.0)
+        entry.job = self.analysis_worker.submit(
+            jobs.analyse_exam, entry.loaded, name=f"analyse {entry.label}",
+            on_finished=lambda view, k=entry.key: self._analysed(k, view),
+            on_failed=lambda failure, k=entry.key: self._failed(k, failure),
+            on_progress=lambda f, m, k=entry.key: self._progress(k, f, m, "analysing"),
+        )
+        if self._current_key == entry.key:
+            self.results.set_pending(f"Analysing {entry.label}…")
+
+    def reanalyse(self, key: str) -> None:
+        entry = self.entries.get(key)
+        if entry is None:
+            return
+        if entry.loaded is None:
+            if not entry.source:
+                return
+            self.entries.pop(key, None)
+            self.open_paths([entry.source], remember=False)
+            return
+        if entry.job is not None and entry.job.is_active:
+            return
+        self._start_analysis(entry)
+
+    def _analysed(self, key: str, view: AnalysisView) -> None:
+        entry = self.entries.get(key)
+        if entry is None or self._closing:
+            return
+        entry.analysis = view
+        entry.status = "done"
+        entry.job = None
+        message = "; ".join(view.messages)
+        self.exam_list.set_status(key, "done", message)
+        if key == self._current_key:
+            self._apply_analysis(entry)
+        self.status_label.setText(f"{entry.label}: {self._grade_text(view)}")
+        self.examAnalysed.emit(key)
+
+    def _failed(self, key: str, failure: JobFailure) -> None:
+        entry = self.entries.get(key)
+        if entry is None or self._closing:
+            return
+        entry.status = "cancelled" if failure.cancelled else "error"
+        entry.message = "stopped by the user" if failure.cancelled else failure.message
+        entry.job = None
+        self.exam_list.set_status(key, entry.status, entry.message)
+        if failure.detail:
+            self.exam_list.list.item(self.exam_list.keys().index(key)).setToolTip(
+                failure.message + "\n\n(details are in the Load report)"
+            )
+            self.load_report["failed"].append((entry.source, failure.message))
+        elif not failure.cancelled:
+            self.load_report["failed"].append((entry.source, failure.message))
+        self._update_report_button()
+        self.status_label.setText(f"{entry.label}: {entry.message}")
+        if key == self._current_key:
+            self.show_exam(key)
+        self.examFailed.emit(key)
+
+    def _progress(self, key: str, fraction: float, message: str, phase: str) -> None:
+        entry = self.entries.get(key)
+        if entry is None:
+            return
+        entry.progress, entry.progress_text = fraction, message
+        if phase == "analysing":
+            self.exam_list.set_status(key, "analysing", progress=fraction)
+        self._update_progress_display()
+
+    # ================================================================================================ showing
+    def _first_selection(self) -> None:
+        if self._current_key is None and self.exam_list.keys():
+            self.exam_list.select(self.exam_list.keys()[0])
+
+    def show_exam(self, key: str) -> None:
+        """Make ``key`` the current exam and show what is known of it."""
+        entry = self.entries.get(key)
+        if entry is None:
+            return
+        previous = self._current_key
+        self._current_key = key
+        if self.exam_list.current_key() != key:
+            self.exam_list.select(key)
+        loaded = entry.loaded
+        if loaded is None:
+            text = {"loading": f"Loading {entry.label}…"}.get(entry.status, f"{entry.label}: {entry.message}")
+            self.fundus_view.clear(text)
+            self.oct_view.set_volume(None, message=text)
+            self.results.set_pending(text)
+            return
+        exam = loaded.exam
+        eye = {"OD": "right eye (OD)", "OS": "left eye (OS)"}.get(exam.eye, "eye unknown")
+        synthetic = " — SYNTHETIC" if exam.is_synthetic else ""
+        self.fundus_view.set_photo(loaded.fundus_display, loaded.fundus_shape,
+                                   title=f"Fundus — {loaded.exam_id}, {eye}{synthetic}")
+        n = 0 if exam.oct is None else len(exam.oct)
+        if previous != key or self.oct_view.volume is not exam.oct:
+            self.oct_view.set_volume(exam.oct, key=key, auto_wl=loaded.oct_wl, index=entry.current_bscan)
+        self.fundus_view.set_geometry(exam.bscan_positions, n, loaded.enface, loaded.enface_aspect)
+        self.fundus_view.set_current(self.oct_view.current_index)
+        if entry.analysis is not None:
+            self._apply_analysis(entry)
+        else:
+            self.fundus_view.set_disc_overlay([], [], None)
+            self.fundus_view.set_cam(None)
+            self.oct_view.set_overlays(None, None)
+            if entry.status == "analysing":
+                self.results.set_pending(f"Analysing {entry.label}… {int(100 * entry.progress)} %")
+            elif entry.status in ("error", "cancelled"):
+                self.results.set_pending(f"{entry.status.capitalize()}: {entry.message}")
+        self._update_banner()
+
+    def _apply_analysis(self, entry: ExamEntry) -> None:
+        view = entry.analysis
+        assert view is not None
+        self.fundus_view.set_disc_overlay(view.disc_contours, view.cup_contours, view.crop_box)
+        self.fundus_view.set_cam(view.fundus_cam)
+        self.oct_view.set_overlays(view.oct_labels, view.oct_cam)
+        self.results.set_analysis(view, self.oct_view.current_index)
+        self._update_banner()
+
+    def _slice_changed(self, index: int) -> None:
+        self.fundus_view.set_current(index)
+        self.results.set_current_bscan(index)
+        entry = self.entries.get(self._current_key or "")
+        if entry is not None:
+            entry.current_bscan = index
+
+    @staticmethod
+    def _grade_text(view: AnalysisView) -> str:
+        if view.grade is None or view.ensemble is None:
+            return "analysed (no grade)"
+        return f"grade {view.grade} ({100 * view.ensemble.get(view.grade, 0):.0f} %)"
+
+    def _update_banner(self) -> None:
+        entry = self.entries.get(self._current_key or "")
+        default = True
+        if entry is not None and entry.analysis is not None and entry.analysis.models:
+            default = entry.analysis.default_weights
+        self._default_weights_in_use = default
+        self.banner.setVisible(default)
+
+    # ================================================================================================ jobs
+    def _jobs_changed(self, *_: Any) -> None:
+        self._update_progress_display()
+        if not self.is_busy():
+            self.idle.emit()
+
+    def is_busy(self) -> bool:
+        return bool(self._pending_discover or self.worker.active_count or self.analysis_worker.active_count)
+
+    def _update_progress_display(self) -> None:
+        active = [e for e in self.entries.values() if e.status in ("loading", "analysing") and e.job is not None]
+        busy = self.is_busy()
+        self.cancel_button.setVisible(busy)
+        self.progress_bar.setVisible(busy)
+        if not busy:
+            return
+        running = [e for e in active if e.job is not None and e.job.state == "running"] or active
+        if running:
+            e = running[0]
+            verb = "Loading" if e.status == "loading" else "Analysing"
+            extra = f" (+{len(active) - 1} more)" if len(active) > 1 else ""
+            self.status_label.setText(f"{verb} {e.label} — {e.progress_text or 'starting'}{extra}")
+            self.progress_bar.setValue(int(round(100 * e.progress)))
+        else:
+            self.progress_bar.setRange(0, 0)  # discovering: indeterminate
+            return
+        self.progress_bar.setRange(0, 100)
+
+    def cancel_running(self) -> None:
+        """Cancel every queued or running load and analysis; what finished stays."""
+        self.worker.cancel_all()
+        self.analysis_worker.cancel_all()
+        self.status_label.setText("Cancelling…")
+
+    def running_jobs(self) -> list[JobHandle]:
+        return self.worker.handles() + self.analysis_worker.handles()
+
+    # ================================================================================================ dialogs
+    def _update_report_button(self) -> None:
+        r = self.load_report
+        summary = f"({len(r['skipped'])} skipped)" if r["skipped"] else ""
+        self.exam_list.set_report_available(bool(r["opened"] or r["skipped"] or r["failed"]), summary)
+
+    def show_load_report(self) -> QtWidgets.QDialog:
+        dialog = LoadReportDialog(self.load_report["opened"], self.load_report["skipped"], self.load_report["failed"],
+                                  self)
+        dialog.setAttribute(QtCore.Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.show()
+        return dialog
+
+    def show_model_card(self, run: ModelRun) -> QtWidgets.QDialog:
+        dialog = ModelCardDialog(run, self)
+        dialog.setAttribute(QtCore.Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.show()
+        return dialog
+
+    def show_model_cards(self) -> None:
+        entry = self.entries.get(self._current_key or "")
+        runs = entry.analysis.models if entry is not None and entry.analysis is not None else []
+        if not runs:
+            QtWidgets.QMessageBox.information(
+                self, "Model cards",
+                "No model has graded an exam yet. The default weights and their cards are in resources/models/; "
+                "every card says what data trained the model and how it was evaluated.",
+            )
+            return
+        for run in runs:
+            self.show_model_card(run)
+
+    def show_timings(self) -> None:
+        entry = self.entries.get(self._current_key or "")
+        if entry is None or entry.loaded is None:
+            QtWidgets.QMessageBox.information(self, "Timings", "No exam loaded yet.")
+            return
+        lines = [f"load + prepare: {entry.loaded.load_seconds:.2f} s"]
+        if entry.analysis is not None:
+            lines += [f"{k}: {v:.2f} s" for k, v in entry.analysis.timings.items()]
+        QtWidgets.QMessageBox.information(self, f"Timings — {entry.label}", "\n".join(lines))
+
+    def show_about(self) -> None:
+        QtWidgets.QMessageBox.about(
+            self, "About Glaucoma Viewer",
+            f"Glaucoma Viewer {__version__}\n\nResearch use only — not a medical device.\n"
+            "Fundus + OCT viewer with optic disc/cup, retinal layers and glaucoma grading.",
+        )
+
+    def open_batch_export(self) -> QtWidgets.QDialog:
+        from glaucoma_viewer.dialogs.batch_export import BatchExportDialog
+
+        folders = [self.last_folder()] if self.last_folder() else []
+        dialog = BatchExportDialog(self.worker, folders=folders, parent=self)
+        dialog.setAttribute(QtCore.Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.show()
+        return dialog
+
+    def current_entry(self) -> Optional[ExamEntry]:
+        return self.entries.get(self._current_key or "")
+
+    def export_report_dialog(self) -> None:
+        entry = self.current_entry()
+        if entry is None or entry.loaded is None:
+            QtWidgets.QMessageBox.information(self, "Export report", "Open an exam first.")
+            return
+        default = str(Path(self.last_folder() or str(Path.home())) / f"{entry.loaded.exam_id}_report.pdf")
+        path, _ = QtWidgets.QFileDialog.getSaveFileName(self, "Export report", default, "PDF (*.pdf)")
+        if path:
+            self.export_report(path)
+
+    def export_report(self, path: PathLike) -> Path:
+        """Write the one-page PDF report of the current exam to ``path``."""
+        from glaucoma_viewer.report import write_report
+
+        entry = self.current_entry()
+        if entry is None or entry.loaded is None:
+            raise RuntimeError("no exam is open")
+        try:
+            out = write_report(Path(path), self, entry)
+        except OSError as err:
+            QtWidgets.QMessageBox.warning(self, "Export report", f"Could not write the report: {err}")
+            raise
+        self.status_label.setText(f"Report written: {out}")
+        return out
+
+    # ================================================================================================ closing
+    def closeEvent(self, event: QtGui.QCloseEvent) -> None:  # noqa: N802 - Qt naming
+        self.shutdown()
+        super().closeEvent(event)
+
+    def shutdown(self, timeout_ms: int = 15000) -> None:
+        """Save settings, cancel every job and wait for the threads to finish (nothing left running at exit)."""
+        if self._closing:
+            return
+        self._closing = True
+        try:
+            self._save_settings()
+        except Exception:  # noqa: BLE001 - settings must never block closing
+            pass
+        for child in self.findChildren(QtWidgets.QDialog):
+            stop = getattr(child, "shutdown", None)
+            if callable(stop):
+                stop()
+        self.oct_view.shutdown()
+        self.worker.shutdown(timeout_ms)
+        self.analysis_worker.shutdown(timeout_ms)

@@ -1,0 +1,397 @@
+"""The results panel: grade and probabilities, models that ran, biomarkers, RNFL thickness, timings.
+
+Reads only :class:`~glaucoma_viewer.state.AnalysisView` objects; nothing here computes. Units follow the
+exam's scale: µm / mm only when the scale came from the file (or the user), px otherwise, and it says so.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Optional
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6 import QtCore, QtGui, QtWidgets
+
+from glaucoma_viewer.state import GRADE_LABELS, AnalysisView, ModelRun
+from glaucoma_viewer.views.common import LEVELS, ImageViewBox, heat_lut, make_graphics_view, pen, to_uint8_map
+
+CLASS_COLOURS = {"non": QtGui.QColor("#66bb6a"), "early": QtGui.QColor("#ffb300"), "mid_advanced": QtGui.QColor("#ef5350")}
+_FALLBACK = [QtGui.QColor("#64b5f6"), QtGui.QColor("#ba68c8"), QtGui.QColor("#4db6ac")]
+
+
+def class_colour(name: str, index: int = 0) -> QtGui.QColor:
+    return CLASS_COLOURS.get(name, _FALLBACK[index % len(_FALLBACK)])
+
+
+class ProbabilityBars(QtWidgets.QWidget):
+    """Horizontal bars, one per class: name, bar, probability. Drawn with QPainter (no layout churn)."""
+
+    def __init__(self, parent: Optional[QtWidgets.QWidget] = None) -> None:
+        super().__init__(parent)
+        self._rows: list[tuple[str, float]] = []
+        self._highlight: Optional[str] = None
+        self.setMinimumHeight(22)
+
+    def set_probabilities(self, probs: Optional[dict[str, float]], highlight: Optional[str] = None) -> None:
+        self._rows = [] if probs is None else [(k, float(v)) for k, v in probs.items()]
+        self._highlight = highlight
+        self.setMinimumHeight(max(22, 22 * len(self._rows)))
+        self.updateGeometry()
+        self.update()
+
+    def rows(self) -> list[tuple[str, float]]:
+        return list(self._rows)
+
+    def sizeHint(self) -> QtCore.QSize:  # noqa: N802 - Qt naming
+        return QtCore.QSize(260, max(22, 22 * len(self._rows)))
+
+    def paintEvent(self, _event: QtGui.QPaintEvent) -> None:  # noqa: N802 - Qt naming
+        painter = QtGui.QPainter(self)
+        painter.setRenderHint(QtGui.QPainter.RenderHint.Antialiasing)
+        fm = painter.fontMetrics()
+        name_w = max([fm.horizontalAdvance(n) for n, _ in self._rows] + [60]) + 10
+        value_w = fm.horizontalAdvance("100.0 %") + 8
+        bar_w = max(20, self.width() - name_w - value_w - 4)
+        for i, (name, p) in enumerate(self._rows):
+            y = i * 22
+            bold = name == self._highlight
+            font = painter.font()
+            font.setBold(bold)
+            painter.setFont(font)
+            painter.setPen(QtGui.QColor("#e8eaed" if bold else "#b8c0c8"))
+            painter.drawText(QtCore.QRectF(0, y, name_w, 20), QtCore.Qt.AlignmentFlag.AlignVCenter, name)
+            track = QtCore.QRectF(name_w, y + 4, bar_w, 13)
+            painter.setPen(QtCore.Qt.PenStyle.NoPen)
+            painter.setBrush(QtGui.QColor("#2a3139"))
+            painter.drawRoundedRect(track, 3, 3)
+            fill = QtCore.QRectF(track.x(), track.y(), track.width() * min(max(p, 0.0), 1.0), track.height())
+            painter.setBrush(class_colour(name, i))
+            painter.drawRoundedRect(fill, 3, 3)
+            painter.setPen(QtGui.QColor("#e8eaed" if bold else "#b8c0c8"))
+            painter.drawText(QtCore.QRectF(name_w + bar_w + 4, y, value_w, 20),
+                             QtCore.Qt.AlignmentFlag.AlignVCenter | QtCore.Qt.AlignmentFlag.AlignRight, f"{100 * p:.1f} %")
+        painter.end()
+
+
+class StackedBar(QtWidgets.QWidget):
+    """One segmented bar: the class probabilities of one model side by side (compact per-model view)."""
+
+    def __init__(self, probs: dict[str, float], parent: Optional[QtWidgets.QWidget] = None) -> None:
+        super().__init__(parent)
+        self.probs = probs
+        self.setFixedHeight(14)
+        self.setMinimumWidth(80)
+        self.setToolTip("  ".join(f"{k} {100 * v:.0f} %" for k, v in probs.items()))
+
+    def paintEvent(self, _event: QtGui.QPaintEvent) -> None:  # noqa: N802 - Qt naming
+        painter = QtGui.QPainter(self)
+        x = 0.0
+        total = sum(max(v, 0.0) for v in self.probs.values()) or 1.0
+        for i, (name, p) in enumerate(self.probs.items()):
+            w = self.width() * max(p, 0.0) / total
+            painter.fillRect(QtCore.QRectF(x, 1, w, self.height() - 2), class_colour(name, i))
+            x += w
+        painter.end()
+
+
+class Section(QtWidgets.QFrame):
+    """A titled box in the right column."""
+
+    def __init__(self, title: str, parent: Optional[QtWidgets.QWidget] = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("section")
+        self.title = QtWidgets.QLabel(title)
+        self.title.setObjectName("panelTitle")
+        self.body = QtWidgets.QVBoxLayout()
+        self.body.setContentsMargins(0, 0, 0, 0)
+        self.body.setSpacing(4)
+        layout = QtWidgets.QVBoxLayout(self)
+        layout.setContentsMargins(8, 6, 8, 8)
+        layout.setSpacing(4)
+        layout.addWidget(self.title)
+        layout.addLayout(self.body)
+
+
+def _clear_layout(layout: QtWidgets.QLayout) -> None:
+    while layout.count():
+        item = layout.takeAt(0)
+        widget = item.widget()
+        if widget is not None:
+            widget.setParent(None)
+            widget.deleteLater()
+        elif item.layout() is not None:
+            _clear_layout(item.layout())
+
+
+class ModelCardDialog(QtWidgets.QDialog):
+    """A model's card: what trained it, how it was evaluated, its hash."""
+
+    def __init__(self, run: ModelRun, parent: Optional[QtWidgets.QWidget] = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle(f"Model card: {run.name}")
+        self.resize(640, 520)
+        text = QtWidgets.QTextBrowser()
+        text.setOpenExternalLinks(False)
+        lines = [
+            f"<h3>{_esc(run.name)}</h3>",
+            f"<p><b>Inputs:</b> {_esc(run.inputs)}<br><b>Weights:</b> {_esc(run.weights or 'n/a')}<br>"
+            f"<b>SHA-256:</b> <code>{_esc(run.sha256 or 'n/a')}</code><br>"
+            f"<b>Default weights:</b> {'yes (bundled, research use only)' if run.default_weights else 'no'}</p>",
+        ]
+        card = dict(run.card)
+        for key in ("intended_use", "training_data", "evaluation", "metrics", "limitations"):
+            if key in card:
+                lines.append(f"<p><b>{_esc(key.replace('_', ' ').capitalize())}:</b><br>{_fmt(card.pop(key))}</p>")
+        if card:
+            lines.append("<p><b>Other fields:</b></p><pre>" + _esc(json.dumps(card, indent=2, default=str)) + "</pre>")
+        text.setHtml("\n".join(lines))
+        buttons = QtWidgets.QDialogButtonBox(QtWidgets.QDialogButtonBox.StandardButton.Close)
+        buttons.rejected.connect(self.reject)
+        layout = QtWidgets.QVBoxLayout(self)
+        layout.addWidget(text, 1)
+        layout.addWidget(buttons)
+
+
+def _esc(text: object) -> str:
+    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _fmt(value: object) -> str:
+    if isinstance(value, (dict, list)):
+        return "<pre>" + _esc(json.dumps(value, indent=2, default=str)) + "</pre>"
+    return _esc(value)
+
+
+class ResultsPanel(QtWidgets.QWidget):
+    """Right column: Grade, Biomarkers, RNFL thickness, Timings."""
+
+    modelCardRequested = QtCore.Signal(object)  # ModelRun
+
+    def __init__(self, parent: Optional[QtWidgets.QWidget] = None) -> None:
+        super().__init__(parent)
+        self._view: Optional[AnalysisView] = None
+        self._current = 0
+
+        # Grade.
+        self.grade_section = Section("Grade")
+        self.grade_label = QtWidgets.QLabel("—")
+        self.grade_label.setObjectName("gradeLabel")
+        self.grade_label.setWordWrap(True)
+        self.bars = ProbabilityBars()
+        self.models_grid = QtWidgets.QGridLayout()
+        self.models_grid.setContentsMargins(0, 4, 0, 0)
+        self.models_grid.setHorizontalSpacing(8)
+        self.models_grid.setVerticalSpacing(3)
+        self.ensemble_note = QtWidgets.QLabel("")
+        self.ensemble_note.setObjectName("note")
+        self.ensemble_note.setWordWrap(True)
+        self.grade_section.body.addWidget(self.grade_label)
+        self.grade_section.body.addWidget(self.bars)
+        self.grade_section.body.addLayout(self.models_grid)
+        self.grade_section.body.addWidget(self.ensemble_note)
+        self.messages_label = QtWidgets.QLabel("")
+        self.messages_label.setObjectName("warning")
+        self.messages_label.setWordWrap(True)
+        self.grade_section.body.addWidget(self.messages_label)
+
+        # Biomarkers.
+        self.bio_section = Section("Biomarkers")
+        self.bio_grid = QtWidgets.QGridLayout()
+        self.bio_grid.setHorizontalSpacing(10)
+        self.bio_grid.setVerticalSpacing(2)
+        self.bio_note = QtWidgets.QLabel("")
+        self.bio_note.setObjectName("note")
+        self.bio_note.setWordWrap(True)
+        self.bio_section.body.addLayout(self.bio_grid)
+        self.bio_section.body.addWidget(self.bio_note)
+
+        # RNFL thickness: profile along the current B-scan + en-face map.
+        self.rnfl_section = Section("RNFL thickness")
+        self.profile_plot = pg.PlotWidget()
+        self.profile_plot.setAcceptDrops(False)
+        self.profile_plot.viewport().setAcceptDrops(False)
+        self.profile_plot.setMinimumHeight(120)
+        self.profile_plot.setMenuEnabled(False)
+        self.profile_plot.setMouseEnabled(x=False, y=False)
+        self.profile_plot.showGrid(x=True, y=True, alpha=0.2)
+        self.profile_curve = self.profile_plot.plot([], [], pen=pen((255, 214, 0), 2.0))
+        self.map_box = ImageViewBox(lock_aspect=False)
+        self.map_box.setMouseEnabled(x=False, y=False)
+        self.map_view = make_graphics_view(self.map_box)
+        self.map_view.setMinimumHeight(90)
+        self.map_item = pg.ImageItem(levels=LEVELS, lut=heat_lut(threshold=0.0))
+        self.map_line = pg.PlotCurveItem(pen=pen((255, 255, 255), 1.5))
+        self.map_line.setZValue(5)
+        self.map_box.addItem(self.map_item)
+        self.map_box.addItem(self.map_line)
+        self.map_caption = QtWidgets.QLabel("")
+        self.map_caption.setObjectName("note")
+        self.map_caption.setWordWrap(True)
+        self.sectors_label = QtWidgets.QLabel("")
+        self.sectors_label.setObjectName("note")
+        self.sectors_label.setWordWrap(True)
+        self.rnfl_note = QtWidgets.QLabel("")
+        self.rnfl_note.setObjectName("note")
+        self.rnfl_note.setWordWrap(True)
+        self.rnfl_section.body.addWidget(self.profile_plot, 3)
+        self.rnfl_section.body.addWidget(self.map_caption)
+        self.rnfl_section.body.addWidget(self.map_view, 2)
+        self.rnfl_section.body.addWidget(self.sectors_label)
+        self.rnfl_section.body.addWidget(self.rnfl_note)
+
+        # Timings.
+        self.timings_label = QtWidgets.QLabel("")
+        self.timings_label.setObjectName("note")
+        self.timings_label.setWordWrap(True)
+
+        column = QtWidgets.QVBoxLayout(self)
+        column.setContentsMargins(0, 0, 0, 0)
+        column.setSpacing(6)
+        column.addWidget(self.grade_section)
+        column.addWidget(self.bio_section)
+        column.addWidget(self.rnfl_section, 1)
+        column.addWidget(self.timings_label)
+        column.addStretch(0)
+        self._column = column
+        self.clear()
+
+    # ----------------------------------------------------------------------------------------------- content
+    def clear(self, status: str = "No exam open") -> None:
+        self._view = None
+        self.grade_label.setText(status)
+        self.grade_label.setStyleSheet("font-size: 11pt; font-weight: 600; color: #b8c0c8;")
+        self.bars.set_probabilities(None)
+        _clear_layout(self.models_grid)
+        self.ensemble_note.setText("")
+        _clear_layout(self.bio_grid)
+        self.bio_note.setText("")
+        self.profile_curve.setData([], [])
+        self.map_item.clear()
+        self.map_line.setData([], [])
+        self.map_caption.setText("")
+        self.sectors_label.setText("")
+        self.rnfl_note.setText("")
+        self._set_rnfl_visible(False)
+        self.messages_label.setText("")
+        self.messages_label.hide()
+        self.timings_label.setText("")
+
+    def set_pending(self, status: str) -> None:
+        """While loading / analysing: say so, keep the layout."""
+        self.clear(status)
+
+    def set_analysis(self, view: AnalysisView, current_bscan: int = 0) -> None:
+        self.clear()
+        self._view = view
+        self._show_grade(view)
+        self._show_biomarkers(view)
+        self._show_rnfl(view)
+        self.set_current_bscan(current_bscan)
+        if view.messages:
+            self.messages_label.setText("\n".join(f"• {m}" for m in view.messages))
+            self.messages_label.show()
+        if view.timings:
+            parts = [f"{k} {v:.2f} s" for k, v in view.timings.items()]
+            self.timings_label.setText("Timings: " + " · ".join(parts))
+
+    @property
+    def analysis(self) -> Optional[AnalysisView]:
+        return self._view
+
+    def _show_grade(self, view: AnalysisView) -> None:
+        if view.grade is None or view.ensemble is None:
+            self.grade_label.setText("No grade for this exam")
+            self.grade_label.setStyleSheet("font-size: 12pt; font-weight: 700; color: #ffcc80;")
+            return
+        colour = class_colour(view.grade).name()
+        self.grade_label.setText(f"{GRADE_LABELS.get(view.grade, view.grade)}")
+        self.grade_label.setStyleSheet(f"color: {colour};")
+        self.bars.set_probabilities(view.ensemble, highlight=view.grade)
+        if view.models:
+            header = QtWidgets.QLabel("Models (click for the model card)")
+            header.setObjectName("note")
+            self.models_grid.addWidget(header, 0, 0, 1, 3)
+        for row, run in enumerate(view.models, start=1):
+            link = QtWidgets.QLabel(f'<a href="#" style="color:#90caf9;">{_esc(run.name)}</a>')
+            link.setTextFormat(QtCore.Qt.TextFormat.RichText)
+            link.setToolTip(f"{run.inputs}\n{run.weights}\nSHA-256 {run.sha256[:16]}…" if run.sha256 else run.inputs)
+            link.linkActivated.connect(lambda _href, r=run: self.modelCardRequested.emit(r))
+            inputs = QtWidgets.QLabel(run.inputs)
+            inputs.setObjectName("note")
+            top = max(run.probabilities, key=run.probabilities.get) if run.probabilities else ""
+            value = QtWidgets.QLabel(f"{top} {100 * run.probabilities.get(top, 0):.0f} %" if top else "")
+            value.setObjectName("note")
+            self.models_grid.addWidget(link, row, 0)
+            self.models_grid.addWidget(StackedBar(run.probabilities), row, 1)
+            self.models_grid.addWidget(value, row, 2)
+        self.models_grid.setColumnStretch(1, 1)
+        self.ensemble_note.setText(view.ensemble_rule)
+
+    def _show_biomarkers(self, view: AnalysisView) -> None:
+        if not view.biomarkers:
+            self.bio_note.setText(view.disc_note or "No disc/cup measurements for this exam.")
+            return
+        for row, marker in enumerate(view.biomarkers):
+            name = QtWidgets.QLabel(marker.name)
+            name.setObjectName("note")
+            value = QtWidgets.QLabel(marker.value)
+            value.setObjectName("value")
+            value.setToolTip(marker.note)
+            self.bio_grid.addWidget(name, row // 2, 2 * (row % 2))
+            self.bio_grid.addWidget(value, row // 2, 2 * (row % 2) + 1)
+        self.bio_grid.setColumnStretch(1, 1)
+        self.bio_grid.setColumnStretch(3, 1)
+        self.bio_note.setText(view.disc_note)
+
+    def _show_rnfl(self, view: AnalysisView) -> None:
+        unit = view.rnfl_unit
+        plot = self.profile_plot.getPlotItem()
+        x_unit = "mm" if view.lateral_mm else "px"
+        plot.setLabel("left", f"RNFL ({unit})")
+        plot.setLabel("bottom", f"position along the B-scan ({x_unit})")
+        if view.rnfl_profiles is None:
+            self.rnfl_note.setText("No layer segmentation for this exam.")
+            return
+        self._set_rnfl_visible(True)
+        profiles = view.rnfl_profiles
+        finite = profiles[np.isfinite(profiles)]
+        hi = float(np.percentile(finite, 99)) if finite.size else 1.0
+        plot.setYRange(0, max(hi * 1.1, 1.0), padding=0)
+        self.map_item.setImage(to_uint8_map(np.nan_to_num(profiles / max(hi, 1e-6), nan=0.0)), autoLevels=False,
+                               levels=LEVELS)
+        self.map_item.setRect(QtCore.QRectF(0, 0, profiles.shape[1], profiles.shape[0]))
+        self.map_box.autoRange(padding=0)
+        self.map_caption.setText(f"En-face RNFL map (rows = B-scans, colour 0 – {hi:.0f} {unit}); white line = current B-scan")
+        if view.rnfl_sectors:
+            self.sectors_label.setText(
+                "Sectors: " + " · ".join(f"{k} {v:.0f} {unit}" for k, v in view.rnfl_sectors.items())
+            )
+        note = f"Layers by {view.layer_method}." if view.layer_method else ""
+        if unit == "px":
+            note += " Axial scale assumed or unknown: thickness in px, not µm."
+        self.rnfl_note.setText(note.strip())
+
+    def _set_rnfl_visible(self, visible: bool) -> None:
+        for widget in (self.profile_plot, self.map_view, self.map_caption):
+            widget.setVisible(visible)
+        # With plots the RNFL box takes the spare height; without, the boxes stay compact at the top.
+        self._column.setStretchFactor(self.rnfl_section, 1 if visible else 0)
+        self._column.setStretch(self._column.count() - 1, 0 if visible else 1)
+
+    def set_current_bscan(self, index: int) -> None:
+        """Show the RNFL profile along B-scan ``index`` and mark it on the en-face map."""
+        self._current = index
+        view = self._view
+        if view is None or view.rnfl_profiles is None or not (0 <= index < len(view.rnfl_profiles)):
+            self.profile_curve.setData([], [])
+            self.map_line.setData([], [])
+            return
+        profile = view.rnfl_profiles[index]
+        x = np.arange(profile.shape[0], dtype=np.float64)
+        if view.lateral_mm:
+            x = x * view.lateral_mm
+        self.profile_curve.setData(x, profile, connect="finite")
+        width = profile.shape[0]
+        self.map_line.setData([0, width], [index + 0.5, index + 0.5])
+        self.profile_plot.getPlotItem().setTitle(f"along B-scan {index + 1}", size="9pt")

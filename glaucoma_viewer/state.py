@@ -1,0 +1,141 @@
+"""Plain result objects that cross from the worker to the UI thread (no Qt, no torch inside).
+
+The worker builds them from engine results; the widgets only read them. Arrays are display-ready: C-contiguous,
+uint8 where an image is drawn, with shapes, axis order and units in each docstring.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import numpy as np
+
+GRADE_CLASSES = ("non", "early", "mid_advanced")
+GRADE_LABELS = {"non": "non-glaucoma", "early": "early glaucoma", "mid_advanced": "mid / advanced glaucoma"}
+
+
+@dataclass
+class LoadedExam:
+    """An exam loaded and prepared for display.
+
+    Attributes:
+        key: unique within the session (source path + exam id).
+        exam: the engine's ``Exam``.
+        source: the path it came from (folder or file).
+        fundus_display: (h, w, 3) uint8 RGB, the photo downsampled to at most ``MAX_DISPLAY`` px on its long side.
+        fundus_shape: (H, W) of the original photo, or None.
+        enface: (N, W) uint8 en-face projection of the OCT (mean along depth, contrast-stretched), or None.
+        enface_aspect: displayed height of one en-face row in lateral px (B-scan spacing / lateral spacing).
+        oct_wl: suggested (window, level) for the volume from its intensity percentiles.
+        load_seconds: wall time of loading and preparing.
+    """
+
+    key: str
+    exam: Any
+    source: str
+    fundus_display: Optional[np.ndarray] = None
+    fundus_shape: Optional[tuple[int, int]] = None
+    enface: Optional[np.ndarray] = None
+    enface_aspect: float = 1.0
+    oct_wl: tuple[float, float] = (255.0, 127.5)
+    load_seconds: float = 0.0
+
+    @property
+    def exam_id(self) -> str:
+        return str(self.exam.exam_id)
+
+    @property
+    def label(self) -> str:
+        eye = getattr(self.exam, "eye", "unknown")
+        return f"{self.exam_id} {eye}" if eye != "unknown" else self.exam_id
+
+
+@dataclass
+class DiscoverResult:
+    """What a drop or an Open found: exam candidates to load, files skipped (path, reason), paths that failed."""
+
+    candidates: list[Any] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+
+
+@dataclass
+class ModelRun:
+    """One model that graded the exam.
+
+    Attributes:
+        name: model name from its card.
+        inputs: what it looked at, e.g. "fundus", "fundus + disc crop + OCT".
+        probabilities: class name -> probability (sums to 1).
+        weights: weights file name; sha256: its hash; card: the model card (dict).
+        default_weights: True when the weights are the bundled defaults.
+    """
+
+    name: str
+    inputs: str
+    probabilities: dict[str, float]
+    weights: str = ""
+    sha256: str = ""
+    card: dict[str, Any] = field(default_factory=dict)
+    default_weights: bool = True
+
+
+@dataclass
+class Biomarker:
+    """One measured value as shown: name, value with its unit ("0.62", "1.21 mm²", "812 px²"), and a note."""
+
+    name: str
+    value: str
+    note: str = ""
+
+
+@dataclass
+class AnalysisView:
+    """Everything the window shows after analysis, prepared on the worker.
+
+    Attributes:
+        grade: predicted class name (one of ``classes``) or None when no grader ran.
+        ensemble: class -> probability of the ensemble (or the single model), None when no grader ran.
+        ensemble_rule: how the ensemble combined its members (text).
+        models: every model that ran.
+        disc_contours, cup_contours: (K, 2) float (row, col) px polylines on the original photo.
+        crop_box: (r0, c0, r1, c1) px of the disc-region crop on the photo, or None.
+        disc_note: disc localisation outcome for the user (e.g. "disc not found").
+        fundus_cam: (h, w) uint8 Grad-CAM on the photo (stretched over it), or None.
+        oct_labels: (N, H, W) uint8 layer labels 0..8 per B-scan (0 = outside the retina), or None.
+        oct_cam: (N, h, w) uint8 Grad-CAM per B-scan (stretched over each B-scan), or None.
+        layer_method: which method produced the layers ("graph search", "network: <name>").
+        biomarkers: disc/cup values in display order.
+        rnfl_profiles: (N, W) float32 RNFL thickness along each B-scan, in ``rnfl_unit``; NaN where unknown.
+        rnfl_unit: "µm" when the axial scale came from the file, else "px".
+        lateral_mm: mm per lateral px when the scale is physical, else None (profile x axis then in px).
+        rnfl_sectors: sector name -> mean RNFL thickness in ``rnfl_unit``.
+        timings: stage -> seconds.
+        messages: notes for the user (missing modality, low confidence, ...).
+        default_weights: True while any model ran with the bundled default weights.
+        raw: the engine's own result object (for the CSV row and the report).
+    """
+
+    classes: tuple[str, ...] = GRADE_CLASSES
+    grade: Optional[str] = None
+    ensemble: Optional[dict[str, float]] = None
+    ensemble_rule: str = ""
+    models: list[ModelRun] = field(default_factory=list)
+    disc_contours: list[np.ndarray] = field(default_factory=list)
+    cup_contours: list[np.ndarray] = field(default_factory=list)
+    crop_box: Optional[tuple[float, float, float, float]] = None
+    disc_note: str = ""
+    fundus_cam: Optional[np.ndarray] = None
+    oct_labels: Optional[np.ndarray] = None
+    oct_cam: Optional[np.ndarray] = None
+    layer_method: str = ""
+    biomarkers: list[Biomarker] = field(default_factory=list)
+    rnfl_profiles: Optional[np.ndarray] = None
+    rnfl_unit: str = "px"
+    lateral_mm: Optional[float] = None
+    rnfl_sectors: dict[str, float] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+    messages: list[str] = field(default_factory=list)
+    default_weights: bool = True
+    raw: Any = None

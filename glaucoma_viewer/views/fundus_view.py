@@ -1,0 +1,337 @@
+"""The fundus view: photo with disc/cup contours, disc-crop box, Grad-CAM, and where the current B-scan lies.
+
+Coordinates: the view's x is the photo's column and y its row, in **original photo pixels**, even when the
+photo is displayed downsampled (the image item is stretched over the original size), so every overlay from
+the engine can be drawn in the photo's own ``(row, col)`` px.
+
+When the exam has an OCT volume but the B-scan positions on the photo are unknown, an **en-face projection**
+of the volume (one row per B-scan, computed once per volume on the worker) is shown beside the photo and
+labelled as such; the current B-scan is a line across it and a click on it selects a B-scan.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6 import QtCore, QtWidgets
+
+from glaucoma_viewer.views.common import LEVELS, ImageViewBox, gray_lut, heat_lut, make_graphics_view, pen
+
+DISC_RGB = (0, 229, 255)
+CUP_RGB = (255, 193, 7)
+LINE_RGB = (0, 230, 118)
+CROP_RGB = (236, 239, 241)
+
+
+class FundusView(QtWidgets.QWidget):
+    """Photo + overlays, and the en-face stand-in when B-scan positions are unknown.
+
+    Signals:
+        bscanSelected(int): a click on (or near) a B-scan line, or on a row of the en-face projection.
+        overlaysChanged(): a toggle or the opacity changed (the main window saves them).
+    """
+
+    bscanSelected = QtCore.Signal(int)
+    overlaysChanged = QtCore.Signal()
+
+    def __init__(self, parent: Optional[QtWidgets.QWidget] = None) -> None:
+        super().__init__(parent)
+        self._photo_shape: Optional[tuple[int, int]] = None
+        self._positions: Optional[np.ndarray] = None  # (N, 2, 2) (row, col) px
+        self._enface_rows: int = 0
+        self._enface_row_h: float = 1.0
+        self._current = 0
+
+        self.title = QtWidgets.QLabel("Fundus")
+        self.title.setObjectName("panelTitle")
+        self.disc_toggle = QtWidgets.QCheckBox("Disc + cup")
+        self.crop_toggle = QtWidgets.QCheckBox("Crop box")
+        self.cam_toggle = QtWidgets.QCheckBox("Grad-CAM")
+        self.line_toggle = QtWidgets.QCheckBox("B-scan line")
+        for box in (self.disc_toggle, self.line_toggle):
+            box.setChecked(True)
+        self.crop_toggle.setChecked(False)
+        self.cam_toggle.setChecked(False)
+        self.opacity = QtWidgets.QSlider(QtCore.Qt.Orientation.Horizontal)
+        self.opacity.setRange(0, 100)
+        self.opacity.setValue(45)
+        self.opacity.setFixedWidth(80)
+        self.opacity.setToolTip("Grad-CAM opacity")
+        self.fit_button = QtWidgets.QToolButton()
+        self.fit_button.setText("Fit")
+        self.fit_button.setToolTip("Fit the image to the view (zoom: wheel, pan: drag)")
+
+        header = QtWidgets.QHBoxLayout()
+        header.setContentsMargins(6, 2, 6, 2)
+        header.addWidget(self.title)
+        header.addStretch(1)
+        for w in (self.disc_toggle, self.crop_toggle, self.cam_toggle, self.opacity, self.line_toggle, self.fit_button):
+            header.addWidget(w)
+
+        # Photo pane.
+        self.photo_box = ImageViewBox(wheel_steps_slices=False, lock_aspect=True)
+        self.photo_view = make_graphics_view(self.photo_box)
+        self.photo_item = pg.ImageItem(levels=LEVELS)
+        self.cam_item = pg.ImageItem(levels=LEVELS, lut=heat_lut())
+        self.cam_item.setZValue(5)
+        self.photo_box.addItem(self.photo_item)
+        self.photo_box.addItem(self.cam_item)
+        self.disc_curves: list[pg.PlotCurveItem] = []
+        self.cup_curves: list[pg.PlotCurveItem] = []
+        self.crop_item = pg.PlotCurveItem(pen=pen(CROP_RGB, 1.5, 220, QtCore.Qt.PenStyle.DashLine))
+        self.crop_item.setZValue(9)
+        self.photo_box.addItem(self.crop_item)
+        self.area_item = pg.PlotCurveItem(pen=pen(LINE_RGB, 1.0, 130, QtCore.Qt.PenStyle.DashLine))
+        self.line_item = pg.PlotCurveItem(pen=pen(LINE_RGB, 3.0))
+        for z, item in ((10, self.area_item), (11, self.line_item)):
+            item.setZValue(z)
+            self.photo_box.addItem(item)
+        self.photo_placeholder = pg.TextItem("", color=(150, 160, 170), anchor=(0.5, 0.5))
+        self.photo_box.addItem(self.photo_placeholder)
+
+        # En-face pane (only when positions are unknown).
+        self.enface_title = QtWidgets.QLabel("OCT en-face projection")
+        self.enface_title.setObjectName("subTitle")
+        self.enface_title.setToolTip(
+            "Mean intensity of each B-scan along depth, one row per B-scan (top = first B-scan).\n"
+            "It stands in for the photo because the B-scan positions on the photo are unknown."
+        )
+        self.enface_box = ImageViewBox(wheel_steps_slices=False, lock_aspect=True)
+        self.enface_view = make_graphics_view(self.enface_box)
+        self.enface_item = pg.ImageItem(levels=LEVELS, lut=gray_lut())
+        self.enface_line = pg.PlotCurveItem(pen=pen(LINE_RGB, 3.0))
+        self.enface_line.setZValue(10)
+        self.enface_box.addItem(self.enface_item)
+        self.enface_box.addItem(self.enface_line)
+        self.enface_pane = QtWidgets.QWidget()
+        lay = QtWidgets.QVBoxLayout(self.enface_pane)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.setSpacing(2)
+        lay.addWidget(self.enface_title)
+        lay.addWidget(self.enface_view, 1)
+        self.enface_pane.hide()
+
+        self.splitter = QtWidgets.QSplitter(QtCore.Qt.Orientation.Horizontal)
+        self.splitter.addWidget(self.photo_view)
+        self.splitter.addWidget(self.enface_pane)
+        self.splitter.setStretchFactor(0, 3)
+        self.splitter.setStretchFactor(1, 2)
+        self.splitter.setChildrenCollapsible(False)
+
+        self.note = QtWidgets.QLabel("")
+        self.note.setObjectName("note")
+        self.note.setWordWrap(True)
+        self.note.hide()
+
+        layout = QtWidgets.QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(0)
+        layout.addLayout(header)
+        layout.addWidget(self.splitter, 1)
+        layout.addWidget(self.note)
+
+        for box in (self.disc_toggle, self.crop_toggle, self.cam_toggle, self.line_toggle):
+            box.toggled.connect(self._apply_visibility)
+        self.opacity.valueChanged.connect(self._apply_visibility)
+        self.fit_button.clicked.connect(self.fit)
+        self.photo_box.clicked.connect(self._photo_clicked)
+        self.enface_box.clicked.connect(self._enface_clicked)
+        self.clear()
+
+    # ----------------------------------------------------------------------------------------------- content
+    def clear(self, message: str = "Drop a patient folder or image here, or use File > Open folder…") -> None:
+        """Back to the empty state with ``message`` in the middle."""
+        self._photo_shape = None
+        self._positions = None
+        self._enface_rows = 0
+        self.photo_item.clear()
+        self.cam_item.clear()
+        self.enface_item.clear()
+        self.set_disc_overlay([], [], None)
+        self.line_item.setData([], [])
+        self.area_item.setData([], [])
+        self.enface_line.setData([], [])
+        self.enface_pane.hide()
+        self.note.hide()
+        self.title.setText("Fundus")
+        self.photo_placeholder.setText(message)
+        self.photo_placeholder.setPos(0, 0)
+        self.photo_placeholder.show()
+        self.photo_box.setRange(xRange=(-1, 1), yRange=(-1, 1), padding=0)
+
+    def set_photo(self, display: Optional[np.ndarray], shape: Optional[tuple[int, int]], title: str = "Fundus") -> None:
+        """Show ``display`` ((h, w, 3) uint8 RGB, possibly downsampled) stretched over the original ``shape`` (H, W)."""
+        self.title.setText(title)
+        if display is None or shape is None:
+            self._photo_shape = None
+            self.photo_item.clear()
+            self.photo_placeholder.setText("No fundus photo in this exam")
+            self.photo_placeholder.setPos(0, 0)
+            self.photo_placeholder.show()
+            self.photo_box.setRange(xRange=(-1, 1), yRange=(-1, 1), padding=0)
+            return
+        self.photo_placeholder.hide()
+        self._photo_shape = (int(shape[0]), int(shape[1]))
+        self.photo_item.setImage(np.ascontiguousarray(display), autoLevels=False, levels=LEVELS)
+        self.photo_item.setRect(QtCore.QRectF(0, 0, shape[1], shape[0]))
+        self.fit()
+
+    def set_geometry(self, positions: Optional[np.ndarray], n_bscans: int, enface: Optional[np.ndarray],
+                     enface_aspect: float = 1.0) -> None:
+        """B-scan geometry: ``positions`` (N, 2, 2) (row, col) px on the photo, else the ``enface`` (N, W) uint8.
+
+        ``enface_aspect`` is the displayed height of one en-face row in lateral px (1.0 when unknown).
+        """
+        self._positions = None if positions is None else np.asarray(positions, np.float32)
+        if self._positions is not None and self._photo_shape is not None:
+            first, last = self._positions[0], self._positions[-1]
+            quad = np.array([first[0], first[1], last[1], last[0], first[0]])
+            self.area_item.setData(quad[:, 1], quad[:, 0])
+            self.enface_pane.hide()
+            self.note.hide()
+        else:
+            self.area_item.setData([], [])
+        if self._positions is None and enface is not None and n_bscans > 0:
+            self._enface_rows = int(enface.shape[0])
+            self._enface_row_h = float(enface_aspect)
+            self.enface_item.setImage(np.ascontiguousarray(enface), autoLevels=False, levels=LEVELS)
+            self.enface_item.setRect(QtCore.QRectF(0, 0, enface.shape[1], enface.shape[0] * self._enface_row_h))
+            self.enface_pane.show()
+            self.enface_box.autoRange(padding=0.02)
+            self.note.setText(
+                "B-scan positions on the photo are unknown: the OCT en-face projection stands in "
+                "(click a row to open that B-scan)."
+            )
+            self.note.show()
+            if self._photo_shape is None:
+                self.photo_view.hide()
+            else:
+                self.photo_view.show()
+        else:
+            self._enface_rows = 0
+            self.enface_pane.hide()
+            self.photo_view.show()
+        self.set_current(self._current)
+
+    def set_disc_overlay(
+        self,
+        disc: Sequence[np.ndarray],
+        cup: Sequence[np.ndarray],
+        crop_box: Optional[tuple[float, float, float, float]],
+    ) -> None:
+        """Contours as (K, 2) float (row, col) px polylines (closed by us); ``crop_box`` (r0, c0, r1, c1) px."""
+        for curves in (self.disc_curves, self.cup_curves):
+            for curve in curves:
+                self.photo_box.removeItem(curve)
+            curves.clear()
+        for contours, rgb, curves in ((disc, DISC_RGB, self.disc_curves), (cup, CUP_RGB, self.cup_curves)):
+            for poly in contours:
+                poly = np.asarray(poly, np.float64)
+                if len(poly) < 3:
+                    continue
+                closed = np.vstack([poly, poly[:1]])
+                curve = pg.PlotCurveItem(closed[:, 1], closed[:, 0], pen=pen(rgb, 2.0))
+                curve.setZValue(8)
+                self.photo_box.addItem(curve)
+                curves.append(curve)
+        if crop_box is None:
+            self.crop_item.setData([], [])
+        else:
+            r0, c0, r1, c1 = crop_box
+            self.crop_item.setData([c0, c1, c1, c0, c0], [r0, r0, r1, r1, r0])
+        self._apply_visibility()
+
+    def set_cam(self, cam: Optional[np.ndarray]) -> None:
+        """Grad-CAM heat map over the photo: (h, w) uint8 (0..255), stretched over the photo."""
+        if cam is None or self._photo_shape is None:
+            self.cam_item.clear()
+            self.cam_toggle.setEnabled(False)
+        else:
+            self.cam_item.setImage(np.ascontiguousarray(cam), autoLevels=False, levels=LEVELS)
+            self.cam_item.setRect(QtCore.QRectF(0, 0, self._photo_shape[1], self._photo_shape[0]))
+            self.cam_toggle.setEnabled(True)
+        self._apply_visibility()
+
+    def set_current(self, index: int) -> None:
+        """Move the B-scan line (photo or en-face) to B-scan ``index``."""
+        self._current = int(index)
+        if self._positions is not None and 0 <= index < len(self._positions):
+            (r0, c0), (r1, c1) = self._positions[index]
+            self.line_item.setData([c0, c1], [r0, r1])
+        else:
+            self.line_item.setData([], [])
+        if self._enface_rows and 0 <= index < self._enface_rows:
+            y = (index + 0.5) * self._enface_row_h
+            width = self.enface_item.width() or 1
+            self.enface_line.setData([0, width], [y, y])
+        else:
+            self.enface_line.setData([], [])
+
+    # ----------------------------------------------------------------------------------------------- state
+    def overlay_state(self) -> dict[str, object]:
+        return {
+            "disc": self.disc_toggle.isChecked(),
+            "crop": self.crop_toggle.isChecked(),
+            "cam": self.cam_toggle.isChecked(),
+            "line": self.line_toggle.isChecked(),
+            "cam_opacity": self.opacity.value(),
+        }
+
+    def restore_overlay_state(self, state: dict[str, object]) -> None:
+        toggles = {"disc": self.disc_toggle, "crop": self.crop_toggle, "cam": self.cam_toggle, "line": self.line_toggle}
+        for key, box in toggles.items():
+            if key in state:
+                box.setChecked(bool(state[key]))
+        if "cam_opacity" in state:
+            self.opacity.setValue(int(state["cam_opacity"]))  # type: ignore[arg-type]
+
+    def fit(self) -> None:
+        if self._photo_shape is not None:
+            self.photo_box.autoRange(items=[self.photo_item], padding=0.01)
+        if self._enface_rows:
+            self.enface_box.autoRange(items=[self.enface_item], padding=0.02)
+
+    def _apply_visibility(self, *_: object) -> None:
+        for curve in self.disc_curves + self.cup_curves:
+            curve.setVisible(self.disc_toggle.isChecked())
+        self.crop_item.setVisible(self.crop_toggle.isChecked())
+        self.cam_item.setVisible(self.cam_toggle.isChecked() and self.cam_toggle.isEnabled())
+        self.cam_item.setOpacity(self.opacity.value() / 100.0)
+        self.opacity.setEnabled(self.cam_toggle.isChecked() and self.cam_toggle.isEnabled())
+        self.line_item.setVisible(self.line_toggle.isChecked())
+        self.area_item.setVisible(self.line_toggle.isChecked())
+        self.enface_line.setVisible(self.line_toggle.isChecked())
+        self.overlaysChanged.emit()
+
+    # ----------------------------------------------------------------------------------------------- clicks
+    def bscan_at(self, row: float, col: float) -> Optional[int]:
+        """The B-scan whose line passes nearest to (row, col) px on the photo, if within reach of one."""
+        if self._positions is None or len(self._positions) == 0:
+            return None
+        starts, ends = self._positions[:, 0, :], self._positions[:, 1, :]
+        d = ends - starts
+        length2 = np.maximum((d**2).sum(axis=1), 1e-9)
+        p = np.array([row, col], np.float32)
+        t = np.clip(((p - starts) * d).sum(axis=1) / length2, 0.0, 1.0)
+        nearest = starts + t[:, None] * d
+        dist = np.sqrt(((nearest - p) ** 2).sum(axis=1))
+        k = int(np.argmin(dist))
+        spacing = float(np.median(np.linalg.norm(np.diff(starts, axis=0), axis=1))) if len(starts) > 1 else 0.0
+        reach = max(8.0, 2.0 * spacing) if self._photo_shape is None else max(
+            8.0, 2.0 * spacing, 0.01 * max(self._photo_shape)
+        )
+        return k if dist[k] <= reach else None
+
+    def _photo_clicked(self, x: float, y: float) -> None:
+        k = self.bscan_at(y, x)
+        if k is not None:
+            self.bscanSelected.emit(k)
+
+    def _enface_clicked(self, x: float, y: float) -> None:
+        if not self._enface_rows:
+            return
+        k = int(np.floor(y / self._enface_row_h))
+        if 0 <= k < self._enface_rows:
+            self.bscanSelected.emit(k)

@@ -1,0 +1,682 @@
+"""The only bridge between the window and ``engine``: everything slow runs here, off the UI thread.
+
+Two ways to run work, and no others (napari's ``_qt/qthreading.py`` and ``_layer_slicer.py`` patterns):
+
+- :class:`Worker` runs **one-shot jobs** (discover, load, grade, batch export, report data) on a
+  ``QThreadPool``. A job is a plain function ``fn(*args, progress=..., cancel=..., **kwargs)`` that returns a
+  plain result object; it reaches the UI thread through the ``finished`` / ``failed`` / ``progress`` signals of
+  its :class:`JobHandle`. ``engine.progress.CancelToken`` cancels it cooperatively.
+- :class:`LatestOnlyExecutor` runs **scroll-driven work** (the overlays of the current slice): an immutable
+  request on a one-thread pool; a new request supersedes the pending one and cancels the running one; only the
+  response to the newest request is delivered.
+
+Only the UI thread touches widgets: jobs never receive a widget, and their signals are delivered on the UI
+thread (queued connections to a ``QObject`` that lives there). ``synchronous=True`` runs every job inline, for
+tests that want determinism without an event loop.
+
+Heavy modules (torch, MONAI, the pipeline) are imported inside the job functions, never at module level.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
+
+import numpy as np
+from PySide6 import QtCore
+
+from engine.progress import Cancelled, CancelToken
+
+if TYPE_CHECKING:  # pragma: no cover
+    from glaucoma_viewer.state import AnalysisView, DiscoverResult, LoadedExam
+
+
+@dataclass(frozen=True)
+class JobFailure:
+    """Why a job did not return a result.
+
+    Attributes:
+        message: one line fit for a status bar or a list row (no traceback).
+        detail: the full traceback text for "Details…", empty for expected errors and cancels.
+        cancelled: True when the job stopped because its token was cancelled.
+    """
+
+    message: str
+    detail: str = ""
+    cancelled: bool = False
+
+
+def user_message(exc: BaseException) -> str:
+    """A one-line message for ``exc``: engine errors already read well; others get their type name."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    expected = _expected_error_types()
+    if isinstance(exc, expected):
+        return text or type(exc).__name__
+    if isinstance(exc, MemoryError):
+        return "not enough memory for this exam"
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _expected_error_types() -> tuple[type, ...]:
+    """Error types whose message is written for users (no traceback needed)."""
+    from engine.io.errors import ExamLoadError
+
+    types: list[type] = [ExamLoadError, FileNotFoundError, PermissionError]
+    try:
+        from engine.models.checkpoint import CheckpointError
+
+        types.append(CheckpointError)
+    except ImportError:  # pragma: no cover - the checkpoint module is part of the foundation
+        pass
+    return tuple(types)
+
+
+class JobSignals(QtCore.QObject):
+    """Lives on the UI thread; emitted from the pool thread, so every connection is queued."""
+
+    finished = QtCore.Signal(object)
+    failed = QtCore.Signal(object)
+    progress = QtCore.Signal(float, str)
+
+
+class JobHandle:
+    """What ``Worker.submit`` returns: the job's signals, its cancel token and its state."""
+
+    def __init__(self, name: str, signals: JobSignals, token: CancelToken) -> None:
+        self.name = name
+        self.signals = signals
+        self.token = token
+        self.state = "queued"  # queued -> running -> finished | failed | cancelled
+        self.result: Any = None
+        self.failure: Optional[JobFailure] = None
+        self.started_at: Optional[float] = None
+        self.ended_at: Optional[float] = None
+
+    def cancel(self) -> None:
+        self.token.cancel()
+
+    @property
+    def is_active(self) -> bool:
+        return self.state in ("queued", "running")
+
+    def __repr__(self) -> str:  # pragma: no cover - debugging aid
+        return f"<JobHandle {self.name!r} {self.state}>"
+
+
+class _Runnable(QtCore.QRunnable):
+    def __init__(self, fn: Callable[..., Any], args: tuple, kwargs: dict, handle: JobHandle, min_interval: float):
+        super().__init__()
+        self.setAutoDelete(True)
+        self._fn, self._args, self._kwargs, self._handle = fn, args, kwargs, handle
+        self._min_interval = min_interval
+        self._last_progress = 0.0
+
+    def _progress(self, fraction: float, message: str) -> None:
+        # Rate-limit progress so a chatty engine function cannot flood the UI thread's event queue.
+        now = time.perf_counter()
+        if fraction < 1.0 and now - self._last_progress < self._min_interval:
+            return
+        self._last_progress = now
+        self._handle.signals.progress.emit(float(fraction), str(message))
+
+    def run(self) -> None:
+        handle = self._handle
+        handle.started_at = time.perf_counter()
+        if handle.token.cancelled:
+            handle.failure = JobFailure("cancelled", cancelled=True)
+            handle.state = "cancelled"
+        else:
+            handle.state = "running"
+            try:
+                handle.result = self._fn(*self._args, progress=self._progress, cancel=handle.token, **self._kwargs)
+                handle.state = "finished"
+            except Cancelled:
+                handle.failure = JobFailure("cancelled", cancelled=True)
+                handle.state = "cancelled"
+            except BaseException as exc:  # noqa: BLE001 - a job never takes the app down
+                expected = isinstance(exc, _expected_error_types())
+                detail = "" if expected else traceback.format_exc()
+                handle.failure = JobFailure(user_message(exc), detail)
+                handle.state = "failed"
+        handle.ended_at = time.perf_counter()
+        # Drop references to inputs before signalling, so big arrays are freed as soon as the UI is done.
+        self._fn = self._args = self._kwargs = None  # type: ignore[assignment]
+        if handle.state == "finished":
+            handle.signals.finished.emit(handle.result)
+        else:
+            handle.signals.failed.emit(handle.failure)
+
+
+class Worker(QtCore.QObject):
+    """One-shot jobs on a thread pool, with finished / failed / progress signals.
+
+    Args:
+        max_threads: threads of the pool (2: one exam can load while another grades).
+        synchronous: run each job inline inside ``submit`` (tests).
+    """
+
+    active_changed = QtCore.Signal(int)  # number of queued + running jobs
+
+    def __init__(self, parent: Optional[QtCore.QObject] = None, max_threads: int = 2, synchronous: bool = False):
+        super().__init__(parent)
+        self.synchronous = synchronous
+        self._pool = QtCore.QThreadPool(self)
+        self._pool.setMaxThreadCount(max(1, max_threads))
+        self._pool.setExpiryTimeout(2000)  # idle threads end soon: nothing lingers at exit
+        self._handles: list[JobHandle] = []
+        self._lock = threading.Lock()
+
+    def submit(
+        self,
+        fn: Callable[..., Any],
+        *args: Any,
+        name: str = "",
+        on_finished: Optional[Callable[[Any], None]] = None,
+        on_failed: Optional[Callable[[JobFailure], None]] = None,
+        on_progress: Optional[Callable[[float, str], None]] = None,
+        token: Optional[CancelToken] = None,
+        priority: int = 0,
+        progress_interval: float = 0.05,
+        **kwargs: Any,
+    ) -> JobHandle:
+        """Run ``fn(*args, progress=cb, cancel=token, **kwargs)`` off the UI thread; return its handle."""
+        signals = JobSignals()
+        handle = JobHandle(name or getattr(fn, "__name__", "job"), signals, token or CancelToken())
+        # One closure per outcome: the user's callback runs first, then the job stops counting as active,
+        # so "nothing active" always means "every result was delivered".
+        def finished(result: Any, h: JobHandle = handle) -> None:
+            try:
+                if on_finished is not None:
+                    on_finished(result)
+            finally:
+                self._forget(h)
+
+        def failed(failure: JobFailure, h: JobHandle = handle) -> None:
+            try:
+                if on_failed is not None:
+                    on_failed(failure)
+            finally:
+                self._forget(h)
+
+        signals.finished.connect(finished)
+        signals.failed.connect(failed)
+        if on_progress is not None:
+            signals.progress.connect(on_progress)
+        with self._lock:
+            self._handles.append(handle)
+        self.active_changed.emit(self.active_count)
+        runnable = _Runnable(fn, args, kwargs, handle, 0.0 if self.synchronous else progress_interval)
+        if self.synchronous:
+            runnable.run()
+        else:
+            self._pool.start(runnable, priority)
+        return handle
+
+    def _forget(self, handle: JobHandle) -> None:
+        with self._lock:
+            if handle in self._handles:
+                self._handles.remove(handle)
+        self.active_changed.emit(self.active_count)
+
+    @property
+    def active_count(self) -> int:
+        """Jobs queued, running, or finished but not yet delivered to the UI thread."""
+        with self._lock:
+            return len(self._handles)
+
+    def handles(self) -> list[JobHandle]:
+        with self._lock:
+            return list(self._handles)
+
+    def cancel_all(self) -> None:
+        for handle in self.handles():
+            handle.cancel()
+
+    def shutdown(self, timeout_ms: int = 10000) -> bool:
+        """Cancel everything, drop queued jobs, wait for running ones; True when the pool is empty."""
+        self.cancel_all()
+        self._pool.clear()
+        ok = self._pool.waitForDone(timeout_ms)
+        return bool(ok)
+
+    def wait(self, timeout_ms: int = -1) -> bool:
+        """Block until the pool is idle (tests, screenshot mode); signals are still delivered afterwards."""
+        return bool(self._pool.waitForDone(timeout_ms))
+
+    def thread_count(self) -> int:
+        return self._pool.activeThreadCount()
+
+
+@dataclass(frozen=True)
+class SliceRequest:
+    """An immutable description of scroll-driven work: what to compute for which slice.
+
+    ``key`` identifies the data (for example the exam id and overlay kind); ``index`` is the slice.
+    """
+
+    key: Any
+    index: int
+
+
+class LatestOnlyExecutor(QtCore.QObject):
+    """Scroll-driven work on one thread: the newest request wins, older ones are dropped or cancelled.
+
+    ``request(req, fn, on_done)`` runs ``fn(req, cancel)`` on the executor thread and calls ``on_done(req,
+    result)`` on the UI thread, but only if no newer request arrived meanwhile. A request made while another
+    waits replaces it; a request made while another runs cancels the running one's token.
+    """
+
+    _delivered = QtCore.Signal(object, object, object)  # (generation, request, result)
+
+    def __init__(self, parent: Optional[QtCore.QObject] = None, synchronous: bool = False):
+        super().__init__(parent)
+        self.synchronous = synchronous
+        self._pool = QtCore.QThreadPool(self)
+        self._pool.setMaxThreadCount(1)
+        self._pool.setExpiryTimeout(2000)
+        self._generation = 0
+        self._token: Optional[CancelToken] = None
+        self._callbacks: dict[int, Callable[[Any, Any], None]] = {}
+        self._delivered.connect(self._deliver)
+        self.dropped = 0  # superseded requests, for tests and benchmarks
+
+    def request(self, req: SliceRequest, fn: Callable[[Any, CancelToken], Any], on_done: Callable[[Any, Any], None]):
+        if self._token is not None:
+            self._token.cancel()
+        self._generation += 1
+        generation = self._generation
+        token = self._token = CancelToken()
+        self._callbacks = {generation: on_done}
+
+        def run() -> None:
+            if generation != self._generation or token.cancelled:
+                self.dropped += 1
+                return
+            try:
+                result = fn(req, token)
+            except Cancelled:
+                self.dropped += 1
+                return
+            except Exception as exc:  # noqa: BLE001 - an overlay failure must not take the view down
+                result = JobFailure(user_message(exc), traceback.format_exc())
+            self._delivered.emit(generation, req, result)
+
+        if self.synchronous:
+            run()
+        else:
+            self._pool.start(run)
+
+    def _deliver(self, generation: int, req: Any, result: Any) -> None:
+        callback = self._callbacks.get(generation)
+        if generation != self._generation or callback is None:
+            self.dropped += 1
+            return
+        callback(req, result)
+
+    def shutdown(self, timeout_ms: int = 5000) -> bool:
+        if self._token is not None:
+            self._token.cancel()
+        self._generation += 1
+        self._pool.clear()
+        return bool(self._pool.waitForDone(timeout_ms))
+
+
+# =================================================================================================== jobs
+# Plain functions run by ``Worker.submit``: engine in, plain result objects (glaucoma_viewer.state) out.
+# Heavy imports (the pipeline pulls in torch and MONAI) happen inside them, on the pool thread.
+
+MAX_DISPLAY = 2048
+"""Longest side (px) of the photo as drawn; larger photos are shown downsampled, overlays stay in original px."""
+
+
+def candidate_identity(candidate: Any, source: str = "") -> tuple[str, str, str]:
+    """``(key, label, source)`` of something ``discover_paths`` found (or of an already loaded ``Exam``)."""
+    exam_id = getattr(candidate, "exam_id", None) or getattr(candidate, "id", None) or "exam"
+    src = source or str(getattr(candidate, "path", "") or getattr(candidate, "source", "") or "")
+    if not src:
+        files = getattr(getattr(candidate, "provenance", None), "files", None) or []
+        src = str(files[0].path) if files else ""
+    key = f"{src}::{exam_id}" if src else f"{exam_id}::{id(candidate)}"
+    return key, str(exam_id), src
+
+
+def discover_paths(paths: Sequence[str], progress=None, cancel=None) -> "DiscoverResult":
+    """Find the exams in ``paths`` (folders and/or files) and every file skipped, with the reason."""
+    from glaucoma_viewer.state import DiscoverResult
+
+    from engine.io import discover as disc  # type: ignore[attr-defined]
+
+    found = disc.discover([Path(p) for p in paths], progress=progress, cancel=cancel)
+    skipped = [(str(s.path), str(s.reason)) for s in getattr(found, "skipped", [])]
+    failed = [(str(f.path), str(f.reason)) for f in getattr(found, "failed", [])]
+    return DiscoverResult(candidates=list(found.exams), skipped=skipped, failed=failed)
+
+
+def load_exam(candidate: Any, key: str, source: str, progress=None, cancel=None) -> "LoadedExam":
+    """Load one discovered exam (or take an ``Exam`` as is) and prepare what the views draw."""
+    from engine.io.exam import Exam
+    from engine.progress import check, report
+
+    t0 = time.perf_counter()
+    if isinstance(candidate, Exam):
+        exam = candidate
+    else:
+        from engine.io import discover as disc  # type: ignore[attr-defined]
+
+        exam = disc.load_exam(candidate, progress=progress, cancel=cancel)
+    check(cancel)
+    report(progress, 0.9, "preparing the display")
+    loaded = prepare_display(exam, key, source)
+    loaded.load_seconds = time.perf_counter() - t0
+    return loaded
+
+
+def prepare_display(exam: Any, key: str, source: str) -> "LoadedExam":
+    """The display arrays of an exam: a downsampled photo, the en-face projection, a window/level suggestion."""
+    import cv2
+
+    from glaucoma_viewer.state import LoadedExam
+
+    loaded = LoadedExam(key=key, exam=exam, source=source)
+    if exam.fundus is not None:
+        h, w = exam.fundus.shape[:2]
+        loaded.fundus_shape = (h, w)
+        scale = MAX_DISPLAY / max(h, w)
+        if scale < 1.0:
+            size = (max(1, int(round(w * scale))), max(1, int(round(h * scale))))
+            loaded.fundus_display = np.ascontiguousarray(cv2.resize(exam.fundus, size, interpolation=cv2.INTER_AREA))
+        else:
+            loaded.fundus_display = np.ascontiguousarray(exam.fundus)
+    if exam.oct is not None and len(exam.oct):
+        volume = exam.oct
+        n, _, w = volume.shape
+        # Percentiles on a strided sample (about 1 M voxels) are enough for a window/level suggestion.
+        step = max(1, int(round((volume.size / 1_000_000) ** (1 / 3))))
+        sample = volume[::step, ::step, ::step]
+        lo, hi = np.percentile(sample, [1.0, 99.7])
+        hi = max(float(hi), float(lo) + 8.0)
+        loaded.oct_wl = (float(hi - lo), float((hi + lo) / 2.0))
+        if exam.bscan_positions is None and n > 1:
+            loaded.enface = enface_projection(volume)
+            spacing = exam.oct_spacing
+            if spacing is not None and len(spacing.mm) == 3:
+                loaded.enface_aspect = float(spacing.mm[0] / spacing.mm[2])
+            else:
+                loaded.enface_aspect = float(w) / float(n)  # unknown: draw the cube square
+    return loaded
+
+
+def enface_projection(volume: np.ndarray) -> np.ndarray:
+    """(N, H, W) uint8 -> (N, W) uint8: mean along depth, stretched between the 0.5th and 99.5th percentiles.
+
+    Computed once per volume (it reads every voxel), in slabs so no float copy of the volume is made.
+    """
+    n, h, w = volume.shape
+    out = np.empty((n, w), np.float32)
+    for start in range(0, n, 16):
+        out[start : start + 16] = volume[start : start + 16].mean(axis=1, dtype=np.float32)
+    lo, hi = np.percentile(out, [0.5, 99.5])
+    scaled = (out - lo) * (255.0 / max(float(hi - lo), 1e-3))
+    return np.ascontiguousarray(np.clip(scaled, 0, 255).astype(np.uint8))
+
+
+LEVEL_WORDS = {"fundus": "fundus", "disc": "disc crop", "oct": "OCT"}
+
+
+def analyse_exam(loaded: "LoadedExam", progress=None, cancel=None, models: Any = None) -> "AnalysisView":
+    """Disc/cup, layers, grade and Grad-CAM for one loaded exam (``engine.pipeline.grade``), ready to draw.
+
+    When no grader fits (no weights, a modality no model takes) the disc/cup and layer analyses still run and
+    the view says why there is no grade.
+    """
+    from engine import pipeline
+    from engine.progress import check, report
+    from glaucoma_viewer.state import AnalysisView
+
+    exam = loaded.exam
+    view = AnalysisView()
+    t0 = time.perf_counter()
+    result = None
+    try:
+        result = pipeline.grade(exam, models=models, progress=progress, cancel=cancel)
+    except pipeline.GradingError as err:
+        view.messages.append(f"No grade: {err}")
+        check(cancel)
+        disc, layers, timings = _analyses_without_grade(exam, view.messages, progress, cancel)
+        view.timings.update(timings)
+    else:
+        disc, layers = result.disc, result.layers
+        _fill_grade(view, result, default_weights=models is None)
+        view.messages.extend(result.warnings)
+        view.timings.update({k: float(v) for k, v in result.timings.items() if k != "total"})
+    check(cancel)
+    report(progress, 0.97, "preparing overlays")
+    _fill_disc(view, exam, disc, result, loaded)
+    _fill_layers(view, exam, layers)
+    _fill_cams(view, result, loaded)
+    view.raw = result
+    view.timings["analysis total"] = time.perf_counter() - t0
+    return view
+
+
+def _analyses_without_grade(exam: Any, messages: list[str], progress, cancel) -> tuple[Any, Any, dict[str, float]]:
+    """The disc/cup and OCT-layer analyses on their own (public engine entry points), each timed."""
+    from engine.progress import check, report
+
+    disc = layers = None
+    timings: dict[str, float] = {}
+    if exam.fundus is not None:
+        report(progress, 0.1, "optic disc and cup")
+        t = time.perf_counter()
+        try:
+            from engine.fundus import analyse_disc  # type: ignore[attr-defined]
+
+            disc = analyse_disc(exam.fundus, spacing=exam.fundus_spacing)
+        except ImportError:
+            pass
+        except Exception as err:  # noqa: BLE001 - one failed analysis must not hide the other
+            messages.append(f"disc/cup analysis failed: {user_message(err)}")
+        timings["disc"] = time.perf_counter() - t
+    check(cancel)
+    if exam.oct is not None:
+        report(progress, 0.4, "OCT layers")
+        t = time.perf_counter()
+        try:
+            from engine.oct import analyse_oct  # type: ignore[attr-defined]
+
+            layers = analyse_oct(exam)
+        except ImportError:
+            pass
+        except Exception as err:  # noqa: BLE001
+            messages.append(f"OCT layer analysis failed: {user_message(err)}")
+        timings["oct_layers"] = time.perf_counter() - t
+    return disc, layers, timings
+
+
+def _fill_grade(view: "AnalysisView", result: Any, default_weights: bool) -> None:
+    from glaucoma_viewer.state import ModelRun
+
+    classes = tuple(result.classes)
+    view.classes = classes
+    view.grade = result.grade_name
+    view.ensemble = {c: float(p) for c, p in zip(classes, result.probabilities)}
+    for name in result.models_used:
+        pred = result.per_model.get(name)
+        if pred is None:
+            continue
+        card = dict(result.model_cards.get(name, {}))
+        view.models.append(ModelRun(
+            name=name,
+            inputs=" + ".join(LEVEL_WORDS.get(lv, lv) for lv in pred.levels),
+            probabilities={c: float(p) for c, p in zip(classes, pred.probabilities)},
+            weights=str(card.get("weights", card.get("file", ""))),
+            sha256=result.weights_sha256.get(name, pred.sha256),
+            card=card,
+            default_weights=default_weights,
+        ))
+    view.default_weights = default_weights
+    ens = result.ensemble or {}
+    n = len(view.models)
+    if n <= 1:
+        view.ensemble_rule = "One model graded this exam."
+    elif ens.get("method") == "mode":
+        tie = ens.get("tie") or "first"
+        broken = f"; this tie was broken by {ens['tie_broken_by']}" if ens.get("tie_broken_by") else ""
+        view.ensemble_rule = f"Ensemble of {n} models: majority vote (tie: {tie}){broken}."
+    else:
+        view.ensemble_rule = f"Ensemble of {n} models: mean of their probabilities."
+    if result.models_skipped:
+        view.messages.append(
+            "Not run: " + "; ".join(f"{name} ({why})" for name, why in result.models_skipped.items())
+        )
+
+
+def mask_contours(mask: Optional[np.ndarray]) -> list[np.ndarray]:
+    """Outer contours of a (H, W) bool/uint8 mask as (K, 2) float32 (row, col) px polylines, largest first."""
+    import cv2
+
+    if mask is None:
+        return []
+    mask = np.asarray(mask)
+    if mask.ndim != 2 or not mask.any():
+        return []
+    contours, _ = cv2.findContours((mask > 0).astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    polys = [c[:, 0, ::-1].astype(np.float32) for c in sorted(contours, key=cv2.contourArea, reverse=True)]
+    return [p for p in polys if len(p) >= 3]
+
+
+def _field(obj: Any, *names: str) -> Any:
+    """The first of ``names`` present on ``obj`` (attribute or mapping key), else None."""
+    if obj is None:
+        return None
+    for name in names:
+        if isinstance(obj, dict) and name in obj:
+            return obj[name]
+        value = getattr(obj, name, None)
+        if value is not None:
+            return value
+    return None
+
+
+def _fill_disc(view: "AnalysisView", exam: Any, disc: Any, result: Any, loaded: "LoadedExam") -> None:
+    if exam.fundus is None:
+        return
+    view.disc_contours = mask_contours(_field(disc, "disc_mask"))
+    view.cup_contours = mask_contours(_field(disc, "cup_mask"))
+    box = getattr(result, "disc_box", None) if result is not None else None
+    if box is None:
+        box = _field(disc, "crop_box", "disc_box")
+    view.crop_box = None if box is None else tuple(float(v) for v in box)  # type: ignore[assignment]
+    if disc is None:
+        view.disc_note = "Disc/cup analysis unavailable for this exam."
+    else:
+        note = _field(disc, "message", "note")
+        found = _field(disc, "found", "ok")
+        view.disc_note = str(note) if note else ("" if found in (None, True) else "Optic disc not found.")
+    source = getattr(result, "disc_source", None) if result is not None else None
+    if source == "brightness heuristic":
+        view.disc_note = (view.disc_note + " Disc crop located by a brightness heuristic.").strip()
+    markers = result.biomarkers if result is not None else {}
+    if not markers and disc is not None:
+        from engine.pipeline import _as_float_dict  # the pipeline's own flattening of a biomarker object
+
+        markers = _as_float_dict(_field(disc, "biomarkers") or disc)
+    view.biomarkers = format_biomarkers(markers, exam)
+
+
+_BIOMARKER_LABELS = {
+    "vcdr": "vertical CDR", "vertical_cdr": "vertical CDR", "hcdr": "horizontal CDR",
+    "horizontal_cdr": "horizontal CDR", "area_cdr": "area CDR", "rim_to_disc": "rim / disc",
+    "rim_to_disc_ratio": "rim / disc", "isnt": "ISNT rule", "isnt_rule": "ISNT rule", "isnt_ok": "ISNT rule",
+    "cup_eccentricity": "cup eccentricity", "eccentricity": "cup eccentricity",
+    "centroid_shift": "cup–disc centroid shift", "centroid_distance": "cup–disc centroid shift",
+}
+
+
+def format_biomarkers(markers: dict[str, float], exam: Any) -> list:
+    """Biomarkers as display rows. Physical units only when the matching scale is physical (not assumed)."""
+    from glaucoma_viewer.state import Biomarker
+
+    fundus_physical = exam.fundus_spacing is not None and exam.fundus_spacing.is_physical
+    oct_physical = exam.oct_spacing is not None and exam.oct_spacing.is_physical
+    rows: list[Biomarker] = []
+    for key, value in markers.items():
+        lower = key.lower()
+        is_oct = "rnfl" in lower or "retina" in lower or "thick" in lower
+        physical = oct_physical if is_oct else fundus_physical
+        if any(tag in lower for tag in ("_mm", "_um", "mm2", "_µm")) and not physical:
+            continue  # never show a physical unit derived from an assumed scale
+        label = _BIOMARKER_LABELS.get(lower, key.replace("_", " "))
+        if lower.startswith("isnt"):
+            text = "unknown" if value != value else ("holds" if value >= 0.5 else "violated")
+            note = "Inferior ≥ superior ≥ nasal ≥ temporal rim width"
+            if exam.eye == "unknown":
+                text, note = "unknown", "needs the eye (OD/OS), which is unknown"
+        elif lower.endswith(("_mm2",)):
+            label, text, note = label.replace(" mm2", ""), f"{value:.2f} mm²", "scale from the file"
+        elif lower.endswith(("_px2", "_area_px")):
+            label, text, note = label.replace(" px2", ""), f"{value:.0f} px²", "pixel units: the scale is not known"
+        elif lower.endswith("_um"):
+            label, text, note = label.replace(" um", ""), f"{value:.0f} µm", "scale from the file"
+        elif lower.endswith("_px"):
+            label, text, note = label.replace(" px", ""), f"{value:.1f} px", "pixel units"
+        elif lower.endswith("_mm"):
+            label, text, note = label.replace(" mm", ""), f"{value:.2f} mm", "scale from the file"
+        else:
+            text, note = (f"{value:.2f}" if abs(value) < 100 else f"{value:.0f}"), ""
+        rows.append(Biomarker(label, text, note))
+    return rows
+
+
+def _fill_layers(view: "AnalysisView", exam: Any, layers: Any) -> None:
+    if exam.oct is None or layers is None:
+        return
+    labels = _field(layers, "labels", "label_volume")
+    if labels is not None:
+        labels = np.asarray(labels)
+        if labels.shape == exam.oct.shape:
+            view.oct_labels = np.ascontiguousarray(labels.astype(np.uint8, copy=False))
+    method = _field(layers, "method")
+    view.layer_method = str(method) if method else ""
+    profiles = _field(layers, "rnfl_thickness", "rnfl", "rnfl_px")
+    if profiles is None:
+        thickness = _field(layers, "thickness")
+        profiles = _field(thickness, "NFL", "RNFL", "nfl") if thickness is not None else None
+    if profiles is not None:
+        profiles = np.asarray(profiles, np.float32)
+        if profiles.ndim == 2:
+            physical = exam.oct_spacing is not None and exam.oct_spacing.is_physical
+            unit = str(_field(layers, "unit", "thickness_unit") or "px")
+            if unit != "px" and not physical:
+                unit = "px"  # an assumed scale is never shown in µm: convert back to px
+                axial_um = exam.oct_spacing.mm[1] * 1000.0 if exam.oct_spacing is not None else 1.0
+                profiles = profiles / axial_um
+            view.rnfl_profiles = profiles
+            view.rnfl_unit = "µm" if unit in ("um", "µm") else unit
+            if physical and exam.oct_spacing is not None:
+                view.lateral_mm = float(exam.oct_spacing.mm[2])
+    sectors = _field(layers, "sectors", "rnfl_sectors")
+    if isinstance(sectors, dict):
+        view.rnfl_sectors = {str(k): float(v) for k, v in sectors.items() if np.isfinite(v)}
+
+
+def _fill_cams(view: "AnalysisView", result: Any, loaded: "LoadedExam") -> None:
+    import cv2
+
+    if result is None or not result.cams:
+        return
+    cams = result.cams
+    fundus_cam = cams.get("fundus") or cams.get("disc")
+    if fundus_cam is not None and loaded.fundus_display is not None:
+        heat = fundus_cam.heatmap
+        h, w = loaded.fundus_display.shape[:2]
+        if heat.shape != (h, w):
+            heat = cv2.resize(heat, (w, h), interpolation=cv2.INTER_AREA)
+        view.fundus_cam = np.ascontiguousarray(heat)
+    oct_cam = cams.get("oct")
+    if oct_cam is not None and loaded.exam.oct is not None and oct_cam.heatmap.shape[0] == len(loaded.exam.oct):
+        view.oct_cam = np.ascontiguousarray(oct_cam.heatmap)
