@@ -216,10 +216,23 @@ def seed_everything(seed: int, deterministic: bool = True) -> None:
             torch.backends.cudnn.deterministic = True
 
 
+def seed_transforms(dataset: Any, seed: int) -> None:
+    """Re-seed every MONAI random transform reachable from ``dataset`` (MONAI transforms keep their own
+    ``RandomState``, which ``torch.manual_seed`` does not touch). No-op without MONAI."""
+    try:
+        from monai.data.utils import set_rnd
+    except ImportError:  # pragma: no cover - MONAI is a dependency
+        return
+    set_rnd(dataset, seed % (2**32))
+
+
 def _worker_init(worker_id: int) -> None:
-    seed = torch.initial_seed() % (2**32)
+    seed = torch.initial_seed() % (2**32)  # base seed (from the epoch-seeded generator) + worker id
     random.seed(seed)
     np.random.seed(seed)
+    info = torch.utils.data.get_worker_info()
+    if info is not None:
+        seed_transforms(info.dataset, seed)
 
 
 def to_device(obj: Any, device: torch.device) -> Any:
@@ -561,7 +574,7 @@ def _fit(
         num_workers=config.num_workers,
         pin_memory=pin,
         worker_init_fn=_worker_init if config.num_workers else None,
-        persistent_workers=config.num_workers > 0,
+        persistent_workers=False,  # fresh workers each epoch: re-seeded, so a resumed run repeats its batches
     )
     if info.enabled:
         train_sampler: Any = DistributedSampler(
@@ -675,6 +688,8 @@ def _fit(
         generator.manual_seed(config.seed + epoch)
         if train_sampler is not None:
             train_sampler.set_epoch(epoch)
+        if config.num_workers == 0:
+            seed_transforms(train_ds, (config.seed + epoch) * 1000 + info.rank)
 
         # ---- train
         net.train()
@@ -744,9 +759,11 @@ def _fit(
 
         # ---- best / early stopping (same decision on every rank: the metrics were gathered)
         value = float(row[monitor])
-        improved = _better(value, best_value, mode) or (val_loader is None)
+        # no finite monitor value yet (e.g. AUC with one class in a tiny validation set): keep the latest
+        improved = _better(value, best_value, mode) or best_value is None or val_loader is None
         if improved:
-            best_value, best_epoch, bad_epochs = value, epoch + 1, 0
+            best_value = value if math.isfinite(value) else None
+            best_epoch, bad_epochs = epoch + 1, 0
             best_metrics = {k: v for k, v in row.items() if k != "epoch"}
         else:
             bad_epochs += 1
@@ -885,10 +902,7 @@ def _epoch_line(row: Mapping[str, float], monitor: str, improved: bool) -> None:
     parts.append(f"{row['epoch_time_s']:.1f}s")
     if improved:
         parts.append("* best")
-    line = " | ".join(parts)
-    log.info(line)
-    if os.environ.get("GV_TRAIN_QUIET") != "1":
-        print(line, file=sys.stderr, flush=True)
+    log.info(" | ".join(parts))  # the CLI shows INFO on stderr; library callers decide themselves
 
 
 _NOT_CARD_METRICS = ("lr", "epoch_time_s", "train_samples_per_s")
