@@ -158,24 +158,6 @@ def _as_float_dict(obj: Any) -> dict[str, float]:
     return out
 
 
-def _disc_box_from(result: Any, shape: tuple[int, int], crop_scale: float) -> Optional[tuple[int, int, int, int]]:
-    """The disc crop box from a disc analysis result: its disc mask's centre and size, scaled."""
-    from engine.models.preprocess import crop_box_around
-
-    mask = getattr(result, "disc_mask", None)
-    if mask is None and isinstance(result, Mapping):
-        mask = result.get("disc_mask")
-    if mask is None or not np.any(mask):
-        return None
-    mask = np.asarray(mask)
-    if mask.shape[:2] != shape:
-        return None
-    rows, cols = np.nonzero(mask)
-    center = ((rows.min() + rows.max()) / 2.0, (cols.min() + cols.max()) / 2.0)
-    diameter = float(max(rows.max() - rows.min() + 1, cols.max() - cols.min() + 1))
-    return crop_box_around(shape, center, diameter, crop_scale)
-
-
 def _run_disc_analysis(exam: Exam, warnings: list[str]) -> Any:
     try:
         from engine.fundus import analyse_disc  # the disc/cup issue's entry point
@@ -252,7 +234,7 @@ def grade(
     from engine.explain import raw_cams, to_original
     from engine.models.preprocess import (
         crop_box_around,
-        locate_disc_by_brightness,
+        locate_disc,
         prepare_disc,
         prepare_fundus,
         prepare_oct,
@@ -308,10 +290,10 @@ def grade(
     check(cancel)
     report(progress, 0.45, "preparing inputs")
     prepared: dict[tuple[str, tuple], Any] = {}
-    disc_box = disc_source = None
+    disc_box = disc_source = disc_found = None
 
     def prepared_for(g: Any) -> dict[str, Any]:
-        nonlocal disc_box, disc_source
+        nonlocal disc_box, disc_source, disc_found
         out = {}
         for lv, spec in g.inputs.items():
             key = (lv, spec.size, spec.mean, spec.std, spec.crop_scale)
@@ -319,14 +301,11 @@ def grade(
                 if lv == "fundus":
                     prepared[key] = prepare_fundus(exam.fundus, spec)
                 elif lv == "disc":
-                    shape = exam.fundus.shape[:2]
-                    box = _disc_box_from(disc_result, shape, spec.crop_scale) if disc_result is not None else None
-                    if box is None:
-                        center, diameter = locate_disc_by_brightness(exam.fundus)
-                        box = crop_box_around(shape, center, diameter, spec.crop_scale)
-                        disc_source = disc_source or "brightness heuristic"
-                    else:
-                        disc_source = "engine.fundus"
+                    # The same localiser as in training (engine.models.train_task), so the crop matches.
+                    if disc_found is None:
+                        disc_found = locate_disc(exam.fundus)
+                    center, diameter, disc_source = disc_found
+                    box = crop_box_around(exam.fundus.shape[:2], center, diameter, spec.crop_scale)
                     disc_box = disc_box or box
                     prepared[key] = prepare_disc(exam.fundus, box, spec)
                 else:
@@ -336,7 +315,7 @@ def grade(
 
     inputs_per_model = {g.name: prepared_for(g) for g in runnable}
     if disc_source == "brightness heuristic":
-        warnings.append("disc crop located by a brightness heuristic (disc/cup analysis unavailable)")
+        warnings.append("disc crop located by a brightness heuristic (disc localiser unavailable or failed)")
     t = stage("preprocess", t)
 
     check(cancel)

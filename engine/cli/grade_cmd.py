@@ -57,112 +57,32 @@ def parse_shard(text: Optional[str]) -> tuple[int, int]:
 # ------------------------------------------------------------------------------------------- discovery
 
 
-@dataclass(frozen=True)
-class ExamSource:
-    """One exam to grade: its id and where it is (picklable, for worker processes)."""
+def discover_sources(paths: Sequence[str]) -> tuple[list[Any], list[str], list[tuple[str, str]]]:
+    """What ``engine.io.discover`` finds under ``paths``.
 
-    exam_id: str
-    path: str
-
-
-def discover_sources(paths: Sequence[str]) -> tuple[list[ExamSource], list[str]]:
-    """Exams found under ``paths`` (sorted by id) and one message per path that held no exam."""
-    try:
-        from engine.io.discover import discover
-    except ImportError:
-        sources, skipped = _simple_discover(paths)
-    else:
-        found = discover([Path(p) for p in paths])
-        sources = [ExamSource(str(e.exam_id), str(e.path)) for e in found.exams]
-        skipped = [str(s) for s in found.skipped]
-    return sorted(sources, key=lambda s: (s.exam_id, s.path)), skipped
-
-
-def load_source(source: ExamSource) -> Any:
-    """Load the exam (raises ``engine.io.ExamLoadError`` with a one-line message for bad input)."""
-    try:
-        from engine.io.discover import load_exam
-    except ImportError:
-        return _simple_load(Path(source.path))
-    return load_exam(Path(source.path))
-
-
-_IMAGE_EXT = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
-
-
-def _simple_discover(paths: Sequence[str]) -> tuple[list[ExamSource], list[str]]:
-    """Minimal GAMMA-layout discovery used only while ``engine.io.discover`` is not installed.
-
-    An exam is an image file, or a folder holding a fundus image and/or a sub-folder of B-scan images;
-    a folder whose children are exams is a cohort.
+    Returns:
+        (exam sources sorted by id, one line per skipped path, ``(exam id, reason)`` for each path named on
+        the command line itself that is no readable exam: those become error rows).
     """
-    sources: list[ExamSource] = []
-    skipped: list[str] = []
+    from engine.io.discover import discover
+    from engine.io.exam import exam_id_for
 
-    def is_exam_dir(d: Path) -> bool:
-        return any(f.suffix.lower() in _IMAGE_EXT for f in d.iterdir() if f.is_file()) or any(
-            sub.is_dir() and any(f.suffix.lower() in _IMAGE_EXT for f in sub.iterdir()) for sub in d.iterdir()
-        )
-
-    for text in paths:
-        path = Path(text)
-        if not path.exists():
-            sources.append(ExamSource(path.stem or str(path), str(path)))  # becomes a clear error row
-        elif path.is_file():
-            sources.append(ExamSource(path.stem, str(path)))
+    found = discover([Path(p) for p in paths])
+    given = {str(Path(p)) for p in paths} | {str(Path(p).resolve()) for p in paths if Path(p).exists()}
+    skipped, errors = [], []
+    for s in found.skipped:
+        if str(Path(s.path)) in given:
+            errors.append((exam_id_for(Path(s.path)) if Path(s.path).exists() else Path(s.path).stem or s.path,
+                           f"{s.path}: {s.reason}"))
         else:
-            children = [c for c in sorted(path.iterdir()) if c.is_dir() and not c.name.startswith(".")]
-            files = [f for f in path.iterdir() if f.is_file() and f.suffix.lower() in _IMAGE_EXT]
-            if children and not files and all(is_exam_dir(c) for c in children):
-                sources += [ExamSource(c.name, str(c)) for c in children]
-            elif is_exam_dir(path):
-                sources.append(ExamSource(path.name, str(path)))
-            else:
-                skipped.append(f"{path}: no exam found")
-    return sources, skipped
+            skipped.append(f"{s.path}: {s.reason}")
+    ordered = sorted(found.sources, key=lambda s: (s.exam_id, str(s.paths[0]) if s.paths else ""))
+    return ordered, skipped, errors
 
 
-def _read_image(path: Path, grey: bool) -> Any:
-    import cv2
-    import numpy as np
-
-    from engine.io.errors import CorruptFileError
-
-    data = np.fromfile(str(path), np.uint8)
-    image = cv2.imdecode(data, cv2.IMREAD_GRAYSCALE if grey else cv2.IMREAD_COLOR) if data.size else None
-    if image is None:
-        raise CorruptFileError("not a readable image", path)
-    return image if grey else cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-
-
-def _simple_load(path: Path) -> Any:
-    import re
-
-    import numpy as np
-
-    from engine.io.errors import InconsistentVolumeError, NotFoundError
-    from engine.io.exam import Exam
-
-    if not path.exists():
-        raise NotFoundError("no such file or folder", path)
-    if path.is_file():
-        return Exam(exam_id=path.stem, fundus=_read_image(path, grey=False))
-    images = sorted(f for f in path.iterdir() if f.is_file() and f.suffix.lower() in _IMAGE_EXT)
-    fundus = _read_image(images[0], grey=False) if images else None
-    volume = None
-    subs = [d for d in sorted(path.iterdir()) if d.is_dir()]
-    if subs:
-        def order(f: Path) -> tuple:
-            m = re.match(r"(\d+)", f.stem)
-            return (int(m.group(1)) if m else 1 << 30, f.name)
-
-        scans = sorted((f for f in subs[0].iterdir() if f.suffix.lower() in _IMAGE_EXT), key=order)
-        if scans:
-            slices = [_read_image(f, grey=True) for f in scans]
-            if len({s.shape for s in slices}) != 1:
-                raise InconsistentVolumeError("B-scans differ in size", subs[0])
-            volume = np.stack(slices)
-    return Exam(exam_id=path.name, fundus=fundus, oct=volume)
+def load_source(source: Any) -> Any:
+    """Read the exam's pixels (raises ``engine.io.ExamLoadError`` with a one-line message for bad input)."""
+    return source.load()
 
 
 # --------------------------------------------------------------------------------------------- grading
@@ -177,13 +97,13 @@ class Outcome:
 
 
 def grade_one(
-    source: ExamSource,
+    source: Any,
     ensemble: Any,
     device: str,
     data_id: str,
     cams_dir: Optional[Path],
     analyses: bool,
-    loader: Callable[[ExamSource], Any] = load_source,
+    loader: Callable[[Any], Any] = load_source,
 ) -> Outcome:
     """Load, grade and (optionally) draw one exam; every failure becomes an error row, never an exception."""
     from engine.io.errors import ExamLoadError
@@ -196,7 +116,8 @@ def grade_one(
     except ExamLoadError as err:
         return Outcome(error_row(data_id, str(err)), f"error: {err}")
     except (OSError, ValueError, MemoryError) as err:
-        return Outcome(error_row(data_id, f"{source.path}: {err}"), f"error: {source.path}: {err}")
+        where = source.folder or (source.paths[0] if source.paths else source.exam_id)
+        return Outcome(error_row(data_id, f"{where}: {err}"), f"error: {where}: {err}")
     try:
         result = grade(exam, ensemble, device=device, cams=cams_dir is not None, analyses=analyses)
     except GradingError as err:
@@ -232,7 +153,7 @@ def _worker_init(models: Optional[str], device: str, threads: int) -> None:
     _WORKER.update(ensemble=load_models(models, device), device=device)
 
 
-def _worker_grade(source: ExamSource, data_id: str, cams_dir: Optional[str], analyses: bool) -> Outcome:
+def _worker_grade(source: Any, data_id: str, cams_dir: Optional[str], analyses: bool) -> Outcome:
     return grade_one(
         source, _WORKER["ensemble"], _WORKER["device"], data_id, Path(cams_dir) if cams_dir else None, analyses
     )
@@ -273,11 +194,16 @@ def run(args: argparse.Namespace) -> int:
         err(str(e))
         return 2
 
-    sources, skipped = discover_sources(args.paths)
+    sources, skipped, given_errors = discover_sources(args.paths)
     for note in skipped:
         err(f"skipped {note}")
     sources = sources[shard_i::shard_n]
-    ids = {s: (anonymize_id(s.exam_id, salt) if args.anonymize else s.exam_id) for s in sources}
+    given_errors = given_errors[shard_i::shard_n]
+
+    def data_id(exam_id: str) -> str:
+        return anonymize_id(exam_id, salt) if args.anonymize else exam_id
+
+    jobs = [(data_id(s.exam_id), s) for s in sources]
 
     previous: list[dict[str, str]] = []
     if args.resume and args.csv.exists():
@@ -287,8 +213,8 @@ def run(args: argparse.Namespace) -> int:
             err(f"cannot resume: {e}")
             return 2
     finished = done_ids(previous)
-    todo = [s for s in sources if ids[s] not in finished]
-    if not sources and not previous:
+    todo = [(d, s) for d, s in jobs if d not in finished]
+    if not sources and not previous and not given_errors:
         err("no exams found in " + ", ".join(args.paths))
         write_csv(args.csv, [])
         return 1
@@ -301,8 +227,13 @@ def run(args: argparse.Namespace) -> int:
         err(str(e))
         return 2
 
+    from engine.results_csv import error_row
+
     rows: dict[str, dict[str, str]] = {r["data"]: r for r in previous}
-    order = [ids[s] for s in sources] + [d for d in rows if d not in {ids[s] for s in sources}]
+    for name, reason in given_errors:  # a path named on the command line that is no readable exam
+        rows[data_id(name)] = error_row(data_id(name), reason)
+    order = [d for d, _ in jobs] + [data_id(n) for n, _ in given_errors]
+    order += [d for d in rows if d not in set(order)]
     if args.cams:
         args.cams.mkdir(parents=True, exist_ok=True)
     mark_partial(args.csv, {"total": len(sources), "done": len(finished), "reason": "running"})
@@ -319,12 +250,12 @@ def run(args: argparse.Namespace) -> int:
         err(f"resuming: {len(finished)} exam(s) already graded, {len(todo)} to go")
     n_total = len(todo)
     try:
-        outcomes = _run_all(args, todo, ids, ensemble, device)
-        for k, (source, outcome) in enumerate(outcomes, 1):
-            rows[ids[source]] = outcome.row
+        outcomes = _run_all(args, todo, ensemble, device)
+        for k, (did, outcome) in enumerate(outcomes, 1):
+            rows[did] = outcome.row
             flush()
             if not args.quiet:
-                err(f"[{k}/{n_total}] {ids[source]}: {outcome.line}")
+                err(f"[{k}/{n_total}] {did}: {outcome.line}")
     except KeyboardInterrupt:
         flush(final=True)
         mark_partial(args.csv, {"total": len(sources), "done": sum(1 for d in order if d in rows),
@@ -340,8 +271,8 @@ def run(args: argparse.Namespace) -> int:
     return 1 if n_err else 0
 
 
-def _run_all(args: argparse.Namespace, todo: list[ExamSource], ids: dict, ensemble: Any, device: str) -> Any:
-    """Yield ``(source, Outcome)`` in input order, in this process or in ``--jobs`` worker processes."""
+def _run_all(args: argparse.Namespace, todo: list[tuple[str, Any]], ensemble: Any, device: str) -> Any:
+    """Yield ``(data id, Outcome)`` in input order, in this process or in ``--jobs`` worker processes."""
     cams_dir = args.cams
     analyses = not args.no_analyses
     if args.jobs == 1 or len(todo) <= 1:
@@ -349,8 +280,8 @@ def _run_all(args: argparse.Namespace, todo: list[ExamSource], ids: dict, ensemb
             from engine.pipeline import load_models
 
             ensemble = load_models(args.models, device)
-        for s in todo:
-            yield s, grade_one(s, ensemble, device, ids[s], cams_dir, analyses)
+        for did, s in todo:
+            yield did, grade_one(s, ensemble, device, did, cams_dir, analyses)
         return
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
@@ -361,6 +292,7 @@ def _run_all(args: argparse.Namespace, todo: list[ExamSource], ids: dict, ensemb
         max_workers=args.jobs, mp_context=mp.get_context("spawn"), initializer=_worker_init,
         initargs=(models, device, threads),
     ) as pool:
-        futures = [pool.submit(_worker_grade, s, ids[s], str(cams_dir) if cams_dir else None, analyses) for s in todo]
-        for s, f in zip(todo, futures):
-            yield s, f.result()
+        cams = str(cams_dir) if cams_dir else None
+        futures = [(did, pool.submit(_worker_grade, s, did, cams, analyses)) for did, s in todo]
+        for did, f in futures:
+            yield did, f.result()

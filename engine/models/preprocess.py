@@ -163,6 +163,27 @@ def locate_disc_by_brightness(image: np.ndarray) -> tuple[tuple[float, float], f
     return (y / scale, x / scale), min(h, w) / 7.0
 
 
+def locate_disc(image: np.ndarray) -> tuple[tuple[float, float], float, str]:
+    """Disc centre ``(row, col)`` px, diameter px and the method's name, for the grader's disc crop.
+
+    Uses the training-free localiser ``engine.fundus.localize.locate_disc`` when installed (the expected disc
+    size comes from the camera's field of view, so the crop holds the same anatomy at any resolution), else
+    :func:`locate_disc_by_brightness`. Training and grading both call this, so crops match.
+    """
+    try:
+        from engine.fundus.localize import locate_disc as _locate
+    except ImportError:
+        _locate = None
+    if _locate is not None:
+        try:
+            found = _locate(image)
+            return (float(found.center[0]), float(found.center[1])), 2.0 * float(found.radius_px), "engine.fundus.localize"
+        except Exception:  # a failed localisation falls back to the heuristic below
+            pass
+    center, diameter = locate_disc_by_brightness(image)
+    return center, diameter, "brightness heuristic"
+
+
 def resample_volume(volume: np.ndarray, size: Sequence[int]) -> np.ndarray:
     """``(N, H, W)`` uint8 -> ``(d, h, w)`` float32 in [0, 255], area-averaged, fast.
 
@@ -207,9 +228,16 @@ def map_to_original_2d(cam: np.ndarray, placement: Placement) -> np.ndarray:
     """
     h, w = placement.shape[:2]
     r0, c0, r1, c1 = placement.box
-    resized = cv2.resize(np.asarray(cam, np.float32), (c1 - c0, r1 - r0), interpolation=cv2.INTER_LINEAR)
     if (r0, c0, r1, c1) == (0, 0, h, w):
-        return resized
+        return cv2.resize(np.asarray(cam, np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
+    if r1 - r0 == c1 - c0:
+        try:  # the disc/cup package's inverse of its crop, when installed: one convention for every crop map
+            from engine.fundus.crop import map_to_image
+        except ImportError:
+            pass
+        else:
+            return map_to_image(np.asarray(cam, np.float32), placement.box, (h, w))
+    resized = cv2.resize(np.asarray(cam, np.float32), (c1 - c0, r1 - r0), interpolation=cv2.INTER_LINEAR)
     out = np.zeros((h, w), np.float32)
     rr0, cc0, rr1, cc1 = max(r0, 0), max(c0, 0), min(r1, h), min(c1, w)
     if rr1 > rr0 and cc1 > cc0:
