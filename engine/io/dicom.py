@@ -4,7 +4,7 @@ image (OCT volume), secondary captures, and projection radiographs (X-ray).
 - Scale: ``PixelSpacing`` (and for OPT the shared Pixel Measures: PixelSpacing = axial, lateral;
   SpacingBetweenSlices or SliceThickness = slice) becomes a :class:`Spacing` with source ``"file"``.
 - Eye: ``ImageLaterality`` / ``Laterality`` / ``FrameLaterality`` R -> OD, L -> OS.
-- Pixels: MONOCHROME1 is inverted, palette and YBR colour are converted to RGB, more than 8 stored bits are
+- Pixels: MONOCHROME1 is inverted, palette colour is expanded and YBR colour converted to RGB (by pydicom), more than 8 stored bits are
   scaled with ``BitsStored`` (see :func:`engine.io.images.to_uint8`), signed data is offset by half its range.
 - A compressed transfer syntax without an installed decoder raises :class:`MissingCodecError` naming the
   syntax and the packages that would decode it.
@@ -255,10 +255,6 @@ def _to_uint8(ds: Any, array: np.ndarray) -> np.ndarray:
         from pydicom.pixels import apply_color_lut
 
         array = apply_color_lut(array, ds)
-    elif photometric.startswith("YBR") and array.ndim >= 3 and array.shape[-1] == 3:
-        from pydicom.pixels import convert_color_space
-
-        array = convert_color_space(array, photometric, "RGB")
     if array.dtype.kind == "f":
         raise UnsupportedFormatError("holds floating-point pixel data; integer images are read")
     bits = _int(ds.get("BitsStored"), array.dtype.itemsize * 8)
