@@ -1,0 +1,242 @@
+"""The sibling tasks on the same machinery: ODIR multi-label fundus disease, glioma grade, bone health.
+
+- :mod:`engine.tasks.odir`: 8 ODIR labels (N D G C A H M O) from a fundus photo (+ optional disc/cup biomarkers).
+- :mod:`engine.tasks.glioma`: HGG vs LGG from brain MRI (attention-gated VGG16 on axial slices).
+- :mod:`engine.tasks.bone`: healthy vs osteoporosis from a panoramic dental radiograph (EfficientNet).
+- :mod:`engine.tasks.bone_service`: the JSON-lines service behind ``python -m engine bone-health``.
+
+This package stays light on import (no torch): the CSV schema imports :data:`SIBLING_COLUMNS` from here.
+:func:`run_sibling_tasks` runs whichever tasks fit an exam's modalities with the default (or given) weights
+and returns CSV columns, maps for the viewer and plain messages.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Optional, Union
+
+from engine.progress import CancelToken, ProgressCallback, check, report, sub_progress
+
+ODIR_COLUMNS = tuple(f"odir_{k}" for k in ("N", "D", "G", "C", "A", "H", "M", "O"))
+GLIOMA_COLUMNS = ("glioma_hgg", "glioma_lgg", "glioma_grade")
+BONE_COLUMNS = ("bone_healthy", "bone_osteoporosis", "bone_diagnosis")
+SIBLING_COLUMNS = (*ODIR_COLUMNS, *GLIOMA_COLUMNS, *BONE_COLUMNS, "task_models")
+"""Extra CSV columns, in order: ODIR per-label probabilities, glioma HGG/LGG probabilities and grade, bone
+health probabilities and diagnosis, and the names of the task models that ran (``;``-separated)."""
+
+TASK_FOR_MODALITY = {"fundus": "odir", "mri": "glioma", "xray": "bone"}
+DEFAULT_WEIGHTS = {"odir": "odir.pt", "glioma": "glioma.pt", "bone": "bone.pt"}
+
+
+@dataclass
+class SiblingResults:
+    """What :func:`run_sibling_tasks` found for one exam.
+
+    Attributes:
+        columns: ``{column: text}`` for the columns of :data:`SIBLING_COLUMNS` that apply (others absent).
+        values: the same numbers as floats (``odir_G`` ...).
+        maps: for the viewer, float32 in [0, 1] in the exam's own coordinates:
+            ``glioma_attention`` (D, H, W); ``odir_cam_<L>`` (H, W) per label; ``bone_cam`` (H, W).
+        results: the task result objects (``odir``: OdirResult, ``glioma``: GliomaResult, ``bone``: BoneResult).
+        models: names of the models that ran; weights_sha256: their weights' hashes, same order.
+        messages: notes for the user (variant chosen, weights missing); errors: a task that failed, one line each.
+    """
+
+    columns: dict[str, str] = field(default_factory=dict)
+    values: dict[str, float] = field(default_factory=dict)
+    maps: dict[str, Any] = field(default_factory=dict)
+    results: dict[str, Any] = field(default_factory=dict)
+    models: list[str] = field(default_factory=list)
+    weights_sha256: list[str] = field(default_factory=list)
+    messages: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def ran(self) -> bool:
+        return bool(self.results)
+
+
+_CACHE: dict[tuple[str, str, str], Any] = {}
+_CACHE_LOCK = threading.Lock()
+
+
+def _builder(task: str) -> Any:
+    if task == "odir":
+        from engine.tasks import odir
+
+        return odir.build_model
+    if task == "glioma":
+        from engine.tasks import glioma
+
+        return glioma.build_model
+    if task == "bone":
+        from engine.tasks import bone
+
+        return bone.build_model
+    raise ValueError(f"unknown sibling task {task!r}")
+
+
+def default_weights(task: str) -> Path:
+    """``<resources>/models/<task>.pt``."""
+    from engine.resources import models_dir
+
+    return models_dir() / DEFAULT_WEIGHTS[task]
+
+
+def load_model(task: str, path: Union[str, Path, None] = None, device: str = "auto") -> Any:
+    """The task's model (default weights unless ``path``), verified against its card, cached per process.
+
+    Raises:
+        engine.models.checkpoint.CheckpointError: missing, tampered or mismatched weights.
+    """
+    from engine.tasks._common import load_task_model, resolve_device
+
+    weights = Path(path) if path is not None else default_weights(task)
+    dev = str(resolve_device(device))
+    key = (task, str(weights.resolve()), dev)
+    with _CACHE_LOCK:
+        if key not in _CACHE:
+            _CACHE[key] = load_task_model(weights, task, _builder(task), dev)
+        return _CACHE[key]
+
+
+def _fmt(p: float) -> str:
+    return f"{p:.6f}"
+
+
+def run_sibling_tasks(
+    exam: Any,
+    device: str = "auto",
+    progress: Optional[ProgressCallback] = None,
+    cancel: Optional[CancelToken] = None,
+    *,
+    biomarkers: Optional[Mapping[str, Any]] = None,
+    cams: bool = False,
+    weights: Optional[Mapping[str, Union[str, Path]]] = None,
+    tasks: Optional[tuple[str, ...]] = None,
+) -> SiblingResults:
+    """Run ODIR on the fundus photo, the glioma grader on the MRI and the bone model on the X-ray, as present.
+
+    Args:
+        exam: an :class:`engine.io.Exam`.
+        biomarkers: disc/cup biomarkers already measured (``vcdr``, ``hcdr``, ``acdr``, ``rim``,
+            ``eccentricity``, ``centroid_shift``) for an ODIR model built with them.
+        cams: also compute Grad-CAM per ODIR label and for the bone model (the glioma attention map is
+            always returned: it costs nothing extra).
+        weights: ``{task: path}`` overriding the default weights in ``resources/models``.
+        tasks: restrict to these tasks (default: every task whose modality the exam holds).
+
+    A task whose weights are missing or whose input does not fit adds a message or an error and the others
+    still run; only :class:`engine.progress.Cancelled` propagates.
+    """
+    from engine.models.checkpoint import CheckpointError
+    from engine.progress import Cancelled
+
+    out = SiblingResults()
+    todo = [TASK_FOR_MODALITY[m] for m in exam.modalities if m in TASK_FOR_MODALITY]
+    if tasks is not None:
+        todo = [t for t in todo if t in tasks]
+    for k, task in enumerate(todo):
+        check(cancel)
+        step = sub_progress(progress, k / len(todo), (k + 1) / len(todo))
+        report(step, 0.0, f"{task}: loading model")
+        try:
+            model = load_model(task, (weights or {}).get(task), device)
+        except CheckpointError as err:
+            if (weights or {}).get(task) is None and not default_weights(task).exists():
+                out.messages.append(f"{task}: no weights installed ({default_weights(task).name}); task skipped")
+            else:
+                out.errors.append(f"{task}: {err}")
+            continue
+        try:
+            if task == "odir":
+                _run_odir(exam, model, out, biomarkers, cams)
+            elif task == "glioma":
+                _run_glioma(exam, model, out, step, cancel)
+            else:
+                _run_bone(exam, model, out, cams)
+        except Cancelled:
+            raise
+        except Exception as err:  # one task's failure must not stop the others (or the glaucoma grade)
+            out.errors.append(f"{task}: {err}" if isinstance(err, ValueError) else f"{task}: failed ({type(err).__name__}: {err})")
+            continue
+        out.models.append(model.name)
+        out.weights_sha256.append(model.sha256)
+        report(step, 1.0, f"{task}: done")
+    if out.models:
+        out.columns["task_models"] = ";".join(out.models)
+    return out
+
+
+def _run_odir(exam: Any, model: Any, out: SiblingResults, biomarkers: Optional[Mapping[str, Any]], cams: bool) -> None:
+    from engine.tasks import odir
+
+    result = odir.classify_fundus(exam.fundus, model, biomarkers=biomarkers, cams=cams)
+    out.results["odir"] = result
+    for letter, p in result.probabilities.items():
+        out.values[f"odir_{letter}"] = p
+        out.columns[f"odir_{letter}"] = _fmt(p)
+    for letter, cam in result.cams.items():
+        out.maps[f"odir_cam_{letter}"] = cam
+    out.messages.extend(f"odir: {n}" for n in result.notes)
+
+
+def _run_glioma(exam: Any, model: Any, out: SiblingResults, progress: Optional[ProgressCallback], cancel: Optional[CancelToken]) -> None:
+    from engine.tasks import glioma
+
+    result = glioma.grade_glioma(exam.mri, model, progress=progress, cancel=cancel)
+    out.results["glioma"] = result
+    out.values.update(glioma_hgg=result.probabilities["HGG"], glioma_lgg=result.probabilities["LGG"])
+    out.columns.update(
+        glioma_hgg=_fmt(result.probabilities["HGG"]), glioma_lgg=_fmt(result.probabilities["LGG"]),
+        glioma_grade=result.grade,
+    )
+    out.maps["glioma_attention"] = result.attention
+    out.messages.extend(f"glioma: {n}" for n in result.notes)
+
+
+def _run_bone(exam: Any, model: Any, out: SiblingResults, cams: bool) -> None:
+    from engine.tasks import bone
+
+    result = bone.diagnose(exam.xray, model, cam=cams)
+    out.results["bone"] = result
+    out.values.update(bone_healthy=result.probabilities["healthy"], bone_osteoporosis=result.probabilities["osteoporosis"])
+    out.columns.update(
+        bone_healthy=_fmt(result.probabilities["healthy"]),
+        bone_osteoporosis=_fmt(result.probabilities["osteoporosis"]),
+        bone_diagnosis=result.diagnosis,
+    )
+    if result.heatmap is not None:
+        out.maps["bone_cam"] = result.heatmap
+    out.messages.extend(f"bone: {n}" for n in result.notes)
+
+
+def add_to_row(row: dict[str, str], results: SiblingResults) -> dict[str, str]:
+    """Merge sibling results into a grading-CSV row: their columns, plus messages and errors in ``message``."""
+    row.update(results.columns)
+    extra = [*results.errors, *results.messages]
+    if extra:
+        row["message"] = " ".join("; ".join(x for x in (row.get("message", ""), *extra) if x).split())
+    return row
+
+
+def sibling_only_row(exam: Any, data_id: str, device: str = "auto") -> tuple[dict[str, str], str]:
+    """A grading-CSV row for an exam with no fundus photo or OCT (MRI, X-ray): no glaucoma grade, the sibling
+    columns filled. Status ``ok`` when a task ran and none failed, else ``error``. Returns (row, stderr line)."""
+    from engine.results_csv import error_row
+
+    results = run_sibling_tasks(exam, device)
+    row = error_row(data_id, "")
+    add_to_row(row, results)
+    ok = results.ran and not results.errors
+    row["status"] = "ok" if ok else "error"
+    if not results.ran and not row["message"]:
+        row["message"] = f"no model for this exam's modalities ({', '.join(exam.modalities) or 'none'})"
+    summary = ", ".join(
+        f"{name} {results.columns[col]}" for name, col in (("glioma", "glioma_grade"), ("bone", "bone_diagnosis"), ("odir", "odir_G"))
+        if col in results.columns
+    )
+    line = f"ok {summary}" if ok else f"error: {row['message']}"
+    return row, line
