@@ -1,8 +1,8 @@
-"""Built-in task adapters for the readers this package owns: ``classfolders`` (single-label image
-classification from class-per-folder sets) and ``odir`` (ODIR-5K multi-label, until ``engine.tasks.odir``
-provides its own). Both use one 2D backbone from ``engine.models.branches`` and a dropout + linear head.
+"""The built-in task adapter ``classfolders``: single-label image classification from class-per-folder sets,
+with one 2D backbone from ``engine.models.branches`` and a dropout + linear head.
 
-They double as worked examples of the adapter interface in :mod:`engine.train.tasks`.
+It doubles as a worked example of the adapter interface in :mod:`engine.train.tasks` (and as the tiny task
+the framework's own tests train).
 
 Network input ``(B, 3, h, w)`` float32 standardised with ``spec["inputs"]["image"]``; output logits ``(B, K)``.
 """
@@ -180,54 +180,4 @@ CLASSFOLDERS_TASK = SimpleTask(
     card_fn=_card("classfolders", "single-label image classifier"),
     load_model_fn=_load("classfolders"),
     eval_dataset_fn=_eval_dataset(("image", "label", "id")),
-)
-
-
-# ---------------------------------------------------------------------------------------------- ODIR-5K
-def _read_odir(data: Path, config: Any) -> Cohort:
-    from engine.train.datasets.odir import LABELS, read_odir, stratification_label
-
-    items = read_odir(data)
-    return Cohort(
-        root=data, items=items, classes=list(LABELS),
-        labels=[stratification_label(it["labels"]) for it in items],
-        groups=[it["patient"] for it in items],
-        description=f"ODIR-5K layout at {data.name}: {len(items)} photos of {len(set(it['patient'] for it in items))} patients",
-    )
-
-
-def _bce_loss(config: Any, cohort: Cohort, train_idx: Sequence[int]):
-    pos_weight: Optional[torch.Tensor] = None
-    if config.data.get("class_weights", "balanced") == "balanced":
-        y = torch.tensor([cohort.items[i]["labels"] for i in train_idx], dtype=torch.float32)
-        pos = y.sum(0)
-        pos_weight = ((len(y) - pos) / pos.clamp(min=1)).clamp(max=50.0)
-
-    def loss(outputs: torch.Tensor, batch: Mapping[str, Any]) -> torch.Tensor:
-        w = pos_weight.to(outputs.device) if pos_weight is not None else None
-        return nn.functional.binary_cross_entropy_with_logits(outputs.float(), batch["labels"].float(), pos_weight=w)
-
-    return loss
-
-
-def _ml_metrics(config: Any, cohort: Cohort):
-    from engine.train.metrics import MultiLabelMetrics
-
-    return MultiLabelMetrics(cohort.classes, threshold=float(config.data.get("threshold", 0.5)))
-
-
-ODIR_TASK = SimpleTask(
-    name="odir",
-    description="ODIR-5K multi-label ocular disease recognition (N D G C A H M O), per eye, grouped by patient",
-    kind="multilabel",
-    monitor="odir_score",
-    mode="max",
-    read_cohort_fn=_read_odir,
-    build_model_fn=_build("odir", multilabel=True),
-    datasets_fn=_datasets(("image", "labels", "id")),
-    loss_fn_factory=_bce_loss,
-    metrics_fn_factory=_ml_metrics,
-    card_fn=_card("odir", "ODIR-5K multi-label classifier (per eye)"),
-    load_model_fn=_load("odir"),
-    eval_dataset_fn=_eval_dataset(("image", "labels", "id")),
 )

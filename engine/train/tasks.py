@@ -12,7 +12,7 @@ task            module                                 attribute
 ``disc-cup``    ``engine.fundus.train_task``           ``TRAIN_TASK``
 ``layers``      ``engine.oct.train_task``              ``TRAIN_TASK``
 ``grader``      ``engine.models.train_task``           ``TRAIN_TASK``
-``odir``        ``engine.tasks.odir``                  ``TRAIN_TASK`` (else the built-in ODIR adapter)
+``odir``        ``engine.tasks.odir``                  ``TRAIN_TASK``
 ``glioma``      ``engine.tasks.glioma``                ``TRAIN_TASK``
 ``bone``        ``engine.tasks.bone``                  ``TRAIN_TASK``
 ``classfolders``  built in (engine.train.builtin)      class-per-folder image sets
@@ -204,15 +204,9 @@ def _load_grader() -> Any:
 
 
 def _load_odir() -> Any:
-    try:
-        from engine.tasks import odir  # the ODIR task code, when it provides a trainer
-    except ImportError:
-        odir = None
-    if odir is not None and hasattr(odir, "TRAIN_TASK"):
-        return odir.TRAIN_TASK
-    from engine.train import builtin
+    from engine.tasks import odir
 
-    return builtin.ODIR_TASK
+    return odir.TRAIN_TASK
 
 
 def _load_glioma() -> Any:
