@@ -34,6 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--timeout", type=float, default=300.0, metavar="S",
                         help="with --screenshot: give up waiting after S seconds (exit 1), default 300")
     parser.add_argument("--size", default="1600x1000", metavar="WxH", help="window size for --screenshot")
+    parser.add_argument("--models", metavar="FILE",
+                        help="grade with this ensemble file (.json/.toml) or .pt grader instead of the bundled weights")
     parser.add_argument("--no-demo", action="store_true", help="open no exam when no PATH is given")
     parser.add_argument("--startup-probe", action="store_true", help=argparse.SUPPRESS)
     return parser
@@ -70,7 +72,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         settings = QtCore.QSettings(str(Path(settings_dir.name) / "settings.ini"), QtCore.QSettings.Format.IniFormat)
     else:
         settings = QtCore.QSettings()
-    window = MainWindow(settings=settings)
+    window = MainWindow(settings=settings, models=args.models)
     _install_excepthook(window)
     if args.screenshot:
         w, h = (int(v) for v in args.size.lower().split("x"))

@@ -66,6 +66,7 @@ class MainWindow(QtWidgets.QMainWindow):
     Args:
         settings: where to keep last folder, overlay toggles and geometry (a throw-away one in tests).
         synchronous: run every job inline (tests that need no event loop for the engine part).
+        models: what grades (an ensemble file, see ``engine.pipeline.load_models``); None = bundled defaults.
 
     Signals:
         idle(): emitted whenever the last running job finished (screenshot mode waits for it).
@@ -78,8 +79,9 @@ class MainWindow(QtWidgets.QMainWindow):
     examFailed = QtCore.Signal(str)
 
     def __init__(self, settings: Optional[QtCore.QSettings] = None, synchronous: bool = False,
-                 parent: Optional[QtWidgets.QWidget] = None) -> None:
+                 models: Any = None, parent: Optional[QtWidgets.QWidget] = None) -> None:
         super().__init__(parent)
+        self.models = models  # None: the bundled default weights (engine.pipeline.load_models)
         self.setWindowTitle("Glaucoma Viewer — research use only")
         self.settings = settings if settings is not None else QtCore.QSettings()
         self.worker = Worker(self, max_threads=2, synchronous=synchronous)
@@ -434,7 +436,7 @@ class MainWindow(QtWidgets.QMainWindow):
         entry.analysis = None
         self.exam_list.set_status(entry.key, "analysing", progress=0.0)
         entry.job = self.analysis_worker.submit(
-            jobs.analyse_exam, entry.loaded, name=f"analyse {entry.label}",
+            jobs.analyse_exam, entry.loaded, name=f"analyse {entry.label}", models=self.models,
             on_finished=lambda view, k=entry.key: self._analysed(k, view),
             on_failed=lambda failure, k=entry.key: self._failed(k, failure),
             on_progress=lambda f, m, k=entry.key: self._progress(k, f, m, "analysing"),
@@ -663,7 +665,7 @@ class MainWindow(QtWidgets.QMainWindow):
         from glaucoma_viewer.dialogs.batch_export import BatchExportDialog
 
         folders = [self.last_folder()] if self.last_folder() else []
-        dialog = BatchExportDialog(self.worker, folders=folders, parent=self)
+        dialog = BatchExportDialog(self.worker, folders=folders, models=self.models, parent=self)
         dialog.setAttribute(QtCore.Qt.WidgetAttribute.WA_DeleteOnClose)
         dialog.show()
         return dialog

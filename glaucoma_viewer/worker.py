@@ -114,13 +114,15 @@ class _Runnable(QtCore.QRunnable):
         self._fn, self._args, self._kwargs, self._handle = fn, args, kwargs, handle
         self._min_interval = min_interval
         self._last_progress = 0.0
+        self._last_message = ""
 
     def _progress(self, fraction: float, message: str) -> None:
-        # Rate-limit progress so a chatty engine function cannot flood the UI thread's event queue.
+        # Rate-limit repeats so a chatty engine function cannot flood the UI thread's event queue; a new
+        # message (a new stage, "exam k of N") always goes through.
         now = time.perf_counter()
-        if fraction < 1.0 and now - self._last_progress < self._min_interval:
+        if fraction < 1.0 and message == self._last_message and now - self._last_progress < self._min_interval:
             return
-        self._last_progress = now
+        self._last_progress, self._last_message = now, message
         self._handle.signals.progress.emit(float(fraction), str(message))
 
     def run(self) -> None:
@@ -334,40 +336,54 @@ MAX_DISPLAY = 2048
 
 
 def candidate_identity(candidate: Any, source: str = "") -> tuple[str, str, str]:
-    """``(key, label, source)`` of something ``discover_paths`` found (or of an already loaded ``Exam``)."""
-    exam_id = getattr(candidate, "exam_id", None) or getattr(candidate, "id", None) or "exam"
-    src = source or str(getattr(candidate, "path", "") or getattr(candidate, "source", "") or "")
-    if not src:
-        files = getattr(getattr(candidate, "provenance", None), "files", None) or []
-        src = str(files[0].path) if files else ""
+    """``(key, label, source)`` of an ``engine.io.discover.ExamSource`` (or of an already loaded ``Exam``)."""
+    exam_id = str(getattr(candidate, "exam_id", None) or "exam")
+    src = source or _source_path(candidate)
     key = f"{src}::{exam_id}" if src else f"{exam_id}::{id(candidate)}"
-    return key, str(exam_id), src
+    return key, exam_id, src
+
+
+def _source_path(candidate: Any) -> str:
+    """Where a candidate lives: its folder, else its first file (empty for in-memory exams)."""
+    folder = getattr(candidate, "folder", None)
+    if folder:
+        return str(folder)
+    paths = getattr(candidate, "paths", None) or []
+    if paths:
+        return str(paths[0])
+    files = getattr(getattr(candidate, "provenance", None), "files", None) or []
+    return str(Path(files[0].path).parent) if files else ""
 
 
 def discover_paths(paths: Sequence[str], progress=None, cancel=None) -> "DiscoverResult":
-    """Find the exams in ``paths`` (folders and/or files) and every file skipped, with the reason."""
+    """Find the exams in ``paths`` (folders and/or files) and every path skipped, with the reason.
+
+    A given path that does not exist (or cannot be read at all) is reported as failed, not skipped.
+    """
+    from engine.io.discover import discover
     from glaucoma_viewer.state import DiscoverResult
 
-    from engine.io import discover as disc  # type: ignore[attr-defined]
-
-    found = disc.discover([Path(p) for p in paths], progress=progress, cancel=cancel)
-    skipped = [(str(s.path), str(s.reason)) for s in getattr(found, "skipped", [])]
-    failed = [(str(f.path), str(f.reason)) for f in getattr(found, "failed", [])]
-    return DiscoverResult(candidates=list(found.exams), skipped=skipped, failed=failed)
+    result = DiscoverResult()
+    existing = []
+    for p in paths:
+        if Path(p).exists():
+            existing.append(Path(p))
+        else:
+            result.failed.append((str(p), "no such file or folder"))
+    if existing:
+        found = discover(existing, progress=progress, cancel=cancel)
+        result.candidates = list(found.sources)
+        result.skipped = [(str(s.path), str(s.reason)) for s in found.skipped]
+    return result
 
 
 def load_exam(candidate: Any, key: str, source: str, progress=None, cancel=None) -> "LoadedExam":
-    """Load one discovered exam (or take an ``Exam`` as is) and prepare what the views draw."""
+    """Load one discovered exam (``ExamSource.load``; an ``Exam`` is taken as is) and prepare the display."""
     from engine.io.exam import Exam
-    from engine.progress import check, report
+    from engine.progress import check, report, sub_progress
 
     t0 = time.perf_counter()
-    if isinstance(candidate, Exam):
-        exam = candidate
-    else:
-        from engine.io import discover as disc  # type: ignore[attr-defined]
-
-        exam = disc.load_exam(candidate, progress=progress, cancel=cancel)
+    exam = candidate if isinstance(candidate, Exam) else candidate.load(sub_progress(progress, 0.0, 0.9), cancel)
     check(cancel)
     report(progress, 0.9, "preparing the display")
     loaded = prepare_display(exam, key, source)
@@ -523,7 +539,7 @@ def _fill_grade(view: "AnalysisView", result: Any, default_weights: bool) -> Non
     n = len(view.models)
     if n <= 1:
         view.ensemble_rule = "One model graded this exam."
-    elif ens.get("method") == "mode":
+    elif ens.get("method") in ("mode", "vote", "majority"):
         tie = ens.get("tie") or "first"
         broken = f"; this tie was broken by {ens['tie_broken_by']}" if ens.get("tie_broken_by") else ""
         view.ensemble_rule = f"Ensemble of {n} models: majority vote (tie: {tie}){broken}."
@@ -680,3 +696,60 @@ def _fill_cams(view: "AnalysisView", result: Any, loaded: "LoadedExam") -> None:
     oct_cam = cams.get("oct")
     if oct_cam is not None and loaded.exam.oct is not None and oct_cam.heatmap.shape[0] == len(loaded.exam.oct):
         view.oct_cam = np.ascontiguousarray(oct_cam.heatmap)
+
+
+@dataclass
+class BatchSummary:
+    """What a batch export wrote: rows ok / error, whether it stopped early (``partial``), the CSV path."""
+
+    out: str
+    total: int
+    ok: int
+    errors: int
+    partial: bool
+    skipped: list[str]
+    seconds: float
+
+
+def batch_export(folders: Sequence[str], out: str, progress=None, cancel=None, models: Any = None) -> BatchSummary:
+    """Grade every exam under ``folders`` into ``out`` with the columns of ``engine grade`` (one row per exam).
+
+    Rows are written atomically after each exam, with the ``OUT.partial`` marker of
+    :mod:`engine.results_csv` until the end; a cancel keeps the rows finished so far and leaves the marker
+    (the file then says it is partial). Broken exams become error rows; the others are still graded.
+    Progress messages read "exam k of N: ID".
+    """
+    from engine.cli.grade_cmd import discover_sources, grade_one
+    from engine.pipeline import load_models, resolve_device
+    from engine.progress import report
+    from engine.results_csv import clear_partial, error_row, mark_partial, write_csv
+
+    t0 = time.perf_counter()
+    out_path = Path(out)
+    report(progress, 0.0, "looking for exams")
+    # The CLI's own discovery and per-exam function: same exams, same rows, same error rows as `engine grade`.
+    sources, skipped, given_errors = discover_sources([str(f) for f in folders])
+    n = len(sources) + len(given_errors)
+    device = resolve_device("auto")
+    report(progress, 0.0, f"exam 0 of {n}: loading the models")
+    ensemble = load_models(models, device)
+    rows: list[dict[str, str]] = [error_row(exam_id, reason) for exam_id, reason in given_errors]
+    mark_partial(out_path, {"total": n, "done": 0, "reason": "running"})
+    write_csv(out_path, rows)
+    partial = False
+    for k, source in enumerate(sources, start=len(rows) + 1):
+        if cancel is not None and cancel.cancelled:
+            partial = True
+            break
+        report(progress, (k - 1) / max(n, 1), f"exam {k} of {n}: {source.exam_id}")
+        outcome = grade_one(source, ensemble, device, source.exam_id, None, True)
+        rows.append(outcome.row)
+        write_csv(out_path, rows)
+        report(progress, min(k / max(n, 1), 0.999), f"exam {k} of {n}: {source.exam_id} done")
+    if partial:
+        mark_partial(out_path, {"total": n, "done": len(rows), "reason": "cancelled in the viewer"})
+    else:
+        clear_partial(out_path)
+    errors = sum(1 for r in rows if r.get("status") != "ok")
+    return BatchSummary(str(out_path), n, len(rows) - errors, errors, partial, list(skipped),
+                        time.perf_counter() - t0)

@@ -1,0 +1,86 @@
+"""File > Batch export CSV…: same columns as `engine grade`, error rows, progress, cancel keeps a partial file."""
+
+from __future__ import annotations
+
+import csv
+import re
+
+from engine.results_csv import COLUMNS, is_partial
+from glaucoma_viewer.dialogs.batch_export import BatchExportDialog, format_duration
+
+
+def _rows(path):
+    with open(path, newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        return tuple(reader.fieldnames), list(reader)
+
+
+def test_batch_export_grades_a_folder_with_one_broken_exam(qtbot, window, cohort, tmp_path):
+    out = tmp_path / "grades.csv"
+    dialog = BatchExportDialog(window.worker, folders=[str(cohort)], out=str(out), models=window.models)
+    qtbot.addWidget(dialog)
+    messages = []
+    with qtbot.waitSignal(dialog.finished_export, timeout=60000) as signal:
+        job = dialog.start()
+        job.signals.progress.connect(lambda f, m: messages.append(m))
+    summary = signal.args[0]
+    assert (summary.total, summary.ok, summary.errors, summary.partial) == (3, 2, 1, False)
+    header, rows = _rows(out)
+    assert header == COLUMNS  # exactly the CLI's columns, GAMMA submission columns first
+    by_id = {r["data"]: r for r in rows}
+    assert set(by_id) == {"SYNTH0000", "SYNTH0001", "BROKEN"}
+    assert by_id["BROKEN"]["status"] == "error" and by_id["BROKEN"]["message"]
+    for exam_id in ("SYNTH0000", "SYNTH0001"):
+        r = by_id[exam_id]
+        assert r["status"] == "ok"
+        assert abs(sum(float(r[c]) for c in ("non", "early", "mid_advanced")) - 1) < 1e-5
+    assert not is_partial(out)
+    assert any("of 3" in m for m in messages)
+    assert "complete" in dialog.count_label.text() and "elapsed" in dialog.time_label.text()
+    assert dialog.start_button.isEnabled() and not dialog.cancel_button.isEnabled()
+
+
+def test_cancel_keeps_the_finished_rows_and_marks_the_file_partial(qtbot, window, cohort, tmp_path, monkeypatch):
+    import time
+
+    from engine.cli import grade_cmd
+
+    real = grade_cmd.grade_one
+
+    def slow_grade_one(*args, **kwargs):  # real grading takes seconds: give the user time to press Cancel
+        time.sleep(0.6)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(grade_cmd, "grade_one", slow_grade_one)
+    out = tmp_path / "partial.csv"
+    dialog = BatchExportDialog(window.worker, folders=[str(cohort)], out=str(out), models=window.models)
+    qtbot.addWidget(dialog)
+
+    grading = re.compile(r"^Exam 1 of 3: \w+$")  # the label while the first exam is being graded
+    with qtbot.waitSignal(dialog.finished_export, timeout=60000) as signal:
+        dialog.start()
+        qtbot.waitUntil(lambda: bool(grading.match(dialog.count_label.text())), timeout=30000)
+        dialog.cancel()
+        assert "cancelling" in dialog.count_label.text() and not dialog.cancel_button.isEnabled()
+    summary = signal.args[0]
+    assert summary.partial and summary.ok + summary.errors == 1
+    _, rows = _rows(out)
+    assert len(rows) == 1
+    assert is_partial(out)
+    assert "PARTIAL" in dialog.count_label.text()
+
+
+def test_bad_inputs_are_refused_in_the_dialog(qtbot, window, tmp_path):
+    dialog = BatchExportDialog(window.worker, folders=[], out="")
+    qtbot.addWidget(dialog)
+    assert dialog.start() is None and "folder" in dialog.result_label.text()
+    dialog.folders.addItem(str(tmp_path))
+    assert dialog.start() is None and "output" in dialog.result_label.text()
+    dialog.out_edit.setText(str(tmp_path / "missing" / "x.csv"))
+    assert dialog.start() is None and "does not exist" in dialog.result_label.text()
+
+
+def test_durations_read_like_a_clock():
+    assert format_duration(0) == "0:00"
+    assert format_duration(75.4) == "1:15"
+    assert format_duration(3725) == "1:02:05"

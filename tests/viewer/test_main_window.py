@@ -1,0 +1,277 @@
+"""The window end to end: drop, linked navigation, overlays, cancel, report, settings, clean exit."""
+
+from __future__ import annotations
+
+import re
+import time
+
+import numpy as np
+import pytest
+from PySide6 import QtCore, QtGui, QtWidgets
+
+from glaucoma_viewer import worker as jobs
+
+
+def _drop(target: QtWidgets.QWidget, paths) -> None:
+    """Send a drag-enter / drag-move / drop sequence of local files to ``target`` (as the OS would)."""
+    mime = QtCore.QMimeData()
+    mime.setUrls([QtCore.QUrl.fromLocalFile(str(p)) for p in paths])
+    pos = QtCore.QPointF(target.width() / 2, target.height() / 2)
+    action = QtCore.Qt.DropAction.CopyAction
+    buttons, mods = QtCore.Qt.MouseButton.LeftButton, QtCore.Qt.KeyboardModifier.NoModifier
+    enter = QtGui.QDragEnterEvent(pos, action, mime, buttons, mods)
+    QtWidgets.QApplication.sendEvent(target, enter)
+    assert enter.isAccepted(), "the drag was refused"
+    drop = QtGui.QDropEvent(pos, action, mime, buttons, mods)
+    QtWidgets.QApplication.sendEvent(target, drop)
+
+
+def test_dropping_a_folder_anywhere_opens_every_exam_and_reports_the_broken_one(qtbot, window, cohort, wait_idle):
+    _drop(window, [cohort])
+    wait_idle(window)
+    statuses = {e.label.split()[0]: e.status for e in window.entries.values()}
+    assert statuses == {"SYNTH0000": "done", "SYNTH0001": "done", "BROKEN": "error"}
+    broken = next(e for e in window.entries.values() if e.label.startswith("BROKEN"))
+    assert "truncated" in broken.message or "corrupt" in broken.message
+    assert window.exam_list.status(broken.key) == "error"
+    assert any("BROKEN" in path for path, _ in window.load_report["failed"])
+    assert len(window.load_report["opened"]) == 2
+    dialog = window.show_load_report()
+    assert dialog.table.rowCount() >= 3
+    dialog.close()
+    # The dropped folder is remembered.
+    assert window.recent()[0] == str(cohort.resolve())
+    assert window.last_folder() == str(cohort.resolve())
+
+
+def test_drop_on_a_child_view_reaches_the_window(qtbot, window, cohort):
+    target = window.oct_view.view.viewport()
+    assert not target.acceptDrops()
+    opened = []
+    window.open_paths = lambda paths, remember=True: opened.append(list(paths))  # type: ignore[method-assign]
+    mime = QtCore.QMimeData()
+    mime.setUrls([QtCore.QUrl.fromLocalFile(str(cohort))])
+    # Qt routes a drop to the nearest ancestor that accepts drops: that must be the main window.
+    widget = target
+    while widget is not None and not widget.acceptDrops():
+        widget = widget.parentWidget()
+    assert widget is window
+    _drop(widget, [cohort])
+    assert opened == [[str(cohort)]]
+
+
+def test_wheel_keys_and_slider_move_the_bscan_and_the_fundus_line(qtbot, window, small_exam, wait_idle):
+    exam = small_exam(seed=1, n=20)
+    window.add_exam(exam)
+    wait_idle(window)
+    oct_view, fundus = window.oct_view, window.fundus_view
+    assert oct_view.count == 20 and oct_view.current_index == 10
+    assert oct_view.position.text() == "11 / 20"
+
+    def line():
+        x, y = fundus.line_item.getData()
+        return np.array([[y[0], x[0]], [y[1], x[1]]], np.float32)
+
+    np.testing.assert_allclose(line(), exam.bscan_positions[10])
+
+    oct_view.view.setFocus()
+    qtbot.keyClick(oct_view.view, QtCore.Qt.Key.Key_Right)
+    qtbot.waitUntil(lambda: oct_view.current_index == 11)
+    qtbot.keyClick(oct_view.view, QtCore.Qt.Key.Key_PageDown)
+    qtbot.waitUntil(lambda: oct_view.current_index == 19)  # clamped at the last B-scan
+    qtbot.keyClick(oct_view.view, QtCore.Qt.Key.Key_Home)
+    qtbot.waitUntil(lambda: oct_view.current_index == 0)
+    qtbot.keyClick(oct_view.view, QtCore.Qt.Key.Key_PageDown)
+    qtbot.waitUntil(lambda: oct_view.current_index == 10)
+    qtbot.keyClick(oct_view.view, QtCore.Qt.Key.Key_Up)
+    qtbot.waitUntil(lambda: oct_view.current_index == 9)
+
+    # Wheel: one notch down = next B-scan (Ctrl+wheel would zoom instead).
+    viewport = oct_view.view.viewport()
+    centre = QtCore.QPointF(viewport.width() / 2, viewport.height() / 2)
+    for _ in range(3):
+        wheel = QtGui.QWheelEvent(centre, viewport.mapToGlobal(centre), QtCore.QPoint(), QtCore.QPoint(0, -120),
+                                  QtCore.Qt.MouseButton.NoButton, QtCore.Qt.KeyboardModifier.NoModifier,
+                                  QtCore.Qt.ScrollPhase.NoScrollPhase, False)
+        QtWidgets.QApplication.sendEvent(viewport, wheel)
+    qtbot.waitUntil(lambda: oct_view.current_index == 12)
+    assert oct_view.position.text() == "13 / 20"
+    np.testing.assert_allclose(line(), exam.bscan_positions[12])
+
+    # Clicking on (near) a B-scan line of the photo selects that B-scan.
+    (r0, c0), (r1, c1) = exam.bscan_positions[4]
+    fundus.photo_box.clicked.emit(float((c0 + c1) / 2), float((r0 + r1) / 2 + 0.4))
+    qtbot.waitUntil(lambda: oct_view.current_index == 4)
+    # ... but a click far from the scanned area does not.
+    fundus.photo_box.clicked.emit(2.0, 2.0)
+    qtbot.wait(50)
+    assert oct_view.current_index == 4
+
+
+def test_enface_projection_stands_in_when_positions_are_unknown(qtbot, window, small_exam, wait_idle):
+    exam = small_exam(seed=2, n=16, positions=False)
+    window.add_exam(exam)
+    wait_idle(window)
+    fundus = window.fundus_view
+    assert fundus.enface_pane.isVisible() and "en-face" in fundus.enface_title.text()
+    assert fundus.note.isVisible() and "unknown" in fundus.note.text()
+    assert fundus.enface_item.image.shape == (16, 80) and fundus.enface_item.image.dtype == np.uint8
+    assert fundus.line_item.getData()[0] is None or len(fundus.line_item.getData()[0]) == 0
+    # Clicking a row of the projection opens that B-scan; scrolling moves the line over it.
+    row_h = fundus._enface_row_h
+    fundus.enface_box.clicked.emit(10.0, 3.5 * row_h)
+    qtbot.waitUntil(lambda: window.oct_view.current_index == 3)
+    _, ys = fundus.enface_line.getData()
+    assert ys[0] == pytest.approx(3.5 * row_h)
+
+
+def test_overlay_toggles_show_and_hide_and_persist(qtbot, make_window, settings, small_exam, wait_idle):
+    window = make_window()
+    window.add_exam(small_exam(seed=3, n=10))
+    wait_idle(window)
+    entry = window.current_entry()
+    assert entry.status == "done" and entry.analysis.grade in ("non", "early", "mid_advanced")
+    fundus, octv = window.fundus_view, window.oct_view
+    # Grad-CAM maps of the tiny graders are there; both start hidden.
+    assert fundus.cam_toggle.isEnabled() and not fundus.cam_item.isVisible()
+    fundus.cam_toggle.setChecked(True)
+    assert fundus.cam_item.isVisible() and fundus.opacity.isEnabled()
+    fundus.opacity.setValue(80)
+    assert fundus.cam_item.opacity() == pytest.approx(0.8)
+    assert octv.cam_toggle.isEnabled()
+    octv.cam_toggle.setChecked(True)
+    qtbot.waitUntil(lambda: octv.heat_item.image is not None)
+    assert octv.heat_item.isVisible()
+    assert octv.heat_item.image.shape == octv.image_item.image.shape
+    fundus.line_toggle.setChecked(False)
+    assert not fundus.line_item.isVisible()
+    fundus.crop_toggle.setChecked(True)
+    assert fundus.crop_item.isVisible() and len(fundus.crop_item.getData()[0]) == 5
+    # The View menu mirrors the toggles.
+    action = next(a for a in window.menuBar().actions()[1].menu().actions() if a.text() == "Fundus Grad-CAM")
+    action.setChecked(False)
+    assert not fundus.cam_toggle.isChecked() and not fundus.cam_item.isVisible()
+    fundus.cam_toggle.setChecked(True)
+    window.shutdown()
+
+    again = make_window(s=settings)
+    assert again.fundus_view.cam_toggle.isChecked()
+    assert not again.fundus_view.line_toggle.isChecked()
+    assert again.fundus_view.crop_toggle.isChecked()
+    assert again.fundus_view.opacity.value() == 80
+    assert again.oct_view.cam_toggle.isChecked()
+
+
+def test_layer_overlay_uses_fixed_colours_and_follows_the_slice(qtbot, window, small_exam, wait_idle):
+    window.add_exam(small_exam(seed=4, n=6))
+    wait_idle(window)
+    octv = window.oct_view
+    labels = np.zeros((6, 64, 80), np.uint8)
+    labels[:, 20:30] = 1
+    labels[:, 30:40] = 2
+    labels[3, 40:50] = 7
+    octv.set_overlays(labels, None)
+    qtbot.waitUntil(lambda: octv.label_item.image is not None)
+    assert octv.layers_toggle.isEnabled() and octv.label_item.isVisible() and octv.legend.isVisible()
+    lut = octv.label_item.lut
+    from glaucoma_viewer.views.common import LAYER_COLOURS
+
+    assert tuple(lut[1, :3]) == LAYER_COLOURS[0] and lut[0, 3] == 0
+    octv.show_now(3)
+    qtbot.waitUntil(lambda: octv.label_item.image is not None and (octv.label_item.image == 7).any())
+    octv.layers_toggle.setChecked(False)
+    assert not octv.label_item.isVisible() and not octv.legend.isVisible()
+
+
+def test_window_level_lives_in_the_lut_and_levels_stay_fixed(qtbot, window, small_exam, wait_idle):
+    window.add_exam(small_exam(seed=5, n=6))
+    wait_idle(window)
+    octv = window.oct_view
+    octv.set_window_level(100, 60)
+    lut = octv.image_item.lut
+    assert lut.dtype == np.uint8 and lut.shape == (256,)
+    assert lut[10] == 0 and lut[110] == 255 and 0 < lut[60] < 255
+    assert tuple(octv.image_item.levels) == (0, 255)
+    octv.show_now(2)
+    assert tuple(octv.image_item.levels) == (0, 255)  # switching slices never resets the levels
+    image = octv.image_item.image
+    assert image.dtype == np.uint8 and image.flags["C_CONTIGUOUS"]
+
+
+def test_cancel_stops_a_running_analysis_cleanly(qtbot, window, monkeypatch, small_exam):
+    started, seen_tokens = [], []
+
+    def slow_analysis(loaded, progress=None, cancel=None, models=None):
+        started.append(loaded.key)
+        seen_tokens.append(cancel)
+        for k in range(400):
+            cancel.raise_if_cancelled()
+            progress(k / 400, "grading")
+            time.sleep(0.01)
+        raise AssertionError("should have been cancelled")
+
+    monkeypatch.setattr(jobs, "analyse_exam", slow_analysis)
+    key = window.add_exam(small_exam(seed=6, n=4))
+    qtbot.waitUntil(lambda: bool(started), timeout=10000)
+    qtbot.waitUntil(lambda: window.cancel_button.isVisible())
+    assert window.exam_list.status(key) == "analysing"
+    qtbot.mouseClick(window.cancel_button, QtCore.Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: window.entries[key].status == "cancelled", timeout=3000)
+    assert seen_tokens[0].cancelled
+    assert window.exam_list.status(key) == "cancelled"
+    qtbot.waitUntil(lambda: not window.is_busy())
+    assert not window.cancel_button.isVisible()
+    # The exam stays viewable, and can be analysed again.
+    assert window.oct_view.count == 4
+    monkeypatch.undo()
+    window.reanalyse(key)
+    qtbot.waitUntil(lambda: window.entries[key].status == "done", timeout=30000)
+
+
+def test_an_engine_error_is_shown_in_the_window_not_raised(qtbot, window, monkeypatch, small_exam):
+    def broken_analysis(loaded, progress=None, cancel=None, models=None):
+        raise RuntimeError("boom inside the engine")
+
+    monkeypatch.setattr(jobs, "analyse_exam", broken_analysis)
+    key = window.add_exam(small_exam(seed=7, n=4))
+    qtbot.waitUntil(lambda: window.entries[key].status == "error", timeout=10000)
+    assert "boom inside the engine" in window.entries[key].message
+    assert "boom" in window.results.grade_label.text()
+    assert "boom" in window.status_label.text()
+
+
+def test_missing_weights_still_show_the_exam_and_say_why_there_is_no_grade(qtbot, make_window, tmp_path, small_exam):
+    window = make_window(models=tmp_path / "absent.ensemble.json")
+    key = window.add_exam(small_exam(seed=8, n=4))
+    qtbot.waitUntil(lambda: window.entries[key].status in ("done", "error"), timeout=20000)
+    entry = window.entries[key]
+    assert entry.loaded is not None and window.oct_view.count == 4
+    text = window.results.grade_label.text() + window.results.messages_label.text() + entry.message
+    assert "absent" in text or "No grade" in text
+
+
+def test_report_is_a_one_page_pdf(qtbot, window, tmp_path, small_exam, wait_idle):
+    window.add_exam(small_exam(seed=9, n=6))
+    wait_idle(window)
+    out = window.export_report(tmp_path / "report.pdf")
+    data = out.read_bytes()
+    assert data.startswith(b"%PDF") and len(data) > 20_000
+    assert len(re.findall(rb"/Type\s*/Page(?!s)", data)) == 1  # one page
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_closing_leaves_no_running_threads(qtbot, make_window, monkeypatch, small_exam):
+    window = make_window()
+
+    def slow(loaded, progress=None, cancel=None, models=None):
+        while True:
+            cancel.raise_if_cancelled()
+            time.sleep(0.01)
+
+    monkeypatch.setattr(jobs, "analyse_exam", slow)
+    window.add_exam(small_exam(seed=10, n=4))
+    qtbot.waitUntil(lambda: window.analysis_worker.thread_count() == 1, timeout=10000)
+    window.close()
+    assert window.worker.thread_count() == 0
+    assert window.analysis_worker.thread_count() == 0
+    assert window.oct_view.executor._pool.activeThreadCount() == 0
