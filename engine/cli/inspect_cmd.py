@@ -136,6 +136,7 @@ def _summary(exam: Any, source: Any) -> dict[str, Any]:
         "files": [{"path": f.path, "sha256": f.sha256} for f in exam.provenance.files],
         "notes": list(exam.provenance.notes),
         "synthetic": exam.is_synthetic,
+        "synthetic_modalities": [m for m in exam.modalities if exam.is_synthetic_modality(m)],
     }
 
 
@@ -154,7 +155,8 @@ def _print_text(exams: list[dict[str, Any]], skipped: list[dict[str, str]]) -> N
     out = sys.stdout
     for e in exams:
         out.write(f"exam {e['id']}  ({e['kind']}: {e['source']})\n")
-        out.write(f"  eye: {e['eye']}    modalities: {', '.join(e['modalities']) or 'none'}\n")
+        shown = [f"{m} (SYNTHETIC)" if m in e["synthetic_modalities"] else m for m in e["modalities"]]
+        out.write(f"  eye: {e['eye']}    modalities: {', '.join(shown) or 'none'}\n")
         if e["fundus_shape"]:
             out.write(f"  fundus: {_fmt_shape(e['fundus_shape'])} {e['dtype']['fundus']}, "
                       f"{_fmt_scale(e['scale']['fundus'], '(row, col)')}\n")

@@ -28,6 +28,9 @@ Modality of a lone image: forced by ``modality``, else a hint in its name or the
 (:func:`engine.io.images.guess_modality`). Eye: DICOM laterality, else ``OD``/``OS``/``left``/``right``
 words, or ``R``/``L`` as the first or last word of the exam's folder or file name, else ``"unknown"``.
 
+Sidecar: an ``exam.json`` in a folder (eye, synthetic modalities, notes; see :mod:`engine.io.sidecar`)
+applies to every exam found directly in that folder; a broken one becomes a note, never a failed load.
+
 Guard rails: symbolic-link loops are not followed, unreadable files and folders, empty folders, hidden and
 non-image files are reported with their reason, and the walk stops after ``max_entries`` directory entries
 so that a huge tree still answers in bounded time. Nothing is ever written.
@@ -44,6 +47,7 @@ from typing import Iterable, Optional, Sequence, Union
 from engine.io import bscans, dicom, gamma, images, nifti
 from engine.io.errors import EmptyInputError, ExamLoadError
 from engine.io.exam import Exam, Eye, Modality
+from engine.io.sidecar import SIDECAR_NAME, Sidecar, read_sidecar
 from engine.progress import CancelToken, ProgressCallback, check, report
 
 MAX_ENTRIES = 200_000
@@ -101,6 +105,7 @@ class ExamSource:
     bscans: list[Path] = field(default_factory=list)
     mri: dict[str, Path] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    sidecar: Optional[Sidecar] = None
 
     def load(
         self,
@@ -137,7 +142,30 @@ class ExamSource:
             raise ValueError(f"unknown exam source kind {self.kind!r}")
         if exam.eye == "unknown" and self.eye != "unknown":
             exam.eye = self.eye
+        if self.sidecar is not None:
+            _apply_sidecar(exam, self.sidecar)
         return exam
+
+
+def _apply_sidecar(exam: Exam, sidecar: Sidecar) -> None:
+    """The sidecar's eye wins over names (a conflict with the file's own laterality is noted)."""
+    prov = exam.provenance
+    if sidecar.eye is not None and sidecar.eye != exam.eye:
+        if exam.eye != "unknown" and prov.reader.startswith("engine.io.dicom"):
+            prov.notes.append(f"{sidecar.path.name} says eye {sidecar.eye}, the file says {exam.eye}; "
+                              f"{sidecar.eye} is used")
+        exam.eye = sidecar.eye
+    if sidecar.synthetic_modalities:
+        prov.synthetic_modalities = tuple(dict.fromkeys((*prov.synthetic_modalities, *sidecar.synthetic_modalities)))
+        present = set(exam.modalities)
+        if present and present <= set(prov.synthetic_modalities):
+            prov.synthetic = True
+        for modality in sidecar.synthetic_modalities:
+            if modality in present:
+                prov.notes.append(f"{modality} is synthetic (generated, not acquired), as {sidecar.path.name} says")
+    prov.notes.extend(sidecar.all_notes())
+    if sidecar.source is not None:
+        prov.files.append(sidecar.source)
 
 
 @dataclass
@@ -372,9 +400,28 @@ class _Walk:
                 self.skip(path, "broken symbolic link")
             else:
                 self.skip(path, "not a regular file or folder")
+        sidecar = self.take_sidecar(files)
+        first = len(self.out.sources)
         consumed = self.gamma(folder, files, subdirs)
         self.group(root, folder, files)
+        if sidecar is not None:
+            mine = self.out.sources[first:]
+            for source in mine:
+                source.sidecar = sidecar
+                if sidecar.eye is not None:
+                    source.eye = sidecar.eye
+            if not mine:
+                self.skip(sidecar.path, "exam sidecar, but this folder holds no exam of its own")
         return [d for d in subdirs if d not in consumed]
+
+    @staticmethod
+    def take_sidecar(files: list[Path]) -> Optional[Sidecar]:
+        """Remove this folder's ``exam.json`` from ``files`` and read it (never raises)."""
+        path = next((f for f in files if f.name.lower() == SIDECAR_NAME), None)
+        if path is None:
+            return None
+        files.remove(path)
+        return read_sidecar(path)
 
     def gamma(self, folder: Path, files: list[Path], subdirs: list[Path]) -> set[Path]:
         """Rule 1: ``<ID>/<ID>/`` numbered B-scans (+ ``<ID>/<ID>.jpg``). Claims the files it uses."""

@@ -51,12 +51,17 @@ class SourceFile:
 
 @dataclass
 class Provenance:
-    """Where an exam came from: reader name, input files with hashes, free-text notes."""
+    """Where an exam came from: reader name, input files with hashes, free-text notes.
+
+    ``synthetic``: the whole exam is generated. ``synthetic_modalities``: the modalities that are generated
+    while others are acquired (the demo: real fundus photo, synthetic OCT); the viewer labels those.
+    """
 
     reader: str
     files: list[SourceFile] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     synthetic: bool = False
+    synthetic_modalities: tuple[str, ...] = ()
 
 
 @dataclass
@@ -123,7 +128,12 @@ class Exam:
 
     @property
     def is_synthetic(self) -> bool:
+        """True when the whole exam is generated (not a patient)."""
         return self.provenance.synthetic
+
+    def is_synthetic_modality(self, modality: str) -> bool:
+        """True when ``modality`` (``"fundus"``, ``"oct"``, ...) of this exam is generated, not acquired."""
+        return self.provenance.synthetic or modality in self.provenance.synthetic_modalities
 
     def nbytes(self) -> int:
         """Bytes held by the pixel arrays (for memory budgets)."""
