@@ -8,7 +8,8 @@ Names and order used everywhere in this package (anatomical, top to bottom):
   RPE/choroid boundary is Bruch's membrane, the top of the choroid) and the bottom of the choroid for k = 8.
   A boundary is stored as the row (float, px) of the *first pixel of the lower layer* in each column.
 
-Heavy imports (torch, MONAI) live in :mod:`engine.oct.layers` only.
+Heavy imports (torch, MONAI) live in :mod:`engine.oct.layers` only; :func:`analyse_oct` (the pipeline's entry
+point) imports :mod:`engine.oct.analyse` when called.
 """
 
 LAYER_NAMES = ("NFL", "GCL+IPL", "INL", "OPL", "ONL", "EZ", "RPE", "choroid")
@@ -17,3 +18,10 @@ BOUNDARY_NAMES = (
 )
 N_CLASSES = 1 + len(LAYER_NAMES)
 """Network classes: 0 outside the retina + the eight layers."""
+
+
+def analyse_oct(exam, progress=None, cancel=None, **options):  # type: ignore[no-untyped-def]
+    """The layer analysis of an exam's OCT (see :func:`engine.oct.analyse.analyse_oct`); imported lazily."""
+    from engine.oct.analyse import analyse_oct as run
+
+    return run(exam, progress, cancel, **options)

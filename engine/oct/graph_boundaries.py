@@ -164,16 +164,21 @@ def _gather(image: np.ndarray, reference: np.ndarray, start: int, height: int) -
 
 
 def _remove_padding(scans: np.ndarray) -> np.ndarray:
-    """(n, H, W) float32 copy with saturated-white padding (warped exports) set to black, in place on the copy.
+    """(n, H, W) float32 with saturated-white padding (warped exports) replaced by background, in place.
 
-    Runs of values >= 250 that touch the top or bottom edge of a column are padding, not tissue.
+    Runs of values >= 250 that touch the top or bottom edge of a column are padding, not tissue. They get the
+    median of the B-scan's other pixels (mostly vitreous / background), so that the padding's edge is not
+    taken for a tissue boundary.
     """
     if max(scans[:, 0].max(), scans[:, -1].max()) < 250:
         return scans
     white = scans >= 250
     top = np.logical_and.accumulate(white, axis=1)
     bottom = np.logical_and.accumulate(white[:, ::-1], axis=1)[:, ::-1]
-    scans[top | bottom] = 0
+    pad = top | bottom
+    for i in range(len(scans)):
+        if pad[i].any():
+            scans[i][pad[i]] = np.median(scans[i][~pad[i]]) if not pad[i].all() else 0
     return scans
 
 
