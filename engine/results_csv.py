@@ -6,6 +6,9 @@ Columns (in order, see :data:`COLUMNS`):
   probabilities (6 decimals, summing to 1) — a valid GAMMA submission when only these are read;
 - ``grade``: the predicted class name;
 - biomarkers (:data:`BIOMARKER_COLUMNS`; empty when the analysis was unavailable);
+- sibling tasks (:data:`engine.tasks.SIBLING_COLUMNS`): ODIR per-label probabilities ``odir_N..odir_O`` for a
+  fundus photo, ``glioma_hgg,glioma_lgg,glioma_grade`` for an MRI, ``bone_*`` for a dental X-ray, ``task_models``;
+  empty where the task does not apply or has no weights;
 - ``models``: names of the graders that ran, ``;``-separated; ``weights_sha256``: their weights' SHA-256 in the
   same order; ``disc_source``: where the disc crop came from;
 - ``status``: ``ok`` or ``error``; ``message``: the error (one line) or warnings.
@@ -26,11 +29,12 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Optional, Sequence
 
 from engine.models.checkpoint import atomic_write_bytes
+from engine.tasks import SIBLING_COLUMNS
 
 GAMMA_COLUMNS = ("data", "non", "early", "mid_advanced")
 BIOMARKER_COLUMNS = ("vcdr", "hcdr", "area_cdr", "rim_to_disc", "isnt", "rnfl_mean")
 TAIL_COLUMNS = ("models", "weights_sha256", "disc_source", "status", "message")
-COLUMNS = (*GAMMA_COLUMNS, "grade", *BIOMARKER_COLUMNS, *TAIL_COLUMNS)
+COLUMNS = (*GAMMA_COLUMNS, "grade", *BIOMARKER_COLUMNS, *SIBLING_COLUMNS, *TAIL_COLUMNS)
 
 _ALIASES = {
     "vcdr": ("vcdr", "vertical_cdr", "cdr_vertical"),

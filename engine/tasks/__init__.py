@@ -222,6 +222,24 @@ def add_to_row(row: dict[str, str], results: SiblingResults) -> dict[str, str]:
     return row
 
 
+def needs_glaucoma_grader(exam: Any) -> bool:
+    """Whether ``engine grade`` should run the glaucoma grader (the exam holds a fundus photo or an OCT);
+    otherwise its row is :func:`sibling_only_row`."""
+    return any(m in ("fundus", "oct") for m in exam.modalities)
+
+
+def add_sibling_columns(
+    row: dict[str, str], exam: Any, device: str = "auto", biomarkers: Optional[Mapping[str, Any]] = None
+) -> dict[str, str]:
+    """The ``engine grade`` hook for a graded (fundus / OCT) exam: run the sibling tasks its modalities fit
+    (ODIR on the fundus photo) and merge their columns and messages into ``row``. A missing weight or a task
+    failure becomes a note in ``message`` (an extra task whose default weights are not installed is skipped
+    without one); the row's glaucoma status is left as it is."""
+    results = run_sibling_tasks(exam, device, biomarkers=biomarkers)
+    results.messages = [m for m in results.messages if "no weights installed" not in m]
+    return add_to_row(row, results)
+
+
 def sibling_only_row(exam: Any, data_id: str, device: str = "auto") -> tuple[dict[str, str], str]:
     """A grading-CSV row for an exam with no fundus photo or OCT (MRI, X-ray): no glaucoma grade, the sibling
     columns filled. Status ``ok`` when a task ran and none failed, else ``error``. Returns (row, stderr line)."""

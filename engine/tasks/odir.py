@@ -29,6 +29,11 @@ LABELS = ("N", "D", "G", "C", "A", "H", "M", "O")
 LABEL_NAMES = ("normal", "diabetes", "glaucoma", "cataract", "AMD", "hypertension", "myopia", "other")
 BIOMARKERS = ("vcdr", "hcdr", "acdr", "rim", "eccentricity", "centroid_shift")
 """Biomarker features in input order; a seventh input is 1 when they were measured, else 0 (all zeros)."""
+BIOMARKER_ALIASES = {
+    "vcdr": ("vcdr",), "hcdr": ("hcdr",), "acdr": ("acdr", "area_cdr"), "rim": ("rim", "rim_to_disc"),
+    "eccentricity": ("eccentricity", "cup_eccentricity"), "centroid_shift": ("centroid_shift",),
+}
+"""Names each biomarker goes by (the first is ours; the others are those of ``engine.fundus.biomarkers``)."""
 ARCHITECTURE = "odir_multilabel"
 BIOMARKER_WIDTH = 16
 
@@ -88,13 +93,14 @@ def make_spec(
 
 
 def biomarker_vector(values: Optional[Mapping[str, Any]]) -> np.ndarray:
-    """``{"vcdr": ..., ...}`` -> (7,) float32: the six biomarkers then 1; all zeros when any is missing/NaN."""
+    """``{"vcdr": ..., ...}`` (or the aliases of :data:`BIOMARKER_ALIASES`) -> (7,) float32: the six biomarkers
+    then 1; all zeros when any is missing/NaN."""
     out = np.zeros(len(BIOMARKERS) + 1, np.float32)
     if not values:
         return out
     try:
-        numbers = [float(values[name]) for name in BIOMARKERS]
-    except (KeyError, TypeError, ValueError):
+        numbers = [float(next(values[a] for a in BIOMARKER_ALIASES[name] if a in values)) for name in BIOMARKERS]
+    except (StopIteration, TypeError, ValueError):
         return out
     if not all(math.isfinite(v) for v in numbers):
         return out
