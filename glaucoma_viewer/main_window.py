@@ -27,6 +27,8 @@ from glaucoma_viewer.worker import JobFailure, JobHandle, Worker
 
 PathLike = Union[str, Path]
 MAX_RECENT = 10
+DEFAULT_MAX_VOLUMES = 4
+"""Exams kept in memory at once (settings key ``memory/max_exams``); the least recently used are dropped."""
 BANNER_TEXT = (
     "RESEARCH USE ONLY — not a medical device. Grades come from the bundled default weights trained on small "
     "public samples (click for the model cards)."
@@ -49,6 +51,13 @@ class ExamEntry:
     job: Optional[JobHandle] = None
     current_bscan: Optional[int] = None
     started: float = field(default_factory=time.perf_counter)
+    candidate: Any = None  # what loads it again (an engine.io.discover.ExamSource), None for in-memory exams
+    last_used: float = field(default_factory=time.perf_counter)
+
+    @property
+    def reloadable(self) -> bool:
+        """True when the exam can be dropped from memory and read again from disk."""
+        return callable(getattr(self.candidate, "load", None))
 
 
 class ClickableLabel(QtWidgets.QLabel):
@@ -67,6 +76,8 @@ class MainWindow(QtWidgets.QMainWindow):
         settings: where to keep last folder, overlay toggles and geometry (a throw-away one in tests).
         synchronous: run every job inline (tests that need no event loop for the engine part).
         models: what grades (an ensemble file, see ``engine.pipeline.load_models``); None = bundled defaults.
+        max_exams: most exams held in memory (default: setting ``memory/max_exams``, else 4); the least
+            recently shown are dropped (pixels and analysis) and reloaded from disk when selected again.
 
     Signals:
         idle(): emitted whenever the last running job finished (screenshot mode waits for it).
@@ -79,11 +90,18 @@ class MainWindow(QtWidgets.QMainWindow):
     examFailed = QtCore.Signal(str)
 
     def __init__(self, settings: Optional[QtCore.QSettings] = None, synchronous: bool = False,
-                 models: Any = None, parent: Optional[QtWidgets.QWidget] = None) -> None:
+                 models: Any = None, max_exams: Optional[int] = None,
+                 parent: Optional[QtWidgets.QWidget] = None) -> None:
         super().__init__(parent)
         self.models = models  # None: the bundled default weights (engine.pipeline.load_models)
         self.setWindowTitle("Glaucoma Viewer — research use only")
         self.settings = settings if settings is not None else QtCore.QSettings()
+        if max_exams is None:
+            try:
+                max_exams = int(self.settings.value("memory/max_exams", DEFAULT_MAX_VOLUMES))
+            except (TypeError, ValueError):
+                max_exams = DEFAULT_MAX_VOLUMES
+        self.max_exams = max(1, int(max_exams))
         self.worker = Worker(self, max_threads=2, synchronous=synchronous)
         self.analysis_worker = Worker(self, max_threads=1, synchronous=synchronous)
         self.entries: dict[str, ExamEntry] = {}
@@ -403,7 +421,7 @@ class MainWindow(QtWidgets.QMainWindow):
         return key
 
     def _start_load(self, key: str, label: str, source: str, candidate: Any) -> None:
-        entry = ExamEntry(key, label, source)
+        entry = ExamEntry(key, label, source, candidate=candidate)
         self.entries[key] = entry
         self.exam_list.add_exam(key, label, "loading")
         entry.job = self.worker.submit(
@@ -421,6 +439,7 @@ class MainWindow(QtWidgets.QMainWindow):
             return
         entry.loaded = loaded
         entry.label = loaded.label
+        entry.last_used = time.perf_counter()
         self.exam_list.add_exam(entry.key, loaded.label, "analysing")
         self.load_report["opened"].append((entry.source, f"{loaded.exam_id}: {', '.join(loaded.exam.modalities)}"))
         self._update_report_button()
@@ -428,6 +447,35 @@ class MainWindow(QtWidgets.QMainWindow):
         if self._current_key == entry.key:
             self.show_exam(entry.key)
         self._start_analysis(entry)
+        self._enforce_memory_limit()
+
+    # ------------------------------------------------------------------------------------------- memory (LRU)
+    def resident_keys(self) -> list[str]:
+        """Keys of the exams whose pixels are in memory now."""
+        return [k for k, e in self.entries.items() if e.loaded is not None]
+
+    def _enforce_memory_limit(self) -> None:
+        """Drop the least recently used exams beyond ``max_exams`` (never the shown one nor one being worked on)."""
+        resident = [e for e in self.entries.values() if e.loaded is not None]
+        excess = len(resident) - self.max_exams
+        if excess <= 0:
+            return
+        droppable = [e for e in resident if e.reloadable and e.key != self._current_key
+                     and not (e.job is not None and e.job.is_active)]
+        for entry in sorted(droppable, key=lambda e: e.last_used)[:excess]:
+            self._unload(entry)
+
+    def _unload(self, entry: ExamEntry) -> None:
+        entry.loaded = None
+        entry.analysis = None  # its label and Grad-CAM volumes are as large as the exam itself
+        entry.status = "unloaded"
+        self.exam_list.set_status(entry.key, "unloaded", "not in memory: select it to read it again")
+
+    def _reload(self, entry: ExamEntry) -> None:
+        """Read an unloaded exam again from disk (and analyse it again), keeping its row and slice."""
+        bscan = entry.current_bscan
+        self._start_load(entry.key, entry.label, entry.source, entry.candidate)
+        self.entries[entry.key].current_bscan = bscan
 
     def _start_analysis(self, entry: ExamEntry) -> None:
         assert entry.loaded is not None
@@ -470,6 +518,7 @@ class MainWindow(QtWidgets.QMainWindow):
         if key == self._current_key:
             self._apply_analysis(entry)
         self.status_label.setText(f"{entry.label}: {self._grade_text(view)}")
+        self._enforce_memory_limit()
         self.examAnalysed.emit(key)
 
     def _failed(self, key: str, failure: JobFailure) -> None:
@@ -514,23 +563,32 @@ class MainWindow(QtWidgets.QMainWindow):
             return
         previous = self._current_key
         self._current_key = key
+        entry.last_used = time.perf_counter()
         if self.exam_list.current_key() != key:
             self.exam_list.select(key)
+        if entry.status == "unloaded":
+            self._reload(entry)
+            entry = self.entries[key]
         loaded = entry.loaded
         if loaded is None:
             text = {"loading": f"Loading {entry.label}…"}.get(entry.status, f"{entry.label}: {entry.message}")
             self.fundus_view.clear(text)
             self.oct_view.set_volume(None, message=text)
             self.results.set_pending(text)
+            self.results.set_data_note("")
             return
         exam = loaded.exam
         eye = {"OD": "right eye (OD)", "OS": "left eye (OS)"}.get(exam.eye, "eye unknown")
-        synthetic = " — SYNTHETIC" if exam.is_synthetic else ""
+        synthetic = " — SYNTHETIC" if exam.is_synthetic_modality("fundus") else ""
+        what = "Fundus" if exam.fundus is not None else "No fundus photo"
         self.fundus_view.set_photo(loaded.fundus_display, loaded.fundus_shape,
-                                   title=f"Fundus — {loaded.exam_id}, {eye}{synthetic}")
+                                   title=f"{what} — {loaded.exam_id}, {eye}{synthetic}")
+        self.results.set_data_note(jobs.data_note(exam))
         n = 0 if exam.oct is None else len(exam.oct)
         if previous != key or self.oct_view.volume is not exam.oct:
             self.oct_view.set_volume(exam.oct, key=key, auto_wl=loaded.oct_wl, index=entry.current_bscan)
+        oct_synthetic = exam.oct is not None and exam.is_synthetic_modality("oct")
+        self.oct_view.set_title("OCT B-scan — SYNTHETIC (generated, not acquired)" if oct_synthetic else "OCT B-scan")
         self.fundus_view.set_geometry(exam.bscan_positions, n, loaded.enface, loaded.enface_aspect)
         self.fundus_view.set_current(self.oct_view.current_index)
         if entry.analysis is not None:

@@ -102,10 +102,12 @@ class AnalysisView:
         disc_contours, cup_contours: (K, 2) float (row, col) px polylines on the original photo.
         crop_box: (r0, c0, r1, c1) px of the disc-region crop on the photo, or None.
         disc_note: disc localisation outcome for the user (e.g. "disc not found").
+        disc_method: which method and weights made the disc/cup masks, for the user.
         fundus_cam: (h, w) uint8 Grad-CAM on the photo (stretched over it), or None.
         oct_labels: (N, H, W) uint8 layer labels 0..8 per B-scan (0 = outside the retina), or None.
         oct_cam: (N, h, w) uint8 Grad-CAM per B-scan (stretched over each B-scan), or None.
-        layer_method: which method produced the layers ("graph search", "network: <name>").
+        layer_method: which method produced the layers ("graph search …", "layer network <name> …").
+        layer_notes: the layer analysis' caveats (merged bands, missing geometry, assumed scale).
         biomarkers: disc/cup values in display order.
         rnfl_profiles: (N, W) float32 RNFL thickness along each B-scan, in ``rnfl_unit``; NaN where unknown.
         rnfl_unit: "µm" when the axial scale came from the file, else "px".
@@ -126,10 +128,12 @@ class AnalysisView:
     cup_contours: list[np.ndarray] = field(default_factory=list)
     crop_box: Optional[tuple[float, float, float, float]] = None
     disc_note: str = ""
+    disc_method: str = ""
     fundus_cam: Optional[np.ndarray] = None
     oct_labels: Optional[np.ndarray] = None
     oct_cam: Optional[np.ndarray] = None
     layer_method: str = ""
+    layer_notes: list[str] = field(default_factory=list)
     biomarkers: list[Biomarker] = field(default_factory=list)
     rnfl_profiles: Optional[np.ndarray] = None
     rnfl_unit: str = "px"

@@ -19,6 +19,7 @@ Heavy modules (torch, MONAI, the pipeline) are imported inside the job functions
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 import traceback
@@ -471,12 +472,44 @@ def analyse_exam(loaded: "LoadedExam", progress=None, cancel=None, models: Any =
         view.timings.update({k: float(v) for k, v in result.timings.items() if k != "total"})
     check(cancel)
     report(progress, 0.97, "preparing overlays")
+    view.messages = [friendly_message(m) for m in view.messages]
     _fill_disc(view, exam, disc, result, loaded)
     _fill_layers(view, exam, layers)
     _fill_cams(view, result, loaded)
     view.raw = result
     view.timings["analysis total"] = time.perf_counter() - t0
     return view
+
+
+_MISSING_CHECKPOINT = re.compile(r"(?P<path>[^\s:]+\.pt): checkpoint not found")
+_MODEL_WORDS = {"disc_cup": "disc/cup", "oct_layers": "OCT layer", "layers": "OCT layer"}
+
+
+def friendly_message(message: str) -> str:
+    """Rewrite "…/resources/models/disc_cup.pt: checkpoint not found" as "no disc/cup model installed (…)"."""
+    match = _MISSING_CHECKPOINT.search(message)
+    if match is None:
+        return message
+    name = Path(match.group("path")).name
+    what = _MODEL_WORDS.get(Path(name).stem, Path(name).stem)
+    return f"No {what} model installed ({name} is not in resources/models)."
+
+
+def data_note(exam: Any) -> str:
+    """Where the exam's images came from, saying plainly which are synthetic (the demo's OCT is)."""
+    prov = getattr(exam, "provenance", None)
+    synthetic = [m for m in exam.modalities if exam.is_synthetic_modality(m)]
+    parts = []
+    if exam.is_synthetic:
+        parts.append("SYNTHETIC exam (generated, not a patient)")
+    elif synthetic:
+        parts.append("SYNTHETIC " + " + ".join(m.upper() if m == "oct" else m for m in synthetic)
+                     + " (generated, not acquired)")
+    reader = getattr(prov, "reader", "")
+    if reader:
+        parts.append(f"read by {reader}")
+    notes = [str(n) for n in (getattr(prov, "notes", None) or [])][:2]
+    return "; ".join(parts + notes)
 
 
 def _analyses_without_grade(exam: Any, messages: list[str], progress, cancel) -> tuple[Any, Any, dict[str, float]]:
@@ -491,7 +524,7 @@ def _analyses_without_grade(exam: Any, messages: list[str], progress, cancel) ->
         try:
             from engine.fundus import analyse_disc  # type: ignore[attr-defined]
 
-            disc = analyse_disc(exam.fundus, spacing=exam.fundus_spacing)
+            disc = analyse_disc(exam.fundus, spacing=exam.fundus_spacing, eye=exam.eye, cancel=cancel)
         except ImportError:
             pass
         except Exception as err:  # noqa: BLE001 - one failed analysis must not hide the other
@@ -588,11 +621,18 @@ def _fill_disc(view: "AnalysisView", exam: Any, disc: Any, result: Any, loaded: 
         box = _field(disc, "crop_box", "disc_box")
     view.crop_box = None if box is None else tuple(float(v) for v in box)  # type: ignore[assignment]
     if disc is None:
-        view.disc_note = "Disc/cup analysis unavailable for this exam."
+        why = [m for m in view.messages if "disc/cup" in m]
+        view.disc_note = why[0] if why else "Disc/cup analysis unavailable for this exam."
     else:
         note = _field(disc, "message", "note")
         found = _field(disc, "found", "ok")
         view.disc_note = str(note) if note else ("" if found in (None, True) else "Optic disc not found.")
+        sha = str(_field(disc, "weights_sha256") or "")
+        confidence = _field(disc, "confidence")
+        method = "Disc and cup by the segmentation network" + (f" (weights {sha[:12]}…)" if sha else "")
+        if confidence is not None:
+            method += f", confidence {float(confidence):.2f}"
+        view.disc_method = method + "."
     source = getattr(result, "disc_source", None) if result is not None else None
     if source == "brightness heuristic":
         view.disc_note = (view.disc_note + " Disc crop located by a brightness heuristic.").strip()
@@ -603,6 +643,15 @@ def _fill_disc(view: "AnalysisView", exam: Any, disc: Any, result: Any, loaded: 
         markers = _as_float_dict(_field(disc, "biomarkers") or disc)
     view.biomarkers = format_biomarkers(markers, exam)
 
+
+_BIOMARKER_ORDER = (
+    "vcdr", "vertical_cdr", "hcdr", "horizontal_cdr", "area_cdr", "rim_to_disc", "rim_to_disc_ratio",
+    "rim_area_mm2", "rim_area_px2", "disc_area_mm2", "disc_area_px2", "cup_area_mm2", "cup_area_px2",
+    "isnt", "isnt_rule", "isnt_ok", "rim_inferior_px", "rim_superior_px", "rim_nasal_px", "rim_temporal_px",
+    "rim_inferior_mm", "rim_superior_mm", "rim_nasal_mm", "rim_temporal_mm",
+    "cup_eccentricity", "eccentricity", "centroid_shift", "centroid_distance_px", "centroid_distance_mm",
+)
+"""The disc/cup values shown, in this order (extents and duplicates stay in the CSV and the report data)."""
 
 _BIOMARKER_LABELS = {
     "vcdr": "vertical CDR", "vertical_cdr": "vertical CDR", "hcdr": "horizontal CDR",
@@ -620,7 +669,10 @@ def format_biomarkers(markers: dict[str, float], exam: Any) -> list:
     fundus_physical = exam.fundus_spacing is not None and exam.fundus_spacing.is_physical
     oct_physical = exam.oct_spacing is not None and exam.oct_spacing.is_physical
     rows: list[Biomarker] = []
-    for key, value in markers.items():
+    rank = {k: i for i, k in enumerate(_BIOMARKER_ORDER)}
+    shown = [k for k in markers if k.lower() in rank or "rnfl" in k.lower()]
+    for key in sorted(shown, key=lambda k: rank.get(k.lower(), len(rank))):
+        value = markers[key]
         lower = key.lower()
         is_oct = "rnfl" in lower or "retina" in lower or "thick" in lower
         physical = oct_physical if is_oct else fundus_physical
@@ -656,8 +708,9 @@ def _fill_layers(view: "AnalysisView", exam: Any, layers: Any) -> None:
         labels = np.asarray(labels)
         if labels.shape == exam.oct.shape:
             view.oct_labels = np.ascontiguousarray(labels.astype(np.uint8, copy=False))
-    method = _field(layers, "method")
+    method = _field(layers, "method_detail", "method")
     view.layer_method = str(method) if method else ""
+    view.layer_notes = [str(n) for n in (_field(layers, "notes") or [])]
     profiles = _field(layers, "rnfl_thickness", "rnfl", "rnfl_px")
     if profiles is None:
         thickness = _field(layers, "thickness")

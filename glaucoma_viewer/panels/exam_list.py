@@ -2,7 +2,7 @@
 
 Statuses: ``loading`` -> ``analysing`` -> ``done``; or ``error`` (with the reason in the tooltip and the
 details panel) or ``cancelled``. The list never holds pixel data: rows are keyed by the exam key the main
-window uses.
+window uses. ``unloaded``: the exam was dropped from memory (least recently used) and reloads when selected.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ STATUS_COLOURS = {
     "done": "#81c784",
     "error": "#e57373",
     "cancelled": "#b0bec5",
+    "unloaded": "#78909c",
 }
 KEY_ROLE = QtCore.Qt.ItemDataRole.UserRole + 1
 
@@ -48,6 +49,9 @@ class ExamList(QtWidgets.QWidget):
         self.list.setAcceptDrops(False)
         self.list.viewport().setAcceptDrops(False)
         self.list.setContextMenuPolicy(QtCore.Qt.ContextMenuPolicy.CustomContextMenu)
+        self.list.setTextElideMode(QtCore.Qt.TextElideMode.ElideMiddle)  # long ids keep their status visible
+        self.list.setHorizontalScrollBarPolicy(QtCore.Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.list.setUniformItemSizes(True)
         self.detail = QtWidgets.QLabel("")
         self.detail.setObjectName("note")
         self.detail.setWordWrap(True)

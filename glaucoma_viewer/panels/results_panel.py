@@ -173,6 +173,11 @@ class ResultsPanel(QtWidgets.QWidget):
         self._view: Optional[AnalysisView] = None
         self._current = 0
 
+        # Where the images came from (synthetic modalities said plainly); kept across clear().
+        self.data_label = QtWidgets.QLabel("")
+        self.data_label.setWordWrap(True)
+        self.data_label.hide()
+
         # Grade.
         self.grade_section = Section("Grade")
         self.grade_label = QtWidgets.QLabel("—")
@@ -212,6 +217,7 @@ class ResultsPanel(QtWidgets.QWidget):
         self.profile_plot.setAcceptDrops(False)
         self.profile_plot.viewport().setAcceptDrops(False)
         self.profile_plot.setMinimumHeight(120)
+        self.profile_plot.setMaximumHeight(230)
         self.profile_plot.setMenuEnabled(False)
         self.profile_plot.setMouseEnabled(x=False, y=False)
         self.profile_plot.showGrid(x=True, y=True, alpha=0.2)
@@ -220,6 +226,7 @@ class ResultsPanel(QtWidgets.QWidget):
         self.map_box.setMouseEnabled(x=False, y=False)
         self.map_view = make_graphics_view(self.map_box)
         self.map_view.setMinimumHeight(90)
+        self.map_view.setMaximumHeight(160)
         self.map_item = pg.ImageItem(levels=LEVELS, lut=heat_lut(threshold=0.0))
         self.map_line = pg.PlotCurveItem(pen=pen((255, 255, 255), 1.5))
         self.map_line.setZValue(5)
@@ -248,6 +255,7 @@ class ResultsPanel(QtWidgets.QWidget):
         column = QtWidgets.QVBoxLayout(self)
         column.setContentsMargins(0, 0, 0, 0)
         column.setSpacing(6)
+        column.addWidget(self.data_label)
         column.addWidget(self.grade_section)
         column.addWidget(self.bio_section)
         column.addWidget(self.rnfl_section, 1)
@@ -276,6 +284,15 @@ class ResultsPanel(QtWidgets.QWidget):
         self.messages_label.setText("")
         self.messages_label.hide()
         self.timings_label.setText("")
+
+    def set_data_note(self, text: str) -> None:
+        """One line on the exam's data (``worker.data_note``); shown as a warning when anything is synthetic."""
+        self.data_label.setText(f"Data: {text}" if text else "")
+        self.data_label.setObjectName("warning" if "SYNTHETIC" in text else "note")
+        self.data_label.setStyleSheet(self.data_label.styleSheet())  # re-polish after the object name changed
+        self.data_label.style().unpolish(self.data_label)
+        self.data_label.style().polish(self.data_label)
+        self.data_label.setVisible(bool(text))
 
     def set_pending(self, status: str) -> None:
         """While loading / analysing: say so, keep the layout."""
@@ -342,7 +359,7 @@ class ResultsPanel(QtWidgets.QWidget):
             self.bio_grid.addWidget(value, row // 2, 2 * (row % 2) + 1)
         self.bio_grid.setColumnStretch(1, 1)
         self.bio_grid.setColumnStretch(3, 1)
-        self.bio_note.setText(view.disc_note)
+        self.bio_note.setText(" ".join(t for t in (view.disc_method, view.disc_note) if t))
 
     def _show_rnfl(self, view: AnalysisView) -> None:
         unit = view.rnfl_unit
@@ -368,8 +385,11 @@ class ResultsPanel(QtWidgets.QWidget):
                 "Sectors: " + " · ".join(f"{k} {v:.0f} {unit}" for k, v in view.rnfl_sectors.items())
             )
         note = f"Layers by {view.layer_method}." if view.layer_method else ""
-        if unit == "px":
-            note += " Axial scale assumed or unknown: thickness in px, not µm."
+        notes = list(view.layer_notes)
+        if unit == "px" and not any("px" in n for n in notes):
+            notes.append("axial scale assumed or unknown: thickness in px, not µm")
+        if notes:
+            note += " Notes: " + "; ".join(notes) + "."
         self.rnfl_note.setText(note.strip())
 
     def _set_rnfl_visible(self, visible: bool) -> None:

@@ -216,6 +216,10 @@ class SliceView(QtWidgets.QWidget):
         h, w = self._volume.shape[1:]
         self.box.setRange(xRange=(0, w), yRange=(0, h), padding=0.0)
 
+    def set_title(self, title: str) -> None:
+        """Panel title for the current volume (e.g. "OCT B-scan — SYNTHETIC")."""
+        self.title.setText(title)
+
     def set_overlays(self, labels: Optional[np.ndarray], heat: Optional[np.ndarray]) -> None:
         """Per-slice overlays for the current volume: labels (N, H, W) uint8, heat (N, h, w) uint8 or None."""
         self._labels = labels
@@ -273,7 +277,6 @@ class SliceView(QtWidgets.QWidget):
         self.frames_drawn += 1
         n = len(self._volume)
         self.position.setText(f"{index + 1} / {n}")
-        self.title.setText(self.base_title)
         self._request_overlays(index)
         if changed or force:
             self.sliceChanged.emit(index)

@@ -275,3 +275,58 @@ def test_closing_leaves_no_running_threads(qtbot, make_window, monkeypatch, smal
     assert window.worker.thread_count() == 0
     assert window.analysis_worker.thread_count() == 0
     assert window.oct_view.executor._pool.activeThreadCount() == 0
+
+
+def test_a_failing_exam_does_not_stop_the_next_and_results_never_mix(qtbot, window, monkeypatch, small_exam,
+                                                                      wait_idle):
+    real = jobs.analyse_exam
+
+    def flaky(loaded, progress=None, cancel=None, models=None):
+        if loaded.exam_id == "FAILS":
+            raise RuntimeError("engine crashed on this one")
+        return real(loaded, progress=progress, cancel=cancel, models=models)
+
+    monkeypatch.setattr(jobs, "analyse_exam", flaky)
+    bad = window.add_exam(small_exam(seed=11, n=4, exam_id="FAILS"))
+    a = window.add_exam(small_exam(seed=12, n=5, grade=0, exam_id="EXAM_A"))
+    b = window.add_exam(small_exam(seed=13, n=7, grade=2, exam_id="EXAM_B"))
+    wait_idle(window)
+    assert window.entries[bad].status == "error" and "crashed" in window.entries[bad].message
+    assert window.exam_list.status(bad) == "error"
+    assert window.entries[a].status == window.entries[b].status == "done"
+    # Each exam's analysis belongs to its own volume (labels have that exam's B-scan count).
+    for key, n in ((a, 5), (b, 7)):
+        entry = window.entries[key]
+        assert entry.analysis.raw.exam_id == entry.loaded.exam_id
+        assert entry.analysis.oct_cam is None or len(entry.analysis.oct_cam) == n
+    window.show_exam(b)
+    assert window.oct_view.count == 7 and window.results.analysis is window.entries[b].analysis
+
+
+def test_only_max_exams_stay_in_memory_and_an_unloaded_one_reloads(qtbot, make_window, cohort, wait_idle):
+    window = make_window(max_exams=1)
+    window.open_paths([cohort], remember=False)
+    wait_idle(window)
+    qtbot.waitUntil(lambda: len(window.resident_keys()) == 1, timeout=30000)
+    good = sorted(k for k, e in window.entries.items() if e.status in ("done", "unloaded"))
+    assert len(good) == 2
+    unloaded = next(k for k in good if window.entries[k].status == "unloaded")
+    assert window.exam_list.status(unloaded) == "unloaded"
+    window.exam_list.select(unloaded)  # the user clicks it: read again from disk, analysed again
+    qtbot.waitUntil(lambda: window.entries[unloaded].status == "done", timeout=30000)
+    assert window.oct_view.count == 8 and window.entries[unloaded].analysis is not None
+    qtbot.waitUntil(lambda: window.resident_keys() == [unloaded], timeout=30000)
+
+
+def test_synthetic_data_is_labelled(qtbot, window, small_exam, wait_idle):
+    window.add_exam(small_exam(seed=14, n=4))
+    wait_idle(window)
+    assert "SYNTHETIC" in window.results.data_label.text() and window.results.data_label.isVisible()
+    assert "SYNTHETIC" in window.oct_view.title.text()
+    assert "SYNTHETIC" in window.fundus_view.title.text()
+
+
+def test_missing_checkpoint_reads_as_no_model_installed():
+    msg = jobs.friendly_message("disc/cup analysis failed: /x/resources/models/disc_cup.pt: checkpoint not found")
+    assert msg == "No disc/cup model installed (disc_cup.pt is not in resources/models)."
+    assert jobs.friendly_message("something else") == "something else"
