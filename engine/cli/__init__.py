@@ -12,9 +12,9 @@ import sys
 from typing import Optional, Sequence
 
 from engine import __version__
-from engine.cli import bone_health_cmd, evaluate_cmd, grade_cmd, inspect_cmd, train_cmd, tune_cmd
+from engine.cli import bone_health_cmd, evaluate_cmd, grade_cmd, inspect_cmd, segment_cmd, train_cmd, tune_cmd
 
-COMMANDS = [inspect_cmd, grade_cmd, train_cmd, tune_cmd, evaluate_cmd, bone_health_cmd]
+COMMANDS = [inspect_cmd, segment_cmd, grade_cmd, train_cmd, tune_cmd, evaluate_cmd, bone_health_cmd]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,44 @@
+"""``segment IMAGE... --task disc-cup|layers --out DIR``: masks and measurements per input.
+
+``--task disc-cup`` (:mod:`engine.fundus.segment_cli`): one GAMMA-convention mask PNG per fundus photo (0 cup,
+128 rim, 255 background) and the cup-to-disc biomarkers. ``--task layers`` (:mod:`engine.oct.segment_cli`):
+OCT retinal-layer labels and thickness tables. Exit codes: 0 all inputs done, 1 some failed (one stderr line
+each), 2 bad usage or unusable weights.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+NAME = "segment"
+TASKS = ("disc-cup", "layers")
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        NAME,
+        help="segment optic disc/cup on fundus photos or retinal layers on OCT",
+        description="Segment every input and write masks into DIR (atomically). Research use only.",
+    )
+    p.add_argument("inputs", nargs="+", metavar="IMAGE", help="fundus photos (disc-cup) or OCT exams/B-scans (layers)")
+    p.add_argument("--task", required=True, choices=TASKS, help="what to segment")
+    p.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder (created)")
+    p.add_argument("--json", action="store_true", help="print machine-readable JSON on stdout")
+    p.add_argument("--weights", type=Path, metavar="FILE", help="segmenter checkpoint (default: the shipped one)")
+    p.add_argument("--eye", choices=("OD", "OS", "unknown"), default="unknown",
+                   help="disc-cup: eye of every photo, for the nasal/temporal sectors and the ISNT rule")
+    p.add_argument("--method", choices=("graph", "network"), help="layers: boundary method")
+    p.add_argument("--region", choices=("auto", "macula", "disc"), help="layers: scan region")
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.task == "layers":
+        from engine.oct.segment_cli import run_layers
+
+        return int(run_layers(args))
+    from engine.fundus.segment_cli import run_disc_cup
+
+    return int(run_disc_cup(args))

@@ -1,0 +1,264 @@
+"""Photo -> optic disc and cup masks -> biomarkers: the fundus half of the engine's anatomy.
+
+:func:`analyse_disc` runs three steps on a ``(H, W, 3)`` uint8 RGB photo of any size:
+
+1. **Localise** (:func:`engine.fundus.localize.locate_disc`, training-free): up to :data:`N_COARSE` candidate
+   centres and the expected disc size from the field of view.
+2. **Coarse pass**: one square crop of :data:`COARSE_SCALE` expected diameters around each candidate, all
+   segmented in one batch. The segmenter was trained to answer "background" on crops without a disc, so the
+   candidate whose crop holds a confident, disc-sized region wins; when none does the result says "disc not
+   found" instead of returning a confident wrong mask.
+3. **Fine pass**: a crop of the segmenter's ``crop_scale`` x the measured disc diameter around the measured
+   centre (done twice, so the second crop is centred on the first one's disc). Its probabilities are
+   post-processed at model resolution (largest disc component, holes filled, cup = largest component inside
+   the disc) and mapped back onto the photo's pixels (:func:`engine.fundus.crop.map_to_image`).
+
+Masks in files follow the GAMMA convention (:func:`label_mask`): 0 = cup, 128 = neuro-retinal rim,
+255 = background.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import numpy as np
+
+from engine.fundus.biomarkers import DiscBiomarkers, compute_biomarkers
+from engine.fundus.crop import DEFAULT_MARGIN, Box, crop_square, disc_box, map_to_image, square_box
+from engine.fundus.localize import DiscLocation, locate_disc
+from engine.io.exam import Spacing
+from engine.progress import CancelToken, ProgressCallback, check, report
+
+N_COARSE = 3
+"""Localiser candidates checked by the coarse pass."""
+COARSE_SCALE = 3.0
+"""Coarse crop side / expected disc diameter."""
+MIN_CERTAINTY = 0.75
+"""Below this mean disc probability (over the predicted disc) a crop holds no disc."""
+SIZE_RANGE = (0.35, 2.6)
+"""Accepted measured / expected disc diameter (the expected one comes from the FOV size)."""
+
+CUP_VALUE, RIM_VALUE, BACKGROUND_VALUE = 0, 128, 255
+
+
+@dataclass
+class DiscAnalysis:
+    """Result of :func:`analyse_disc`.
+
+    Attributes:
+        found: a disc was segmented with enough confidence; when False the masks and biomarkers are None and
+            ``message`` says why.
+        confidence: 0..1, the segmenter's mean certainty over the disc times a localisation factor.
+        message: one line for the user ("" when all is well).
+        center: disc centre (row, col) photo px (bounding-box centre of the disc mask), or the localiser's guess.
+        disc_mask, cup_mask: (H, W) bool in photo px (cup inside disc), or None.
+        crop_box: square disc box + relative margin (top, left, bottom, right) photo px, for the grader's crop.
+        biomarkers: :class:`DiscBiomarkers` or None.
+        localisation: the localiser's answer.
+        weights_sha256: SHA-256 of the segmenter weights used.
+    """
+
+    found: bool
+    confidence: float
+    message: str
+    center: Optional[tuple[float, float]]
+    disc_mask: Optional[np.ndarray] = None
+    cup_mask: Optional[np.ndarray] = None
+    crop_box: Optional[Box] = None
+    biomarkers: Optional[DiscBiomarkers] = None
+    localisation: Optional[DiscLocation] = None
+    weights_sha256: str = ""
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def label_mask(self) -> np.ndarray:
+        """(H, W) uint8 GAMMA-convention mask: 0 cup, 128 rim, 255 background (all 255 when not found)."""
+        if self.disc_mask is None or self.cup_mask is None:
+            raise ValueError("no disc was found: there is no mask to write")
+        return label_mask(self.disc_mask, self.cup_mask)
+
+
+def label_mask(disc: np.ndarray, cup: np.ndarray) -> np.ndarray:
+    """(H, W) bool disc and cup -> (H, W) uint8 with 0 cup, 128 rim, 255 background (cup clipped to disc)."""
+    out = np.full(disc.shape, BACKGROUND_VALUE, np.uint8)
+    out[disc] = RIM_VALUE
+    out[disc & cup] = CUP_VALUE
+    return out
+
+
+def _largest_component(mask: np.ndarray, near: Optional[tuple[float, float]] = None) -> np.ndarray:
+    """The largest 8-connected component of a (h, w) bool mask (the one containing ``near`` when it has one)."""
+    import cv2
+
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    if n <= 1:
+        return np.zeros(mask.shape, bool)
+    if near is not None:
+        r, c = int(round(near[0])), int(round(near[1]))
+        if 0 <= r < mask.shape[0] and 0 <= c < mask.shape[1] and labels[r, c] > 0:
+            return labels == labels[r, c]
+    return labels == 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+
+
+def _fill_holes(mask: np.ndarray) -> np.ndarray:
+    """(h, w) bool with every enclosed hole filled."""
+    import cv2
+
+    m = mask.astype(np.uint8)
+    contours, _ = cv2.findContours(m, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    out = np.zeros_like(m)
+    cv2.drawContours(out, contours, -1, 1, thickness=cv2.FILLED)
+    return out.astype(bool)
+
+
+def clean_masks(probs: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    """(3, S, S) class probabilities (background, rim, cup) -> cleaned disc, cup (S, S) bool and certainty.
+
+    Disc = P(rim) + P(cup) > 0.5, largest component, holes filled; cup = P(cup) > 0.5 inside the disc, largest
+    component, holes filled. ``certainty`` = mean disc probability over the disc (0 when there is none).
+    """
+    p_disc = probs[1] + probs[2]
+    s = p_disc.shape[0]
+    disc = _largest_component(p_disc > 0.5, near=(s / 2.0, s / 2.0))
+    if not disc.any():
+        return disc, disc.copy(), 0.0
+    disc = _fill_holes(disc)
+    cup = (probs[2] > 0.5) & disc
+    if cup.any():
+        cup = _fill_holes(_largest_component(cup)) & disc
+    return disc, cup, float(p_disc[disc].mean())
+
+
+def _box_of(mask: np.ndarray, box: Box) -> tuple[tuple[float, float], float]:
+    """Centre (row, col) photo px and diameter (larger bbox side, photo px) of a mask drawn on a crop of ``box``."""
+    s = box[2] - box[0]
+    k = s / mask.shape[0]
+    rows = np.flatnonzero(mask.any(axis=1))
+    cols = np.flatnonzero(mask.any(axis=0))
+    r = box[0] + (rows[0] + rows[-1] + 1) / 2.0 * k
+    c = box[1] + (cols[0] + cols[-1] + 1) / 2.0 * k
+    return (r, c), max(rows[-1] - rows[0] + 1, cols[-1] - cols[0] + 1) * k
+
+
+def _not_found(message: str, loc: Optional[DiscLocation], sha: str, timings: dict[str, float]) -> DiscAnalysis:
+    return DiscAnalysis(False, 0.0 if loc is None else float(loc.confidence) * 0.5, message,
+                        None if loc is None else loc.center, localisation=loc, weights_sha256=sha, timings=timings)
+
+
+def analyse_disc(
+    image: np.ndarray,
+    spacing: Optional[Spacing] = None,
+    eye: str = "unknown",
+    *,
+    segmenter: Any = None,
+    weights: Any = None,
+    progress: Optional[ProgressCallback] = None,
+    cancel: Optional[CancelToken] = None,
+) -> DiscAnalysis:
+    """Find, segment and measure the optic disc and cup of one colour fundus photo.
+
+    Args:
+        image: (H, W, 3) uint8 RGB, any size (1-12 MP), aspect ratio, eye, with or without a black border.
+        spacing: the photo's pixel spacing; biomarkers get mm values only when ``spacing.is_physical``.
+        eye: "OD", "OS" or "unknown" (nasal / temporal sectors and the ISNT rule need it).
+        segmenter: an object with ``size``, ``crop_scale``, ``sha256`` and ``predict((B, S, S, 3) uint8) ->
+            (B, 3, S, S)`` probabilities; default: :func:`engine.fundus.segmenter.load_segmenter` (``weights``
+            path or the shipped ``resources/models/disc_cup.pt``).
+        progress, cancel: see :mod:`engine.progress`.
+
+    Raises:
+        ValueError: ``image`` is not (H, W, 3).
+        engine.models.checkpoint.CheckpointError: no usable segmenter weights.
+        engine.progress.Cancelled: ``cancel`` was set.
+    """
+    import time
+
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"expected an (H, W, 3) RGB photo, got an array of shape {image.shape}")
+    if image.dtype != np.uint8:
+        image = np.clip(image, 0, 255).astype(np.uint8)
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    if segmenter is None:
+        from engine.fundus.segmenter import load_segmenter
+
+        segmenter = load_segmenter(weights)
+    sha = str(getattr(segmenter, "sha256", ""))
+    size, crop_scale = int(segmenter.size), float(segmenter.crop_scale)
+    check(cancel)
+    report(progress, 0.05, "locating the optic disc")
+    t = time.perf_counter()
+    timings["load"] = t - t0
+    loc = locate_disc(image)
+    timings["localise"] = time.perf_counter() - t
+    expected = 2.0 * loc.radius_px
+
+    # coarse pass: which candidate holds a disc?
+    check(cancel)
+    report(progress, 0.3, "checking disc candidates")
+    t = time.perf_counter()
+    centres = [c.center for c in loc.candidates[:N_COARSE]] or [loc.center]
+    boxes = [square_box(c, COARSE_SCALE * expected) for c in centres]
+    probs = segmenter.predict(np.stack([crop_square(image, b, size) for b in boxes]))
+    best: Optional[tuple[float, Box, np.ndarray]] = None
+    for rank, (box, p) in enumerate(zip(boxes, probs)):
+        disc, _, certainty = clean_masks(p)
+        if not disc.any():
+            continue
+        _, diameter = _box_of(disc, box)
+        ratio = diameter / expected
+        if certainty < MIN_CERTAINTY or not SIZE_RANGE[0] <= ratio <= SIZE_RANGE[1]:
+            continue
+        score = certainty - 0.02 * rank  # the localiser's order breaks near-ties
+        if best is None or score > best[0]:
+            best = (score, box, disc)
+    timings["coarse"] = time.perf_counter() - t
+    if best is None:
+        return _not_found("optic disc not found: no candidate region looked like a disc to the segmenter",
+                          loc, sha, timings)
+
+    # fine passes, centred on the measured disc
+    check(cancel)
+    report(progress, 0.6, "segmenting disc and cup")
+    t = time.perf_counter()
+    centre, diameter = _box_of(best[2], best[1])
+    disc = cup = None
+    certainty = 0.0
+    box = best[1]
+    for _ in range(2):
+        box = square_box(centre, crop_scale * max(diameter, 8.0))
+        p = segmenter.predict(crop_square(image, box, size)[None])[0]
+        disc, cup, certainty = clean_masks(p)
+        if not disc.any():
+            break
+        centre, diameter = _box_of(disc, box)
+    timings["fine"] = time.perf_counter() - t
+    if disc is None or not disc.any() or certainty < MIN_CERTAINTY:
+        return _not_found("optic disc not found: the segmenter was not confident about the disc region",
+                          loc, sha, timings)
+
+    # back to photo pixels (only the box's region is touched), measure
+    check(cancel)
+    report(progress, 0.85, "measuring cup-to-disc ratios")
+    t = time.perf_counter()
+    h, w = image.shape[:2]
+    both = map_to_image(np.stack([disc, cup], axis=-1).astype(np.float32), box, (h, w))
+    disc_img, cup_img = both[..., 0] >= 0.5, both[..., 1] >= 0.5
+    cup_img &= disc_img
+    if not disc_img.any():
+        return _not_found("optic disc not found: the disc mask is empty at the photo's resolution", loc, sha,
+                          timings)
+    rows = np.flatnonzero(disc_img.any(axis=1))
+    cols = np.flatnonzero(disc_img.any(axis=0))
+    r0, r1, c0, c1 = max(0, rows[0] - 2), rows[-1] + 3, max(0, cols[0] - 2), cols[-1] + 3
+    markers = compute_biomarkers(disc_img[r0:r1, c0:c1], cup_img[r0:r1, c0:c1], eye=eye, spacing=spacing)
+    timings["measure"] = time.perf_counter() - t
+    found_centre = ((rows[0] + rows[-1] + 1) / 2.0, (cols[0] + cols[-1] + 1) / 2.0)
+    ratio = diameter / expected
+    size_factor = 1.0 if SIZE_RANGE[0] <= ratio <= SIZE_RANGE[1] else 0.5
+    confidence = float(np.clip(certainty * size_factor * (0.85 + 0.15 * loc.confidence), 0.0, 1.0))
+    message = "" if size_factor == 1.0 else "low confidence: the disc's size is unusual for this photo"
+    report(progress, 1.0, "disc and cup done")
+    return DiscAnalysis(True, confidence, message, found_centre, disc_img, cup_img,
+                        disc_box(disc_img, DEFAULT_MARGIN), markers, loc, sha, timings)

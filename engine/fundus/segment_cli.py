@@ -1,0 +1,115 @@
+"""``python -m engine segment IMAGE... --task disc-cup --out DIR [--json]``.
+
+For every fundus photo: ``DIR/<stem>.png``, the disc/cup mask at the photo's size in the GAMMA convention
+(0 = cup, 128 = neuro-retinal rim, 255 = background), and one line of biomarkers on stdout (``--json``: one JSON
+document with every photo instead). ``DIR/disc_cup_biomarkers.json`` keeps the same document. All files are
+written atomically (temp file + rename); an input is never overwritten (its mask is then named
+``<stem>_disc_cup.png``).
+
+A photo that cannot be read, or whose disc is not found with confidence, gives one stderr line and no mask;
+the others go on. Exit status: 0 all photos segmented, 1 some failed, 2 no usable segmenter weights.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from engine.models.checkpoint import atomic_write_bytes
+
+SUMMARY_NAME = "disc_cup_biomarkers.json"
+
+
+def _png_bytes(mask: np.ndarray) -> bytes:
+    import cv2
+
+    ok, data = cv2.imencode(".png", mask)
+    if not ok:
+        raise OSError("PNG encoding failed")
+    return data.tobytes()
+
+
+def mask_path(out: Path, image: Path, inputs: set[Path], taken: set[Path]) -> Path:
+    """``out/<stem>.png``, or ``<stem>_disc_cup.png`` (then ``_2``, ``_3`` ...) when that is an input or taken."""
+    candidate = out / f"{image.stem}.png"
+    k = 1
+    while candidate.resolve() in inputs or candidate in taken:
+        k += 1
+        candidate = out / (f"{image.stem}_disc_cup.png" if k == 2 else f"{image.stem}_disc_cup_{k - 1}.png")
+    taken.add(candidate)
+    return candidate
+
+
+def _line(name: str, b: dict[str, Any]) -> str:
+    mm = f", disc area {b['disc_area_mm2']:.2f} mm²" if "disc_area_mm2" in b else ""
+    return (f"{name}: vertical CDR {b['vcdr']:.3f}, horizontal CDR {b['hcdr']:.3f}, area CDR {b['area_cdr']:.3f}, "
+            f"disc {b['disc_height_px']:.0f}x{b['disc_width_px']:.0f} px{mm}, ISNT {b['isnt_rule']}")
+
+
+def run_disc_cup(args: Any) -> int:
+    """The ``--task disc-cup`` branch of ``segment``. ``args``: ``inputs``, ``out``, ``json``, ``weights``, ``eye``."""
+    from engine.fundus.analysis import analyse_disc
+    from engine.fundus.segmenter import default_weights_path, load_segmenter
+    from engine.io.errors import ExamLoadError
+    from engine.io.images import load_image_exam
+    from engine.models.checkpoint import CheckpointError
+
+    weights = getattr(args, "weights", None)
+    try:
+        seg = load_segmenter(weights)
+    except (CheckpointError, OSError) as err:
+        where = weights or default_weights_path()
+        print(f"error: disc/cup segmenter weights unusable ({where}): {err}. Train them with "
+              "'python -m engine train disc-cup --data DIR --out RUN' and pass --weights RUN/best.pt",
+              file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        print(f"error: cannot create output folder {out}: {err.strerror or err}", file=sys.stderr)
+        return 2
+    paths = [Path(p) for p in args.inputs]
+    inputs = {p.resolve() for p in paths if p.exists()}
+    taken: set[Path] = set()
+    eye = getattr(args, "eye", None) or "unknown"
+    results: list[dict[str, Any]] = []
+    failed = 0
+    for path in paths:
+        row: dict[str, Any] = {"input": str(path)}
+        try:
+            exam = load_image_exam(path, modality="fundus", eye=eye)
+            result = analyse_disc(exam.fundus, spacing=exam.fundus_spacing, eye=eye, segmenter=seg)
+        except (ExamLoadError, ValueError, OSError) as err:
+            message = str(err) if str(path) in str(err) else f"{path}: {err}"
+            print(f"error: {message}", file=sys.stderr)
+            results.append({**row, "status": "error", "message": str(err)})
+            failed += 1
+            continue
+        row.update(status="ok" if result.found else "not_found", confidence=round(result.confidence, 4),
+                   message=result.message)
+        if not result.found:
+            print(f"error: {path}: {result.message}", file=sys.stderr)
+            results.append(row)
+            failed += 1
+            continue
+        target = mask_path(out, path, inputs, taken)
+        atomic_write_bytes(target, _png_bytes(result.label_mask()))
+        markers = result.biomarkers.to_dict()
+        row.update(mask=str(target), center=[round(v, 1) for v in result.center],
+                   crop_box=[round(float(v), 1) for v in result.crop_box], biomarkers=markers)
+        results.append(row)
+        if not args.json:
+            note = f" ({result.message})" if result.message else ""
+            print(_line(path.name, markers) + note, flush=True)
+    doc = {"task": "disc-cup", "mask_convention": "0 cup, 128 rim, 255 background", "weights_sha256": seg.sha256,
+           "results": results}
+    text = json.dumps(doc, indent=1) + "\n"
+    atomic_write_bytes(out / SUMMARY_NAME, text.encode())
+    if args.json:
+        sys.stdout.write(text)
+    return 1 if failed else 0

@@ -1,0 +1,164 @@
+"""The disc/cup segmentation network: a MONAI 2D U-Net on square disc-region crops.
+
+Input: a crop of ``spec["inputs"]["size"]`` px whose side is ``crop_scale`` x the disc diameter (the second,
+fine pass) or a wider crop around a localiser candidate (the first pass), ``(S, S, 3)`` uint8 RGB with black
+(0) where the crop left the photo. Each crop is standardised per channel over its non-black pixels
+(:func:`normalise_crops`), so camera colour and exposure differences matter less.
+
+Output: ``(B, 3, S, S)`` softmax probabilities of the classes :data:`CLASSES` (background, neuro-retinal rim,
+cup); the disc is rim + cup, so the cup can never leave the disc.
+
+Checkpoints use :mod:`engine.models.checkpoint` with ``spec = {"task": "disc-cup", "architecture":
+"monai.UNet", "kwargs": {...}, "inputs": {"size": S, "crop_scale": ..., "normalisation": ...}, "classes":
+[...]}``; the spec alone rebuilds the network (no code is loaded from the file).
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Optional, Union
+
+import numpy as np
+
+TASK = "disc-cup"
+CLASSES = ("background", "rim", "cup")
+DEFAULT_WEIGHTS = "disc_cup.pt"
+NORMALISATION = "per-crop, per-channel z-score over non-black pixels"
+
+
+def default_spec(size: int = 192, channels: tuple[int, ...] = (16, 32, 64, 128, 256), num_res_units: int = 2,
+                 dropout: float = 0.0, crop_scale: float = 2.2) -> dict[str, Any]:
+    """The spec of a MONAI UNet disc/cup segmenter (JSON-able)."""
+    return {
+        "task": TASK,
+        "architecture": "monai.UNet",
+        "kwargs": {
+            "spatial_dims": 2,
+            "in_channels": 3,
+            "out_channels": len(CLASSES),
+            "channels": list(channels),
+            "strides": [2] * (len(channels) - 1),
+            "num_res_units": num_res_units,
+            "norm": "batch",
+            "dropout": dropout,
+        },
+        "inputs": {"size": int(size), "crop_scale": float(crop_scale), "normalisation": NORMALISATION},
+        "classes": list(CLASSES),
+        "cam_target_layers": [],
+    }
+
+
+def build_network(spec: Mapping[str, Any]) -> Any:
+    """A randomly initialised network from ``spec`` (only the architectures listed here are accepted)."""
+    from monai.networks.nets import UNet
+
+    arch = spec.get("architecture")
+    if arch != "monai.UNet":
+        raise ValueError(f"unknown disc/cup architecture {arch!r} (expected 'monai.UNet')")
+    kw = dict(spec["kwargs"])
+    kw["channels"] = tuple(kw["channels"])
+    kw["strides"] = tuple(kw["strides"])
+    return UNet(**kw)
+
+
+def normalise_crops(crops: np.ndarray) -> np.ndarray:
+    """``(B, S, S, 3)`` (or one ``(S, S, 3)``) uint8 -> ``(B, 3, S, S)`` float32, per-crop per-channel z-score
+    over the pixels that are not black in every channel (black = outside the photo / FOV); black stays 0."""
+    a = np.asarray(crops)
+    if a.ndim == 3:
+        a = a[None]
+    x = a.astype(np.float32)
+    valid = a.max(axis=3) > 4  # (B, S, S)
+    out = np.zeros((a.shape[0], 3, a.shape[1], a.shape[2]), np.float32)
+    for b in range(a.shape[0]):
+        m = valid[b]
+        if m.sum() < 16:
+            continue
+        for c in range(3):
+            ch = x[b, :, :, c]
+            v = ch[m]
+            mu, sd = float(v.mean()), float(v.std())
+            out[b, c] = np.where(m, (ch - mu) / max(sd, 4.0), 0.0)
+    return out
+
+
+@dataclass
+class Segmenter:
+    """A loaded disc/cup network with its spec and card. Thread-safe ``predict`` (one call at a time)."""
+
+    module: Any
+    spec: dict[str, Any]
+    card: dict[str, Any]
+    device: Any = "cpu"
+    sha256: str = ""
+
+    def __post_init__(self) -> None:
+        self._lock = threading.Lock()
+        self.module.eval()
+
+    @property
+    def size(self) -> int:
+        return int(self.spec["inputs"]["size"])
+
+    @property
+    def crop_scale(self) -> float:
+        return float(self.spec["inputs"].get("crop_scale", 2.2))
+
+    def predict(self, crops: np.ndarray, flip_tta: bool = True) -> np.ndarray:
+        """``(B, S, S, 3)`` uint8 crops -> ``(B, 3, S, S)`` float32 class probabilities (softmax).
+
+        ``flip_tta`` averages with the left-right mirrored prediction (the disc is left-right symmetric
+        between eyes, not top-bottom).
+        """
+        import torch
+
+        x = torch.from_numpy(normalise_crops(crops))
+        with self._lock, torch.inference_mode():
+            x = x.to(self.device)
+            if flip_tta:
+                both = torch.cat([x, torch.flip(x, dims=(3,))], dim=0)
+                logits = self.module(both).float()
+                n = x.shape[0]
+                probs = torch.softmax(logits[:n], 1) + torch.flip(torch.softmax(logits[n:], 1), dims=(3,))
+                probs = probs / 2
+            else:
+                probs = torch.softmax(self.module(x).float(), 1)
+        return probs.cpu().numpy()
+
+
+_CACHE: dict[tuple[str, str], Segmenter] = {}
+_CACHE_LOCK = threading.Lock()
+
+
+def default_weights_path() -> Path:
+    from engine.resources import models_dir
+
+    return models_dir() / DEFAULT_WEIGHTS
+
+
+def load_segmenter(path: Optional[Union[str, Path]] = None, device: str = "cpu") -> Segmenter:
+    """Load (and cache) a disc/cup checkpoint; default: the shipped ``resources/models/disc_cup.pt``.
+
+    Raises:
+        engine.models.checkpoint.CheckpointError: missing, tampered or not a disc-cup checkpoint.
+    """
+    import torch
+
+    from engine.models.checkpoint import load_checkpoint
+
+    path = Path(path) if path is not None else default_weights_path()
+    key = (str(path.resolve()), str(device))
+    with _CACHE_LOCK:
+        hit = _CACHE.get(key)
+        if hit is not None:
+            return hit
+        ckpt = load_checkpoint(path, expected_task=TASK, map_location="cpu")
+        module = build_network(ckpt.spec)
+        module.load_state_dict(ckpt.state_dict)
+        dev = torch.device(device)
+        module.to(dev)
+        seg = Segmenter(module, ckpt.spec, ckpt.card, dev, ckpt.sha256)
+        _CACHE[key] = seg
+        return seg

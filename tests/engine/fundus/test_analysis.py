@@ -1,0 +1,81 @@
+import numpy as np
+import pytest
+
+from engine.fundus import analyse_disc, label_mask
+from engine.fundus.analysis import clean_masks
+from engine.io.exam import Spacing
+from engine.synthetic import synthetic_fundus
+
+
+@pytest.mark.parametrize("cdr,eye,shape,seed", [(0.3, "OD", (512, 512), 0), (0.55, "OS", (600, 800), 1),
+                                                 (0.8, "OD", (1100, 1400), 2)])
+def test_known_cdr_comes_back(oracle, cdr, eye, shape, seed):
+    f = synthetic_fundus(shape, cdr=cdr, eye=eye, seed=seed)
+    result = analyse_disc(f.image, eye=eye, segmenter=oracle)
+    assert result.found and result.message == ""
+    assert result.biomarkers.vcdr == pytest.approx(f.vcdr, abs=0.05)
+    assert result.disc_mask.shape == shape
+    dice = 2 * (result.disc_mask & f.disc_mask).sum() / (result.disc_mask.sum() + f.disc_mask.sum())
+    assert dice > 0.9
+    assert not (result.cup_mask & ~result.disc_mask).any()
+    assert result.biomarkers.eye == eye and result.biomarkers.isnt is not None
+    top, left, bottom, right = result.crop_box
+    assert bottom - top == pytest.approx(right - left)
+    assert top < f.disc_center[0] < bottom and left < f.disc_center[1] < right
+
+
+def test_mm_values_only_with_known_scale(oracle):
+    f = synthetic_fundus((512, 512), cdr=0.5, seed=4)
+    assumed = analyse_disc(f.image, spacing=Spacing((0.01, 0.01), "assumed"), segmenter=oracle)
+    known = analyse_disc(f.image, spacing=Spacing((0.01, 0.01), "user"), segmenter=oracle)
+    assert assumed.biomarkers.disc_area_mm2 is None
+    assert known.biomarkers.disc_area_mm2 == pytest.approx(known.biomarkers.disc_area_px2 * 1e-4)
+
+
+def test_no_disc_gives_not_found_instead_of_a_mask():
+    from conftest import ColourOracle
+
+    f = synthetic_fundus((400, 400), cdr=0.5, seed=5)
+    result = analyse_disc(f.image, segmenter=ColourOracle(empty=True))
+    assert not result.found and result.disc_mask is None and result.biomarkers is None
+    assert "not found" in result.message
+    with pytest.raises(ValueError):
+        result.label_mask()
+
+
+def test_label_mask_gamma_convention(oracle):
+    f = synthetic_fundus((512, 512), cdr=0.5, seed=6)
+    result = analyse_disc(f.image, segmenter=oracle)
+    m = result.label_mask()
+    assert m.dtype == np.uint8 and set(np.unique(m)) == {0, 128, 255}
+    assert ((m == 0) == result.cup_mask).all() and ((m < 255) == result.disc_mask).all()
+    assert (label_mask(np.ones((2, 2), bool), np.array([[1, 0], [0, 0]], bool)) == [[0, 128], [128, 128]]).all()
+
+
+def test_clean_masks_keeps_cup_inside_one_disc():
+    probs = np.zeros((3, 64, 64), np.float32)
+    probs[0] = 1
+    probs[:, 20:44, 20:44] = [[[0]], [[1]], [[0]]]  # disc
+    probs[:, 28:36, 28:36] = [[[0]], [[0]], [[1]]]  # cup
+    probs[:, 2:5, 2:5] = [[[0]], [[0]], [[1]]]  # a stray cup blob outside the disc
+    probs[:, 30:32, 30:32] = [[[1]], [[0]], [[0]]]  # a hole in the middle
+    disc, cup, certainty = clean_masks(probs)
+    assert disc.sum() == 24 * 24 and cup.sum() == 64  # the hole is filled
+    assert certainty == pytest.approx(572 / 576)
+    assert not cup[2:5, 2:5].any()
+
+
+def test_rejects_bad_arrays(oracle):
+    with pytest.raises(ValueError, match="RGB"):
+        analyse_disc(np.zeros((5, 5)), segmenter=oracle)
+
+
+def test_runs_with_a_real_monai_network(tmp_path):
+    """A randomly initialised network from the shipped spec runs end to end (found or not, never a crash)."""
+    from engine.fundus.segmenter import Segmenter, build_network, default_spec
+
+    spec = default_spec(size=64, channels=(4, 8, 16), num_res_units=0)
+    seg = Segmenter(build_network(spec), spec, {})
+    f = synthetic_fundus((300, 300), cdr=0.5, seed=7)
+    result = analyse_disc(f.image, segmenter=seg)
+    assert isinstance(result.found, bool) and 0.0 <= result.confidence <= 1.0

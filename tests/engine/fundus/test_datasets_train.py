@@ -1,0 +1,79 @@
+import cv2
+import numpy as np
+import pytest
+
+from engine.fundus import label_mask
+from engine.fundus.datasets import DatasetLayoutError, decode_masks, discover, load_case, source_folds
+from engine.synthetic import synthetic_fundus
+
+
+def test_gamma_and_odoc_conventions_are_opposite():
+    gamma = np.array([[0, 128, 255]], np.uint8)
+    odoc = 255 - gamma
+    for m, conv in ((gamma, "gamma"), (odoc, "odoc")):
+        disc, cup = decode_masks([m], conv)
+        assert disc.tolist() == [[True, True, False]] and cup.tolist() == [[True, False, False]]
+    soft_disc = np.array([[64, 128, 191]], np.uint8)  # 1, 2, 3 of 4 experts
+    disc, cup = decode_masks([soft_disc, np.zeros_like(soft_disc)], "soft")
+    assert disc.tolist() == [[False, True, True]] and not cup.any()
+    with pytest.raises(ValueError):
+        decode_masks([gamma], "white")
+
+
+def _write_gamma_tree(root, n=4, size=(240, 240)):
+    (root / "Disc_Cup_Mask").mkdir(parents=True)
+    truths = []
+    for k in range(n):
+        f = synthetic_fundus(size, cdr=0.3 + 0.1 * k, eye="OD" if k % 2 else "OS", seed=k)
+        (root / f"{k:04d}").mkdir()
+        cv2.imwrite(str(root / f"{k:04d}" / f"{k:04d}.jpg"), f.image[:, :, ::-1])
+        cv2.imwrite(str(root / "Disc_Cup_Mask" / f"{k:04d}.png"), label_mask(f.disc_mask, f.cup_mask))
+        truths.append(f)
+    return truths
+
+
+def test_discover_gamma_layout_and_folds(tmp_path):
+    truths = _write_gamma_tree(tmp_path / "gamma")
+    cases = discover(tmp_path / "gamma")
+    assert [c.case_id for c in cases] == [f"gamma/{k:04d}" for k in range(4)]
+    image, disc, cup = load_case(cases[1])
+    assert (disc == truths[1].disc_mask).all() and (cup == truths[1].cup_mask).all()
+    assert source_folds(cases) == []  # one source: nothing to hold out
+    with pytest.raises(DatasetLayoutError, match="Disc_Cup_Mask"):
+        discover(tmp_path / "gamma" / "0000")
+
+
+def test_train_samples_and_metrics(tmp_path):
+    import torch
+
+    from engine.fundus import train_task as T
+
+    _write_gamma_tree(tmp_path / "g", n=2)
+    prepared = [T.prepare(c) for c in discover(tmp_path / "g")]
+    ds = T.DiscCupTrainSet(prepared, 64, samples_per_case=4)
+    rng = np.random.default_rng(0)
+    for i in range(12):
+        img, label = ds.sample(i, rng)
+        assert img.shape == (64, 64, 3) and set(np.unique(label)) <= {0, 1, 2}
+    item = T.DiscCupEvalSet(prepared, 64, 2.0)[0]
+    assert item["image"].shape == (3, 64, 64) and (item["mask"] == 2).any()
+    onehot = torch.nn.functional.one_hot(item["mask"][None], 3).permute(0, 3, 1, 2).float() * 10
+    m = T.crop_metrics(onehot, {"mask": item["mask"][None]})
+    assert m["dice_disc"] == 1.0 and m["dice_cup"] == 1.0 and m["vcdr_mae"] == 0.0
+    loss = T.make_loss()
+    assert float(loss(onehot, {"mask": item["mask"][None]})) < float(loss(-onehot, {"mask": item["mask"][None]}))
+
+
+def test_train_command_writes_a_hashed_checkpoint(tmp_path, capsys):
+    from engine.cli import main
+    from engine.fundus.segmenter import load_segmenter
+
+    _write_gamma_tree(tmp_path / "g", n=5, size=(200, 200))
+    out = tmp_path / "run"
+    code = main(["train", "disc-cup", "--data", str(tmp_path / "g"), "--out", str(out), "--epochs", "1",
+                 "--device", "cpu", "--set", "data.input_size=48", "--set", "model.channels=[4,8]",
+                 "--set", "data.samples_per_case=2", "--set", "batch_size=4"])
+    assert code == 0, capsys.readouterr().err
+    seg = load_segmenter(out / "best.pt")
+    assert seg.size == 48 and len(seg.sha256) == 64
+    assert seg.predict(np.zeros((1, 48, 48, 3), np.uint8)).shape == (1, 3, 48, 48)

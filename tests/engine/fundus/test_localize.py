@@ -1,0 +1,36 @@
+import numpy as np
+import pytest
+
+from engine.fundus.localize import locate_disc
+from engine.synthetic import synthetic_fundus
+
+
+@pytest.mark.parametrize("shape,eye,seed", [((512, 512), "OD", 0), ((480, 720), "OS", 1), ((900, 1200), "OD", 2)])
+def test_finds_synthetic_disc(shape, eye, seed):
+    f = synthetic_fundus(shape, cdr=0.5, eye=eye, seed=seed)
+    loc = locate_disc(f.image)
+    err = np.hypot(loc.center[0] - f.disc_center[0], loc.center[1] - f.disc_center[1])
+    assert err < 0.6 * f.disc_radius_px
+    assert 0.3 < loc.radius_px / f.disc_radius_px < 3.0
+    assert loc.confidence > 0.5
+    assert loc.candidates[0].center == loc.center
+
+
+def test_black_border_and_padding_do_not_move_the_disc():
+    f = synthetic_fundus((400, 400), cdr=0.4, eye="OD", seed=3)
+    padded = np.zeros((400, 700, 3), np.uint8)
+    padded[:, 150:550] = f.image
+    loc = locate_disc(padded)
+    assert abs(loc.center[0] - f.disc_center[0]) < 0.6 * f.disc_radius_px
+    assert abs(loc.center[1] - (f.disc_center[1] + 150)) < 0.6 * f.disc_radius_px
+
+
+def test_featureless_photo_gives_low_confidence_not_an_error():
+    flat = np.full((300, 300, 3), 90, np.uint8)
+    loc = locate_disc(flat)
+    assert 0.0 <= loc.confidence < 0.5
+
+
+def test_rejects_non_rgb():
+    with pytest.raises(ValueError, match="RGB"):
+        locate_disc(np.zeros((10, 10), np.uint8))

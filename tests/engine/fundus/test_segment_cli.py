@@ -1,0 +1,98 @@
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from engine.cli import main
+from engine.synthetic import synthetic_fundus
+
+
+@pytest.fixture
+def photos(tmp_path):
+    paths, truths = [], []
+    for k, (cdr, eye) in enumerate([(0.4, "OD"), (0.7, "OS")]):
+        f = synthetic_fundus((480, 560), cdr=cdr, eye=eye, seed=10 + k)
+        p = tmp_path / f"photo{k}.png"
+        cv2.imwrite(str(p), f.image[:, :, ::-1])
+        paths.append(p)
+        truths.append(f)
+    return paths, truths
+
+
+@pytest.fixture
+def with_oracle(monkeypatch, oracle):
+    import engine.fundus.segmenter as segmenter
+
+    monkeypatch.setattr(segmenter, "load_segmenter", lambda path=None, device="cpu": oracle)
+    return oracle
+
+
+def test_masks_named_after_inputs_and_biomarkers_printed(photos, with_oracle, tmp_path, capsys):
+    paths, truths = photos
+    out = tmp_path / "out"
+    code = main(["segment", *map(str, paths), "--task", "disc-cup", "--out", str(out)])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    lines = captured.out.strip().splitlines()
+    assert len(lines) == 2 and lines[0].startswith("photo0.png: vertical CDR")
+    for p, f in zip(paths, truths):
+        mask = cv2.imread(str(out / f"{p.stem}.png"), cv2.IMREAD_UNCHANGED)
+        assert mask.shape == f.image.shape[:2] and set(np.unique(mask)) <= {0, 128, 255}
+        assert ((mask == 0) & ~(mask < 255)).sum() == 0  # cup inside disc
+        disc = mask < 255
+        assert 2 * (disc & f.disc_mask).sum() / (disc.sum() + f.disc_mask.sum()) > 0.9
+    assert not list(out.glob("*.tmp"))
+
+
+def test_json_output(photos, with_oracle, tmp_path, capsys):
+    paths, truths = photos
+    out = tmp_path / "out"
+    assert main(["segment", *map(str, paths), "--task", "disc-cup", "--out", str(out), "--json", "--eye", "OD"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["mask_convention"] == "0 cup, 128 rim, 255 background"
+    for row, f in zip(doc["results"], truths):
+        assert row["status"] == "ok"
+        assert row["biomarkers"]["vcdr"] == pytest.approx(f.vcdr, abs=0.05)
+        assert row["biomarkers"]["isnt_rule"] in ("holds", "violated")
+    assert json.loads((out / "disc_cup_biomarkers.json").read_text()) == doc
+
+
+def test_bad_input_one_line_and_exit_1(photos, with_oracle, tmp_path, capsys):
+    paths, _ = photos
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"not a jpeg at all")
+    missing = tmp_path / "missing.png"
+    out = tmp_path / "out"
+    code = main(["segment", str(broken), str(missing), str(paths[0]), "--task", "disc-cup", "--out", str(out)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1
+    assert len(err) == 2 and all(line.startswith("error: ") for line in err)
+    assert "broken.jpg" in err[0] and "missing.png" in err[1]
+    assert "Traceback" not in "".join(err)
+    assert (out / "photo0.png").is_file()
+
+
+def test_never_overwrites_an_input(photos, with_oracle, capsys):
+    paths, _ = photos
+    before = paths[0].read_bytes()
+    assert main(["segment", str(paths[0]), "--task", "disc-cup", "--out", str(paths[0].parent)]) == 0
+    assert paths[0].read_bytes() == before
+    assert (paths[0].parent / "photo0_disc_cup.png").is_file()
+
+
+def test_missing_weights_are_named(photos, tmp_path, capsys):
+    paths, _ = photos
+    code = main(["segment", str(paths[0]), "--task", "disc-cup", "--out", str(tmp_path / "o"),
+                 "--weights", str(tmp_path / "nope.pt")])
+    err = capsys.readouterr().err
+    assert code == 2 and "nope.pt" in err and "train disc-cup" in err and len(err.strip().splitlines()) == 1
+
+
+def test_layers_task_is_dispatched(monkeypatch, tmp_path):
+    import engine.oct.segment_cli as oct_cli
+
+    seen = {}
+    monkeypatch.setattr(oct_cli, "run_layers", lambda args: seen.setdefault("args", args) and 0)
+    assert main(["segment", "scan.png", "--task", "layers", "--out", str(tmp_path)]) == 0
+    assert seen["args"].inputs == ["scan.png"] and seen["args"].out == tmp_path
