@@ -26,7 +26,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "Writes the CSV atomically; progress goes to stderr. Research use only.",
     )
     p.add_argument("paths", nargs="+", metavar="PATH", help="exam folders, files, or folders of exams")
-    p.add_argument("--csv", required=True, type=Path, metavar="OUT", help="CSV to write")
+    p.add_argument("--csv", "--out", dest="csv", required=True, type=Path, metavar="OUT", help="CSV to write")
     p.add_argument("--cams", type=Path, metavar="DIR", help="write Grad-CAM overlay PNGs per exam and modality")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--jobs", type=int, default=1, metavar="N", help="exams graded in parallel (processes)")

@@ -79,3 +79,19 @@ def test_biomarker_feature_graders_need_the_analysis(exam):
     g = tiny_grader(("fundus",), name="needs_vcdr", extra_features=("vcdr",))
     with pytest.raises(GradingError, match="vcdr"):
         grade(exam, [g], device="cpu", analyses=False)
+
+
+@pytest.mark.parametrize("method,tie", [("mean", "mean"), ("vote", "prefer:fundus"), ("vote", "higher"), ("vote", "lower")])
+def test_every_ensemble_rule_combines_the_members_that_ran(exam, method, tie):
+    from engine.models.ensemble import combine
+
+    members = [tiny_grader(("fundus",), name="fundus", seed=4), tiny_grader(("fundus", "disc"), "concat", name="two", seed=5),
+               tiny_grader(("disc",), "add", name="disc", seed=6), tiny_grader(("oct",), "concat", name="oct", seed=7)]
+    r = grade(Exam(exam_id="F", fundus=exam.fundus), Ensemble("t", members, method, tie), device="cpu", cams=False)
+    assert r.models_used == ["fundus", "two", "disc"] and set(r.models_skipped) == {"oct"}
+    expected = combine({n: p.probabilities for n, p in r.per_model.items()}, method, tie)
+    assert r.grade == expected.grade and np.allclose(r.probabilities, expected.probabilities)
+    if method == "mean":
+        assert np.allclose(r.probabilities, np.mean([p.probabilities for p in r.per_model.values()], axis=0))
+    else:
+        assert sum(r.ensemble["votes"]) == 3
