@@ -139,7 +139,8 @@ def _error_row(exam_id: str, message: str) -> dict[str, Any]:
 
 def run_layers(args: Any) -> int:
     """The ``--task layers`` branch of ``segment``. ``args``: ``inputs``, ``out``, ``json``; optional ``method``
-    (``graph``/``network``), ``weights`` (a .pt), ``region`` (auto/macula/disc), ``bscans_per_exam``."""
+    (``graph``/``network``), ``weights`` (a .pt), ``region`` (auto/macula/disc), ``eye`` (OD/OS: overrides the
+    exams' eye, for the sector names), ``bscans_per_exam``."""
     from engine.io.discover import discover
     from engine.io.errors import ExamLoadError
     from engine.oct.analyse import analyse_oct
@@ -147,6 +148,7 @@ def run_layers(args: Any) -> int:
     out = Path(args.out)
     method = getattr(args, "method", None) or "graph"
     region = getattr(args, "region", None) or "auto"
+    eye = getattr(args, "eye", None)
     network = None
     if method == "network":
         from engine.oct.layers import LayerModelMissing, load_layer_network
@@ -165,10 +167,14 @@ def run_layers(args: Any) -> int:
         return 2
     rows: list[dict[str, Any]] = [_error_row(Path(s.path).name, f"skipped: {s.reason}") for s in found.skipped
                                   if Path(s.path).resolve() in {Path(p).resolve() for p in args.inputs}]
+    for row in rows:
+        print(f"error: {row['exam_id']}: {row['message']}", file=sys.stderr)
     summaries, failed = [], 0
     for source in found.sources:
         try:
             exam = source.load()
+            if eye in ("OD", "OS"):
+                exam.eye = eye
             if exam.oct is None:
                 raise ExamLoadError("no OCT B-scans in this exam", source.paths[0] if source.paths else None)
             result = analyse_oct(exam, method=method, network=network, region=region)
