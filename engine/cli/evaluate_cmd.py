@@ -15,12 +15,16 @@ NAME = "evaluate"
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    from engine.cli.train_cmd import tasks_epilog
+
     p = subparsers.add_parser(
         NAME,
         help="evaluate a checkpoint (kappa with 95%% CI, F1, AUC, Dice; GAMMA submission CSV)",
         description="Evaluate CHECKPOINT of TASK on the dataset folder PATH.",
+        epilog=tasks_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("task", metavar="TASK")
+    p.add_argument("task", metavar="TASK", help="disc-cup, layers, grader, odir, glioma, bone, classfolders")
     p.add_argument("--data", required=True, type=Path, metavar="PATH")
     p.add_argument("--checkpoint", required=True, type=Path, metavar="FILE", help="a .pt with its .card.json")
     p.add_argument("--out", type=Path, metavar="DIR", help="output folder (default: beside the checkpoint)")

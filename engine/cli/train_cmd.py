@@ -17,6 +17,14 @@ from typing import Any
 NAME = "train"
 
 
+def tasks_epilog() -> str:
+    """The task list for ``--help`` (no torch import: engine.train.tasks is standard-library only)."""
+    from engine.train.tasks import TASK_SUMMARIES
+
+    width = max(map(len, TASK_SUMMARIES))
+    return "tasks:\n" + "\n".join(f"  {name:<{width}}  {text}" for name, text in TASK_SUMMARIES.items())
+
+
 def add_common_options(p: argparse.ArgumentParser) -> None:
     """Options shared by train and tune."""
     p.add_argument("task", metavar="TASK", help="disc-cup, layers, grader, odir, glioma, bone, classfolders")
@@ -38,6 +46,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="train a task's model (K-fold, DDP under torchrun, resumable)",
         description="Train TASK on a dataset folder. Writes metrics.csv, learning_curves.png, config.toml, "
         "best.pt + best.card.json, evaluation.json and confusion_matrix.png (per fold with --folds K).",
+        epilog=tasks_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_common_options(p)
     p.add_argument("--by-source", action="store_true", help="leave-one-source-out instead of K-fold")

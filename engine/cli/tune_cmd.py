@@ -14,13 +14,15 @@ NAME = "tune"
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    from engine.cli.train_cmd import add_common_options
+    from engine.cli.train_cmd import add_common_options, tasks_epilog
 
     p = subparsers.add_parser(
         NAME,
         help="hyper-parameter search with Optuna (pruning; study stored in DIR/study.db, resumable)",
         description="Search backbone, input size, lr, batch size, dropout, fusion ... as set in the config's "
         "[tune.space] table. Writes DIR/trials.csv and DIR/best_config.toml.",
+        epilog=tasks_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_common_options(p)
     p.add_argument("--trials", type=int, metavar="N", help="total trials of the study (default: config tune.n_trials)")

@@ -215,7 +215,9 @@ def evaluate_checkpoint(
         trained = card.get("training", {}).get("config")
         config = TrainConfig.from_dict({k: v for k, v in trained.items() if k in TrainConfig.__dataclass_fields__}) \
             if isinstance(trained, dict) else TrainConfig()
-    cohort = task.read_cohort(Path(data), config)
+    # a test folder without labels (GAMMA submission) may need a laxer reader than training's
+    reader = getattr(task, "read_eval_cohort", None) or task.read_cohort
+    cohort = reader(Path(data), config)
     idx = list(range(len(cohort))) if indices is None else list(indices)
     dataset = task.eval_dataset(cohort, idx, spec)
     outputs, batch = predict(model, dataset, forward=getattr(task, "forward", None), batch_size=batch_size,

@@ -62,6 +62,7 @@ LAST_NAME = "last.pt"
 BEST_NAME = "best.pt"
 METRICS_NAME = "metrics.csv"
 CURVES_NAME = "learning_curves.png"
+CURVES_EVERY_S = 60.0
 CONFIG_NAME = "config.toml"
 
 Batch = dict[str, Any]
@@ -534,6 +535,7 @@ def _fit(
     from torch.utils.data import DataLoader, DistributedSampler
 
     started = time.perf_counter()
+    curves_drawn = started
     seed_everything(config.seed, config.deterministic)
     if info.is_main:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -775,10 +777,14 @@ def _fit(
                 _write_best(best_path, model, spec, card, best_metrics, best_epoch, config, history, info, device,
                             started)
             write_metrics_csv(history, out_dir / METRICS_NAME)
-            try:
-                plot_learning_curves(history, out_dir / CURVES_NAME, monitor)
-            except Exception as err:  # a plotting failure must never lose a training run
-                log.warning("learning curves not drawn: %s", err)
+            # drawing costs ~0.5 s: every CURVES_EVERY_S while training, and always after the last epoch
+            last_epoch = stopped_early or epoch + 1 >= config.epochs
+            if last_epoch or time.perf_counter() - curves_drawn >= CURVES_EVERY_S:
+                try:
+                    plot_learning_curves(history, out_dir / CURVES_NAME, monitor)
+                except Exception as err:  # a plotting failure must never lose a training run
+                    log.warning("learning curves not drawn: %s", err)
+                curves_drawn = time.perf_counter()
             _save_state(last_path, _state(epoch + 1, stopped_early))
             _epoch_line(row, monitor, improved)
         _barrier(info)

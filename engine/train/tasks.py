@@ -35,8 +35,8 @@ The adapter interface (:class:`TrainTask`; a dataclass instance or any object wi
 - ``card(config, cohort) -> dict``: name, task, classes, data description, intended use, limitations.
 - ``load_model(checkpoint: Path, device) -> (nn.Module, spec, card)`` and
   ``eval_dataset(cohort, indices, spec) -> Dataset`` (no augmentation, sized from ``spec``) for ``evaluate``.
-- optional ``classes_of(spec) -> list[str]`` (default ``spec["classes"]``), optional
-  ``write_submission(probs, ids, path)`` (GAMMA-style CSV) for test folders without labels.
+- optional ``read_eval_cohort(data, config) -> Cohort`` for ``evaluate`` (e.g. a GAMMA test folder without the
+  label table: ``labels`` of -1 make ``evaluate`` write the submission CSV); default ``read_cohort``.
 
 :class:`SimpleTask` below is a ready-made dataclass implementation that a domain package fills with its
 functions.
@@ -44,13 +44,24 @@ functions.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Protocol, Sequence, runtime_checkable
 
 CONFIG_DIR = Path(__file__).with_name("configs")
 
 TASK_NAMES = ("disc-cup", "layers", "grader", "odir", "glioma", "bone", "classfolders")
+
+TASK_SUMMARIES = {
+    "disc-cup": "optic disc / cup segmentation of fundus photos (REFUGE, ORIGA, Drishti-GS, RIM-ONE, GAMMA masks)",
+    "layers": "retinal layer segmentation of OCT B-scans (layer masks or VGG/makesense polygon JSON)",
+    "grader": "glaucoma grade non/early/mid_advanced from fundus, disc crop and OCT (GAMMA; 1/2/3 levels)",
+    "odir": "ODIR-5K multi-label ocular disease recognition (N D G C A H M O)",
+    "glioma": "glioma grade HGG/LGG from BraTS-style NIfTI folders",
+    "bone": "bone health (healthy vs osteoporosis) from panoramic dental radiographs",
+    "classfolders": "any class-per-folder image set (built in; ROOT/<class>/<image>)",
+}
+"""One line per task for ``--help`` (kept here so the CLI lists them without importing torch)."""
 
 
 class TaskUnavailable(LookupError):
@@ -126,7 +137,7 @@ class SimpleTask:
     """A :class:`TrainTask` made of plain functions (each one the member of the same name, minus ``self``).
 
     ``read_cohort``, ``build_model``, ``datasets``, ``loss_fn``, ``metrics_fn``, ``card``, ``load_model`` and
-    ``eval_dataset`` are required; ``forward``, ``write_submission`` and ``classes_of`` are optional.
+    ``eval_dataset`` are required; ``forward`` and ``read_eval_cohort_fn`` are optional.
     """
 
     name: str
@@ -144,8 +155,7 @@ class SimpleTask:
     eval_dataset_fn: Callable[[Cohort, Sequence[int], Mapping[str, Any]], Any]
     config_file: Optional[Path] = None
     forward: Optional[Callable[..., Any]] = None
-    write_submission_fn: Optional[Callable[..., Any]] = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    read_eval_cohort_fn: Optional[Callable[[Path, Any], Cohort]] = None
 
     def read_cohort(self, data: Path, config: Any) -> Cohort:
         return self.read_cohort_fn(Path(data), config)
@@ -171,18 +181,20 @@ class SimpleTask:
     def eval_dataset(self, cohort: Cohort, indices: Sequence[int], spec: Mapping[str, Any]) -> Any:
         return self.eval_dataset_fn(cohort, indices, spec)
 
-    @property
-    def write_submission(self) -> Optional[Callable[..., Any]]:
-        return self.write_submission_fn
+    def read_eval_cohort(self, data: Path, config: Any) -> Cohort:
+        return (self.read_eval_cohort_fn or self.read_cohort_fn)(Path(data), config)
 
 
 # ---------------------------------------------------------------------------------------------- registry
 def _unavailable(name: str, module: str, err: BaseException) -> TaskUnavailable:
-    return TaskUnavailable(
-        f"task {name!r} is not available in this build: {module}.TRAIN_TASK could not be imported "
-        f"({type(err).__name__}: {err}). Its domain package provides it; available now: "
-        f"{', '.join(available_tasks()) or 'none'}"
-    )
+    leaf = module.rsplit(".", 1)[-1]
+    missing = ((isinstance(err, ModuleNotFoundError) and bool(err.name) and module.startswith(str(err.name)))
+               or f"cannot import name {leaf!r}" in str(err)
+               or (isinstance(err, AttributeError) and "TRAIN_TASK" in str(err)))
+    why = (f"its module {module} (attribute TRAIN_TASK) is not in this build yet" if missing
+           else f"importing {module} failed ({type(err).__name__}: {err})")
+    return TaskUnavailable(f"task {name!r} is not available: {why}; available now: "
+                           f"{', '.join(available_tasks()) or 'none'}")
 
 
 def _load_disc_cup() -> Any:

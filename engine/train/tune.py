@@ -30,6 +30,7 @@ import csv
 import io
 import logging
 import math
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Optional
@@ -116,7 +117,7 @@ def tune_task(
 ) -> TuneOutcome:
     """Run (or resume) the Optuna study of ``task`` on ``data``; see the module docstring."""
     import optuna
-    from optuna.storages import RDBStorage, RetryFailedTrialCallback
+    from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 
     from engine.train.loop import fit, seed_everything
     from engine.train.run import make_splits
@@ -132,8 +133,10 @@ def tune_task(
     (name, (train_idx, val_idx)), *_ = make_splits(cohort, base)
 
     url = f"sqlite:///{(out_dir / 'study.db').resolve()}"
-    storage = RDBStorage(url, heartbeat_interval=30, grace_period=90,
-                         failed_trial_callback=RetryFailedTrialCallback(max_retry=1))
+    with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna 5 but are what makes resuming safe
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        storage = RDBStorage(url, heartbeat_interval=30, grace_period=90,
+                             heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1))
     direction = "maximize" if task.mode == "max" else "minimize"
     study = optuna.create_study(
         study_name=f"{task.name}",
@@ -144,7 +147,9 @@ def tune_task(
         pruner=optuna.pruners.MedianPruner(n_startup_trials=int(tune.get("startup_trials", 4)),
                                            n_warmup_steps=int(tune.get("warmup_epochs", 2))),
     )
-    optuna.storages.fail_stale_trials(study)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
     state = optuna.trial.TrialState
     done = len([t for t in study.trials if t.state in (state.COMPLETE, state.PRUNED)])
     remaining = max(0, total - done)
