@@ -58,11 +58,13 @@ def anonymize_id(exam_id: str, salt: str) -> str:
 
 
 def _fmt(value: Any) -> str:
+    """A cell's text. A carriage return becomes a newline: with ``\n`` line ends the csv module does not quote a
+    lone ``\r``, which a reader would take for the end of the row."""
     if value is None:
         return ""
     if isinstance(value, float):
         return f"{value:.6g}"
-    return str(value)
+    return str(value).replace("\r\n", "\n").replace("\r", "\n")
 
 
 def _one_line(text: str) -> str:
@@ -107,8 +109,12 @@ def render_csv(rows: Iterable[Mapping[str, Any]]) -> str:
 
 
 def write_csv(path: Path, rows: Iterable[Mapping[str, Any]]) -> None:
-    """Write all rows atomically (UTF-8, header first)."""
-    atomic_write_bytes(Path(path), render_csv(rows).encode("utf-8"))
+    """Write all rows atomically (UTF-8, header first).
+
+    File names that are not valid UTF-8 reach Python as lone surrogates; they are written as ``\\udcXX``
+    escapes so that the CSV stays valid UTF-8 and the batch never fails on a name.
+    """
+    atomic_write_bytes(Path(path), render_csv(rows).encode("utf-8", "backslashreplace"))
 
 
 def read_csv(path: Path) -> list[dict[str, str]]:

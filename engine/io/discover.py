@@ -196,6 +196,15 @@ def eye_from_name(name: str) -> Eye:
     return found.pop() if len(found) == 1 else "unknown"  # type: ignore[return-value]
 
 
+def printable_id(name: str) -> str:
+    """``name`` as valid text: bytes of a file name that are not UTF-8 (lone surrogates) become U+FFFD."""
+    try:
+        name.encode("utf-8")
+        return name
+    except UnicodeEncodeError:
+        return name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
 def modality_hint(names: Iterable[str]) -> tuple[Optional[Modality], Optional[str]]:
     """The modality named by the first name (nearest first) that names exactly one, and that name."""
     for name in names:
@@ -301,6 +310,7 @@ class _Walk:
             self.skip(path, self.non_image_reason(path))
 
     def add(self, source: ExamSource) -> None:
+        source.exam_id = printable_id(source.exam_id)
         self.out.sources.append(source)
 
     def hint(self, folder: Path) -> tuple[Optional[Modality], Optional[str]]:
