@@ -65,6 +65,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         app.setWindowIcon(QtGui.QIcon(str(icon_path())))
 
     from glaucoma_viewer.main_window import MainWindow
+    from glaucoma_viewer.worker import favour_ui_thread
 
     settings_dir = None
     if args.screenshot or args.startup_probe:
@@ -72,6 +73,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         settings = QtCore.QSettings(str(Path(settings_dir.name) / "settings.ini"), QtCore.QSettings.Format.IniFormat)
     else:
         settings = QtCore.QSettings()
+    favour_ui_thread()
     window = MainWindow(settings=settings, models=args.models)
     _install_excepthook(window)
     if args.screenshot:
@@ -99,6 +101,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             paths = [str(demo)]
         else:
             window.fundus_view.clear("The demo exam is not installed: drop a patient folder here, or use File > Open folder…")
+    QtCore.QTimer.singleShot(0, window.warm_up)  # heavy imports on the worker, after the first paint
     if paths:
         QtCore.QTimer.singleShot(0, lambda: window.open_paths(paths, remember=remember))
 

@@ -728,6 +728,10 @@ class MainWindow(QtWidgets.QMainWindow):
         dialog.show()
         return dialog
 
+    def warm_up(self) -> JobHandle:
+        """Import the analysis modules on the worker now (see ``worker.warm_up``), not in the first analysis."""
+        return self.worker.submit(jobs.warm_up, name="warm up")
+
     def current_entry(self) -> Optional[ExamEntry]:
         return self.entries.get(self._current_key or "")
 

@@ -108,6 +108,38 @@ class JobHandle:
         return f"<JobHandle {self.name!r} {self.state}>"
 
 
+UI_SWITCH_INTERVAL = 0.001
+"""GIL switch interval (s) while the viewer runs: a pool thread running Python hands the GIL to the UI
+thread within ~1 ms instead of CPython's default 5 ms."""
+
+
+def favour_ui_thread(interval: Optional[float] = None) -> None:
+    """Make the UI thread win the GIL quickly from pool threads (``sys.setswitchinterval``)."""
+    import sys
+
+    sys.setswitchinterval(UI_SWITCH_INTERVAL if interval is None else interval)
+
+
+_THREAD_STATE = threading.local()
+WORKER_NICE = 5
+"""How much lower than the UI thread a pool thread is scheduled (Linux per-thread nice): on a busy machine
+the UI thread gets the CPU, and with it the GIL, first."""
+
+
+def _background_priority() -> None:
+    """Lower this pool thread's scheduling priority once (Linux; a no-op where per-thread nice is absent)."""
+    if getattr(_THREAD_STATE, "niced", False):
+        return
+    _THREAD_STATE.niced = True
+    try:
+        import os
+
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + WORKER_NICE))
+    except (AttributeError, OSError):  # not Linux, or not permitted: keep the default priority
+        pass
+
+
 class _Runnable(QtCore.QRunnable):
     def __init__(self, fn: Callable[..., Any], args: tuple, kwargs: dict, handle: JobHandle, min_interval: float):
         super().__init__()
@@ -127,6 +159,7 @@ class _Runnable(QtCore.QRunnable):
         self._handle.signals.progress.emit(float(fraction), str(message))
 
     def run(self) -> None:
+        _background_priority()
         handle = self._handle
         handle.started_at = time.perf_counter()
         if handle.token.cancelled:
@@ -354,6 +387,30 @@ def _source_path(candidate: Any) -> str:
         return str(paths[0])
     files = getattr(getattr(candidate, "provenance", None), "files", None) or []
     return str(Path(files[0].path).parent) if files else ""
+
+
+WARM_UP_MODULES = ("torch", "monai", "scipy.ndimage", "engine.pipeline", "engine.fundus.analysis",
+                   "engine.oct.analyse", "engine.explain")
+
+
+def warm_up(progress=None, cancel=None) -> list[str]:
+    """Import the analysis modules on a pool thread, right after the window appears.
+
+    Initialising extension modules (torch, MONAI, SciPy) holds the GIL for up to a second at a time, which the
+    UI thread feels as a stall; done here, it happens once while the first exam is still being read, not in
+    the middle of later work. Returns the modules that could not be imported (optional parts not installed).
+    """
+    import importlib
+
+    missing = []
+    for name in WARM_UP_MODULES:
+        if cancel is not None and cancel.cancelled:
+            break
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            missing.append(name)
+    return missing
 
 
 def discover_paths(paths: Sequence[str], progress=None, cancel=None) -> "DiscoverResult":
