@@ -80,6 +80,17 @@ def read_cohort(data: Path, config: Any) -> Cohort:
     )
 
 
+def read_eval_cohort(data: Path, config: Any) -> Cohort:
+    """For ``evaluate``: a graded GAMMA folder, or a test folder without the table (labels -1: submission CSV)."""
+    from engine.train.datasets.gamma import find_gt, read_gamma
+
+    if find_gt(Path(data)) is not None:
+        return read_cohort(data, config)
+    items = read_gamma(data, require_oct="oct" in _levels(config))
+    return Cohort(root=Path(data), items=items, classes=list(CLASSES), labels=[-1] * len(items),
+                  description=f"GAMMA test folder at {Path(data).name}: {len(items)} ungraded exams")
+
+
 def build_model(config: Any, cohort: Cohort) -> tuple[Any, dict[str, Any]]:
     """The grader for ``[model]`` (random weights; branches from ``init`` checkpoints, ``freeze`` applied)."""
     from engine.models.checkpoint import load_checkpoint
@@ -297,6 +308,7 @@ TRAIN_TASK = SimpleTask(
     load_model_fn=load_model,
     eval_dataset_fn=eval_dataset,
     forward=forward,
+    read_eval_cohort_fn=read_eval_cohort,
 )
 
 
