@@ -14,6 +14,7 @@ image (OCT volume), secondary captures, and projection radiographs (X-ray).
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Sequence, Union
@@ -141,13 +142,25 @@ def _kind(ds: Any, frames: int) -> Optional[Modality]:
     return None  # decided from the pixels (colour -> fundus, grey -> B-scan or red-free photo)
 
 
+_LAZY_ERRORS = (NotImplementedError, TypeError, ValueError, KeyError, AttributeError, IndexError, OverflowError,
+                struct.error)
+"""pydicom parses element values on first access, so a corrupt element fails there, not in ``dcmread``."""
+
+
+def _corrupt_element(exc: Exception, path: Path) -> CorruptFileError:
+    return CorruptFileError(f"has a corrupt or unreadable header element ({type(exc).__name__})", path)
+
+
 def read_header(path: Union[str, Path]) -> DicomHeader:
     """Classify a DICOM file from its header (pixels are not read)."""
     path = Path(path)
     ds = _read(path, header_only=True)
-    frames = _int(ds.get("NumberOfFrames", 1), 1)
-    return DicomHeader(path, _kind(ds, frames), _eye(ds), str(ds.get("StudyInstanceUID", "")), frames,
-                       str(ds.get("Modality", "")))
+    try:
+        frames = _int(ds.get("NumberOfFrames", 1), 1)
+        return DicomHeader(path, _kind(ds, frames), _eye(ds), str(ds.get("StudyInstanceUID", "")), frames,
+                           str(ds.get("Modality", "")))
+    except (*_LAZY_ERRORS, _pydicom().errors.BytesLengthException) as exc:
+        raise _corrupt_element(exc, path) from None
 
 
 def _int(value: Any, default: int) -> int:
@@ -339,16 +352,19 @@ def load_dicom(
     exam = Exam(exam_id=exam_id, provenance=Provenance(reader="engine.io.dicom", files=sources, notes=notes))
     eyes: set[str] = set()
     for path in files:
-        decoded = _decode(path)
-        ds, array = decoded.ds, decoded.array
-        kind = modality or decoded.kind
-        if kind is None:
-            first = array if array.ndim == 3 and array.shape[-1] == 3 else np.stack([array] * 3, axis=-1)
-            kind = images.guess_modality(first)
-            notes.append(f"{path.name}: modality guessed from the pixels ({kind})")
-        eyes.add(_eye(ds))
-        sources.append(SourceFile(str(path), sha256_file(path)))
-        _place(exam, kind, array, ds, decoded.frames, path, reduce, notes)
+        try:
+            decoded = _decode(path)
+            ds, array = decoded.ds, decoded.array
+            kind = modality or decoded.kind
+            if kind is None:
+                first = array if array.ndim == 3 and array.shape[-1] == 3 else np.stack([array] * 3, axis=-1)
+                kind = images.guess_modality(first)
+                notes.append(f"{path.name}: modality guessed from the pixels ({kind})")
+            eyes.add(_eye(ds))
+            sources.append(SourceFile(str(path), sha256_file(path)))
+            _place(exam, kind, array, ds, decoded.frames, path, reduce, notes)
+        except (*_LAZY_ERRORS, _pydicom().errors.BytesLengthException) as exc:
+            raise _corrupt_element(exc, path) from None
     known = eyes - {"unknown"}
     exam.eye = known.pop() if len(known) == 1 else "unknown"  # type: ignore[assignment]
     if len(known) > 1:

@@ -167,7 +167,7 @@ def probe_bytes(data: bytes, path: Union[str, Path, None] = None, max_pixels: in
         raise UnsupportedFormatError(f"is a {kind} image; only JPEG, PNG, TIFF and BMP are read", path)
     try:
         info = {"JPEG": _probe_jpeg, "PNG": _probe_png, "TIFF": _probe_tiff, "BMP": _probe_bmp}[kind](data)
-    except (struct.error, IndexError, ValueError) as exc:
+    except (struct.error, IndexError, KeyError, ValueError, OverflowError, ZeroDivisionError) as exc:
         raise CorruptFileError(f"has a truncated or corrupt {kind} header ({exc})", path) from None
     if info.width <= 0 or info.height <= 0:
         raise CorruptFileError(f"{kind} header gives an empty size {info.width}x{info.height}", path)
@@ -290,6 +290,8 @@ def _probe_tiff(data: bytes) -> ImageInfo:
         (ifd,) = struct.unpack(order + "I", data[nxt : nxt + 4])
         if ifd == first:
             break
+    if 256 not in tags or 257 not in tags:
+        raise ValueError("no image width/height tag")
     width, height = int(tags[256][0]), int(tags[257][0])
     bits = int(tags.get(258, (1,))[0])
     channels = int(tags.get(277, (1,))[0])

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import TINY_FILES, assert_no_secrets, build_corpus, write_tiny_files
+from corpus_kit import TINY_FILES, assert_no_secrets, write_tiny_files
 from engine.io.discover import discover
 from engine.io.errors import ExamLoadError
 
@@ -39,10 +39,6 @@ def load_all(path: Path) -> tuple[list, list[str]]:
     if not found.sources:
         errors.extend(f"{s.path}: {s.reason}" for s in found.skipped[:1])
     return exams, errors
-
-
-def _ids(root: Path) -> list[str]:
-    return [c.name for c in build_corpus(root)]
 
 
 @pytest.fixture(scope="module")

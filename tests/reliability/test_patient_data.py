@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import assert_no_secrets
+from corpus_kit import assert_no_secrets
 from engine.cli import main
 from engine.models.tiny import save_tiny_ensemble
 from engine.results_csv import COLUMNS, anonymize_id, is_partial, read_csv, write_csv

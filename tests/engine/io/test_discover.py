@@ -12,7 +12,7 @@ from engine.io.discover import discover, eye_from_name, load_exam
 from engine.io.errors import EmptyInputError, ExamLoadError
 from engine.synthetic import synthetic_exam, write_gamma_exam
 
-from conftest import bscan, photo, write_image
+from io_helpers import bscan, photo, write_image
 
 
 def _reasons(found):

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import bscan, write_image
+from io_helpers import bscan, write_image
 from engine.io import bscans
 from engine.io.errors import CorruptFileError, ImageTooLargeError, InconsistentVolumeError
 from engine.progress import CancelToken, Cancelled

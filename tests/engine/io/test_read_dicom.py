@@ -11,7 +11,7 @@ import pytest
 from pydicom.encaps import encapsulate
 from pydicom.uid import JPEGBaseline8Bit, JPEGLSLossless, RLELossless
 
-from conftest import bscan, photo
+from io_helpers import bscan, photo
 from engine.io import dicom, dicom_write
 from engine.io.discover import discover
 from engine.io.errors import (

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import bscan, photo, write_image
+from io_helpers import bscan, photo, write_image
 from engine.io import gamma
 from engine.io.discover import discover
 from engine.io.errors import EmptyInputError, InconsistentVolumeError

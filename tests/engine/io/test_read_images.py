@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import photo, write_image
+from io_helpers import photo, write_image
 from engine.io import images
 from engine.io.errors import CorruptFileError, ImageTooLargeError, UnsupportedFormatError
 
