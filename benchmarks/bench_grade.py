@@ -13,8 +13,9 @@ files on disk (GAMMA layout: ``<ID>/<ID>.jpg`` + ``<ID>/<ID>/<k>_image.jpg``):
   Grad-CAM through pytorch-grad-cam's default (full branch recomputed, map zoomed with SciPy), and zoom the
   3D map back to the volume in float64.
 
-Models: the shipped ``resources/models`` default ensemble when present, else random weights with the
-shipped architectures (timing does not depend on the weights). Peak memory is the subprocess's max RSS.
+Models (``--models FILE``): an ensemble file with an OCT level; by default the shipped
+``resources/models/with-synthetic-oct.ensemble.json`` when present, else random weights with the shipped
+architectures (timing does not depend on the weights). Peak memory is the subprocess's max RSS.
 """
 
 from __future__ import annotations
@@ -54,16 +55,18 @@ def _peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
 
 
-def make_inputs(folder: Path, n_bscans: int, bscan_shape: tuple[int, int], fundus_shape: tuple[int, int]) -> Path:
-    """Write the synthetic exam (GAMMA layout) and a random-weight ensemble when none is shipped."""
-    from engine.models.registry import default_ensemble_file
+def make_inputs(folder: Path, n_bscans: int, bscan_shape: tuple[int, int], fundus_shape: tuple[int, int],
+                models: Path | None = None) -> Path:
+    """Write the synthetic exam (GAMMA layout); return ``models``, the shipped ensemble with an OCT level, or a
+    random-weight ensemble of the shipped architectures."""
+    from engine.resources import models_dir
     from engine.synthetic import synthetic_exam, write_gamma_exam
 
     exam = synthetic_exam(2, n_bscans=n_bscans, fundus_shape=fundus_shape, bscan_shape=bscan_shape, seed=7,
                           exam_id="BENCH01")
     write_gamma_exam(folder / "exams", exam)
-    shipped = default_ensemble_file()
-    if shipped is not None:
+    shipped = models or models_dir() / "with-synthetic-oct.ensemble.json"
+    if shipped.is_file():
         return shipped
     import torch
 
@@ -161,7 +164,7 @@ def run_reference(exam_dir: Path, models: Path, threads: int) -> dict:
     times["bilateral_full_size"] = time.perf_counter() - t
     t = time.perf_counter()
     volume = np.stack(scans).astype(np.float64)
-    three = graders[-1]
+    three = max(graders, key=lambda g: len(g.levels))  # the multilevel member explains every level
     d, h, w = three.inputs["oct"].size
     small = ndimage.zoom(volume, (d / volume.shape[0], h / volume.shape[1], w / volume.shape[2]))
     times["zoom_float64"] = time.perf_counter() - t
@@ -226,6 +229,7 @@ def main() -> int:
     ap.add_argument("--fundus-shape", type=int, nargs=2, default=(1934, 1956), metavar=("H", "W"))
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--skip-reference", action="store_true")
+    ap.add_argument("--models", type=Path, metavar="FILE", help="ensemble file with an OCT level")
     ap.add_argument("--_child", help=argparse.SUPPRESS)
     ap.add_argument("paths", nargs="*", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -237,7 +241,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="bench_grade_") as tmp:
         tmp_path = Path(tmp)
         t = time.perf_counter()
-        models = make_inputs(tmp_path, args.bscans, tuple(args.bscan_shape), tuple(args.fundus_shape))
+        models = make_inputs(tmp_path, args.bscans, tuple(args.bscan_shape), tuple(args.fundus_shape), args.models)
         exam_dir = tmp_path / "exams" / "BENCH01"
         print(f"exam: fundus {tuple(args.fundus_shape)}, {args.bscans} B-scans of {tuple(args.bscan_shape)} "
               f"(JPEG, GAMMA layout; made in {time.perf_counter() - t:.1f}s); models: {models.name}; "

@@ -33,6 +33,8 @@ import numpy as np
 from engine.train.tasks import Cohort, SimpleTask
 
 CLASSES = ("non", "early", "mid_advanced")
+SYNTHETIC_MARKER = "SYNTHETIC.txt"
+"""Written by :func:`write_synthetic_cohort`; its presence makes model cards say the data was synthetic."""
 DEFAULT_LEVELS = {"fundus": "small2d"}
 
 
@@ -73,9 +75,11 @@ def read_cohort(data: Path, config: Any) -> Cohort:
     items = read_gamma(data, require_labels=True, require_oct="oct" in levels)
     counts = np.bincount([it["label"] for it in items], minlength=3)
     kinds = "fundus + OCT" if any(it["oct"] for it in items) else "fundus only"
+    synthetic = (Path(data) / SYNTHETIC_MARKER).is_file()
     return Cohort(
         root=Path(data), items=items, classes=list(CLASSES), labels=[int(it["label"]) for it in items],
-        description=f"GAMMA layout at {Path(data).name}: {len(items)} graded exams ({kinds}); "
+        description=("SYNTHETIC exams from engine.synthetic (no real patient data), " if synthetic else "")
+        + f"GAMMA layout at {Path(data).name}: {len(items)} graded exams ({kinds}); "
         f"non/early/mid_advanced = {'/'.join(str(int(c)) for c in counts)}",
     )
 
@@ -335,4 +339,6 @@ def write_synthetic_cohort(root: Path, n: int = 60, n_bscans: int = 32, bscan_sh
         onehot[grade] = "1"
         lines.append(f"SYNTH{k:04d}," + ",".join(onehot))
     atomic_write_bytes(root / "glaucoma_grading_training_GT.csv", ("\n".join(lines) + "\n").encode())
+    atomic_write_bytes(root / SYNTHETIC_MARKER, (f"{n} synthetic exams from engine.synthetic (seed {seed}); "
+                                                 "grade k % 3; no real patient data\n").encode())
     return root

@@ -40,6 +40,7 @@ def test_train_evaluate_and_reload(cohort_dir: Path, tmp_path: Path, levels: dic
     ckpt = outcome.folds[0].checkpoint
     card = load_checkpoint(ckpt, expected_task="grader").card
     assert card["task"] == "grader" and card["classes"] == ["non", "early", "mid_advanced"]
+    assert card["data"].startswith("SYNTHETIC")  # the generator's marker reaches the model card
     assert "evaluation" in json.dumps(card) or "held_out" in json.dumps(card)
     assert (tmp_path / "run" / "evaluation.json").is_file()
     grader = load_grader(ckpt)
