@@ -102,6 +102,19 @@ def load_model(task: str, path: Union[str, Path, None] = None, device: str = "au
         return _CACHE[key]
 
 
+def _model_for(task: str, exam: Any, path: Union[str, Path, None], device: str) -> Any:
+    """The model to run: ``path`` if given; for glioma, among the installed variants ``glioma*.pt`` the one
+    that uses the most of the sequences the exam holds; else the task's default weights."""
+    if task != "glioma" or path is not None:
+        return load_model(task, path, device)
+    variants = sorted(default_weights(task).parent.glob("glioma*.pt"))
+    if len(variants) <= 1:
+        return load_model(task, variants[0] if variants else None, device)
+    from engine.tasks.glioma import pick_variant
+
+    return pick_variant(exam.mri, [load_model(task, v, device) for v in variants])
+
+
 def _fmt(p: float) -> str:
     return f"{p:.6f}"
 
@@ -125,7 +138,9 @@ def run_sibling_tasks(
             ``eccentricity``, ``centroid_shift``) for an ODIR model built with them.
         cams: also compute Grad-CAM per ODIR label and for the bone model (the glioma attention map is
             always returned: it costs nothing extra).
-        weights: ``{task: path}`` overriding the default weights in ``resources/models``.
+        weights: ``{task: path}`` overriding the default weights in ``resources/models`` (for glioma the
+            default is the installed variant ``glioma*.pt`` that fits the sequences present, see
+            :func:`engine.tasks.glioma.pick_variant`).
         tasks: restrict to these tasks (default: every task whose modality the exam holds).
 
     A task whose weights are missing or whose input does not fit adds a message or an error and the others
@@ -143,7 +158,10 @@ def run_sibling_tasks(
         step = sub_progress(progress, k / len(todo), (k + 1) / len(todo))
         report(step, 0.0, f"{task}: loading model")
         try:
-            model = load_model(task, (weights or {}).get(task), device)
+            model = _model_for(task, exam, (weights or {}).get(task), device)
+        except ValueError as err:  # no glioma variant fits the sequences present
+            out.errors.append(f"{task}: {err}")
+            continue
         except CheckpointError as err:
             if (weights or {}).get(task) is None and not default_weights(task).exists():
                 out.messages.append(f"{task}: no weights installed ({default_weights(task).name}); task skipped")
@@ -162,6 +180,8 @@ def run_sibling_tasks(
         except Exception as err:  # one task's failure must not stop the others (or the glaucoma grade)
             out.errors.append(f"{task}: {err}" if isinstance(err, ValueError) else f"{task}: failed ({type(err).__name__}: {err})")
             continue
+        if model.card.get("synthetic_training_data"):
+            out.messages.append(f"{task}: demo weights trained on synthetic phantoms, no clinical validity")
         out.models.append(model.name)
         out.weights_sha256.append(model.sha256)
         report(step, 1.0, f"{task}: done")

@@ -6,7 +6,8 @@ object per input line on the output, in input order::
     {"result": "ok" | "fail", "diagnosis": "healthy" | "osteoporosis" | null, "probability": p | null,
      "saliency_img_path": "..." | null, "overlay_img_path": "..." | null, "message": "..."}
 
-``probability`` is the model's probability of the diagnosis given (an addition to the reference's keys).
+``probability`` is the model's probability of the diagnosis given (an addition to the reference's keys); an
+``ok`` line's ``message`` says so when the model was trained on synthetic phantoms (the shipped demo weights).
 For ``ok`` the two PNGs are in ``destination_path`` (created when missing): ``<name>_saliency_<YYYYmmddHHMMSS>.png``
 (the Grad-CAM heat map, colour, radiograph size) and ``<name>_overlay_<YYYYmmddHHMMSS>.png`` (the map blended
 over the radiograph), ``<name>`` being the image's file stem; a ``_2``, ``_3`` ... suffix is added rather than
@@ -33,6 +34,7 @@ log = logging.getLogger("engine.bone_health")
 MAX_LINE_BYTES = 1 << 20
 """A request line longer than this is refused (a path list or a stray binary file on stdin)."""
 KEYS = ("img_path", "destination_path")
+SYNTHETIC_NOTE = "demo model trained on synthetic phantoms only: no clinical validity (see its model card)"
 
 
 def fail(message: str) -> dict[str, Any]:
@@ -128,7 +130,7 @@ def serve_one(
         "probability": round(float(result.probabilities[result.diagnosis]), 6),
         "saliency_img_path": str(written[0].resolve()),
         "overlay_img_path": str(written[1].resolve()),
-        "message": "",
+        "message": SYNTHETIC_NOTE if model.card.get("synthetic_training_data") else "",
     }
 
 

@@ -32,7 +32,9 @@ DEMO_NOTICE = (
     "validity; the metrics below are on synthetic held-out phantoms and say nothing about real images"
 )
 
-# (train cohort, test cohort, TrainConfig fields): small enough for a 1-thread CPU run of a few minutes in all.
+# name -> (task when not the name, train cohort, test cohort, TrainConfig fields); ``<name>.pt`` is written.
+# Small enough for a 1-thread CPU run of a few minutes in all. Two glioma variants: FLAIR + T1ce (what the real
+# BraTS samples here hold) and FLAIR + T1ce + T2; inference picks the one that fits the exam.
 PLANS: dict[str, dict[str, Any]] = {
     "odir": {
         "train": {"n": 320, "shape": (192, 192), "seed": 0},
@@ -48,12 +50,20 @@ PLANS: dict[str, dict[str, Any]] = {
                    "model": {"width": 8, "dropout": 0.3, "gamma": 2.0},
                    "data": {"size": [64, 64], "slices_per_case": 12, "min_brain_fraction": 0.05}},
     },
+    "glioma_flair_t1ce_t2": {
+        "task": "glioma",
+        "train": {"n_hgg": 24, "n_lgg": 12, "shape": (40, 96, 96), "seed": 0, "sequences": ("flair", "t1ce", "t2")},
+        "test": {"n_hgg": 10, "n_lgg": 10, "shape": (40, 96, 96), "seed": 50_000, "sequences": ("flair", "t1ce", "t2")},
+        "config": {"epochs": 8, "batch_size": 32, "lr": 1e-3, "val_fraction": 0.25, "patience": 0,
+                   "model": {"width": 8, "dropout": 0.3, "gamma": 2.0},
+                   "data": {"size": [64, 64], "slices_per_case": 12, "min_brain_fraction": 0.05}},
+    },
     "bone": {
-        "train": {"n": 20, "shape": (480, 960), "seed": 0},
+        "train": {"n": 30, "shape": (480, 960), "seed": 0},
         "test": {"n": 10, "shape": (480, 960), "seed": 50_000},
-        "config": {"epochs": 6, "batch_size": 8, "lr": 2e-3, "folds": 5, "patience": 0,
+        "config": {"epochs": 12, "batch_size": 8, "lr": 3e-3, "folds": 5, "patience": 0,
                    "model": {"width_mult": 0.25, "depth_mult": 0.25, "dropout": 0.2},
-                   "data": {"variant": "full", "size": [128, 256], "flip": 0.5, "rotate_deg": 5.0, "zoom": 0.05}},
+                   "data": {"variant": "full", "size": [96, 192], "flip": 0.5, "rotate_deg": 5.0, "zoom": 0.05}},
     },
 }
 
@@ -67,7 +77,7 @@ def _write_cohort(task: str, root: Path, plan: dict[str, Any]) -> Path:
         return phantoms.write_odir_cohort(root, plan["n"], shape=plan["shape"], seed=plan["seed"])
     if task == "glioma":
         return phantoms.write_brats_cohort(root, plan["n_hgg"], plan["n_lgg"], shape=plan["shape"],
-                                           sequences=("flair", "t1ce"), seed=plan["seed"])
+                                           sequences=plan.get("sequences", ("flair", "t1ce")), seed=plan["seed"])
     return phantoms.write_panoramic_cohort(root, plan["n"], shape=plan["shape"], seed=plan["seed"])
 
 
@@ -197,8 +207,8 @@ def real_fundus_check(model: Any, folder: Path) -> dict[str, Any]:
 # ----------------------------------------------------------------------------------------------- driver
 
 
-def build(task: str, work: Path, out: Path, real_fundus: Path | None = None) -> dict[str, Any]:
-    """Train ``task`` on phantoms under ``work``, test it, write ``out/<task>.pt`` + card; return the card."""
+def build(name: str, work: Path, out: Path, real_fundus: Path | None = None) -> dict[str, Any]:
+    """Train plan ``name`` on phantoms under ``work``, test it, write ``out/<name>.pt`` + card; return the card."""
     from engine.models.checkpoint import load_checkpoint, save_checkpoint
     from engine.tasks._common import load_task_model
     from engine.tasks import _builder
@@ -206,13 +216,14 @@ def build(task: str, work: Path, out: Path, real_fundus: Path | None = None) -> 
     from engine.train.config import TrainConfig
     from engine.train.run import train_task
 
-    plan = PLANS[task]
-    train_root = _write_cohort(task, work / f"{task}_train", plan["train"])
-    test_root = _write_cohort(task, work / f"{task}_test", plan["test"])
+    plan = PLANS[name]
+    task = plan.get("task", name)
+    train_root = _write_cohort(task, work / f"{name}_train", plan["train"])
+    test_root = _write_cohort(task, work / f"{name}_test", plan["test"])
     adapter = registry.get_task(task)
     config = TrainConfig(device="cpu", amp=False, num_workers=0, **plan["config"]).validate()
     t0 = time.perf_counter()
-    outcome = train_task(adapter, train_root, work / f"{task}_run", config, n_boot=200)
+    outcome = train_task(adapter, train_root, work / f"{name}_run", config, n_boot=200)
     train_s = time.perf_counter() - t0
     best = outcome.folds[0].checkpoint
     model = load_task_model(best, task, _builder(task), "cpu")
@@ -221,13 +232,13 @@ def build(task: str, work: Path, out: Path, real_fundus: Path | None = None) -> 
     ckpt = load_checkpoint(best, expected_task=task)
     card = dict(ckpt.card)
     card.update(
-        name=f"{task}-phantom-demo",
+        name=f"{name}-phantom-demo",
         notice=DEMO_NOTICE,
         clinical_validity="none",
         test_data=f"{adapter.read_cohort(test_root, config).description} (other seeds than training)",
         synthetic_test=_round(_test(task, model, train_items, test_items)),
         training_time_s=round(train_s, 1),
-        reproduce=f"OMP_NUM_THREADS=1 python -m engine.tasks.demo_weights --work DIR --out resources/models --tasks {task}",
+        reproduce=f"OMP_NUM_THREADS=1 python -m engine.tasks.demo_weights --work DIR --out resources/models --tasks {name}",
     )
     if len(outcome.folds) > 1:
         card["cross_validation"] = _round({k: v for k, v in outcome.summary.items()})
@@ -235,7 +246,7 @@ def build(task: str, work: Path, out: Path, real_fundus: Path | None = None) -> 
     if task == "odir" and real_fundus is not None:
         card["real_image_check"] = _round(real_fundus_check(model, Path(real_fundus)))
     out.mkdir(parents=True, exist_ok=True)
-    save_checkpoint(out / f"{task}.pt", ckpt.spec, ckpt.state_dict, card)
+    save_checkpoint(out / f"{name}.pt", ckpt.spec, ckpt.state_dict, card)
     return card
 
 

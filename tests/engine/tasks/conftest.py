@@ -30,3 +30,9 @@ def tiny_weights(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "glioma": write_tiny(root / "glioma.pt", "glioma", glioma.make_spec(("flair", "t1ce"), width=4, size=(64, 64))),
         "bone": write_tiny(root / "bone.pt", "bone", bone.make_spec("full", size=(64, 128), width_mult=0.25, depth_mult=0.25)),
     }
+
+
+@pytest.fixture
+def tiny_writer():
+    """:func:`write_tiny`, for tests that lay out their own weights."""
+    return write_tiny

@@ -55,3 +55,21 @@ def test_sibling_only_row_for_an_mri_exam(tiny_weights, monkeypatch):
 def test_sibling_columns_are_fixed_and_unique():
     assert len(set(tasks.SIBLING_COLUMNS)) == len(tasks.SIBLING_COLUMNS)
     assert tasks.SIBLING_COLUMNS[:8] == tuple(f"odir_{k}" for k in "NDGCAHMO")
+
+
+def test_installed_glioma_variant_is_picked_by_the_sequences_present(tmp_path, monkeypatch, tiny_writer):
+    from engine.tasks import glioma
+
+    models = tmp_path / "models"
+    models.mkdir()
+    tiny_writer(models / "glioma.pt", "glioma", glioma.make_spec(("flair", "t1ce"), width=4, size=(32, 32)))
+    tiny_writer(models / "glioma_t2.pt", "glioma", glioma.make_spec(("flair", "t1ce", "t2"), width=4, size=(32, 32)))
+    monkeypatch.setenv("GV_RESOURCES", str(tmp_path))
+    tasks._CACHE.clear()
+    full = Exam("F", mri=phantoms.phantom_brain_mri("HGG", (8, 32, 32), ("flair", "t1ce", "t2")))
+    assert tasks.run_sibling_tasks(full, "cpu").results["glioma"].sequences == ("flair", "t1ce", "t2")
+    two = tasks.run_sibling_tasks(Exam("T", mri=phantoms.phantom_brain_mri("HGG", (8, 32, 32), ("flair", "t1ce"))), "cpu")
+    assert two.results["glioma"].sequences == ("flair", "t1ce")
+    assert any("ran the variant built for the sequences present (FLAIR + T1ce)" in m for m in two.messages)
+    flair = tasks.run_sibling_tasks(Exam("L", mri=phantoms.phantom_brain_mri("HGG", (8, 32, 32), ("flair",))), "cpu")
+    assert not flair.ran and "no glioma model fits this exam" in flair.errors[0]
