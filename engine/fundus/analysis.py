@@ -34,8 +34,13 @@ N_COARSE = 3
 """Localiser candidates checked by the coarse pass."""
 COARSE_SCALE = 3.0
 """Coarse crop side / expected disc diameter."""
-MIN_CERTAINTY = 0.75
-"""Below this mean disc probability (over the predicted disc) a crop holds no disc."""
+MIN_CERTAINTY = 0.7
+"""Below this mean disc probability (over the predicted disc) the fine crop holds no disc: "not found"."""
+COARSE_MIN_CERTAINTY = 0.6
+"""The same for a coarse candidate crop (wider, so the disc is smaller and less certain)."""
+RANK_PENALTY = 0.08
+SIZE_PENALTY = 0.3
+"""Coarse score = certainty - RANK_PENALTY x localiser rank - SIZE_PENALTY x |ln(measured / expected size)|."""
 SIZE_RANGE = (0.35, 2.6)
 """Accepted measured / expected disc diameter (the expected one comes from the FOV size)."""
 
@@ -208,9 +213,9 @@ def analyse_disc(
             continue
         _, diameter = _box_of(disc, box)
         ratio = diameter / expected
-        if certainty < MIN_CERTAINTY or not SIZE_RANGE[0] <= ratio <= SIZE_RANGE[1]:
+        if certainty < COARSE_MIN_CERTAINTY or not SIZE_RANGE[0] <= ratio <= SIZE_RANGE[1]:
             continue
-        score = certainty - 0.02 * rank  # the localiser's order breaks near-ties
+        score = certainty - RANK_PENALTY * rank - SIZE_PENALTY * abs(float(np.log(ratio)))
         if best is None or score > best[0]:
             best = (score, box, disc)
     timings["coarse"] = time.perf_counter() - t
