@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 start=$(date +%s)
 bash packaging/dev.sh engine --version >/dev/null  # creates/updates .venv
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[build]'
-.venv/bin/python -m PyInstaller --noconfirm --clean --log-level WARN \
+.venv/bin/python -m PyInstaller --noconfirm ${GV_BUILD_CLEAN:+--clean} --log-level WARN \
     --distpath dist --workpath build/pyinstaller packaging/glaucoma_viewer.spec
 app=dist/glaucoma-viewer
 install -m 644 packaging/glaucoma-viewer.desktop "$app/glaucoma-viewer.desktop"
