@@ -121,7 +121,7 @@ def grade_one(
     from engine.tasks import add_sibling_columns, needs_glaucoma_grader, sibling_only_row
 
     if not needs_glaucoma_grader(exam):  # brain MRI, dental X-ray: only the sibling tasks apply
-        return Outcome(*sibling_only_row(exam, data_id, device))
+        return Outcome(*sibling_only_row(exam, data_id, device, cams_dir))
     try:
         result = grade(exam, ensemble, device=device, cams=cams_dir is not None, analyses=analyses)
     except GradingError as err:
@@ -129,7 +129,7 @@ def grade_one(
     except Exception as err:  # one exam's failure must not stop the batch
         msg = f"grading failed ({type(err).__name__}: {err})"
         return Outcome(error_row(data_id, msg), f"error: {msg}")
-    row = add_sibling_columns(row_from_result(result, data_id), exam, device, result.biomarkers)
+    row = add_sibling_columns(row_from_result(result, data_id), exam, device, result.biomarkers, cams_dir)
     if cams_dir is not None and result.cams:
         from engine.overlays import write_cam_overlays
 

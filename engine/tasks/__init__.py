@@ -248,26 +248,85 @@ def needs_glaucoma_grader(exam: Any) -> bool:
     return any(m in ("fundus", "oct") for m in exam.modalities)
 
 
+def _display_slice(volume: Any) -> Any:
+    """(H, W) float slice -> uint8 stretched between its 1st and 99th percentiles."""
+    import numpy as np
+
+    v = np.asarray(volume, np.float32)
+    lo, hi = np.percentile(v, (1, 99))
+    return np.clip((v - lo) / (hi - lo if hi > lo else 1.0) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+
+
+def overlay_images(exam: Any, results: SiblingResults) -> dict[str, Any]:
+    """``{name: (H, W, 3) uint8 RGB}`` heat-map overlays of ``results`` on ``exam``: ``odir_<L>`` per ODIR label
+    with a Grad-CAM, ``bone_cam`` on the radiograph, ``glioma_attention_s<k>`` on the FLAIR (else first)
+    sequence's axial slice k that holds the most attention (summed; map rescaled to [0, 1] for display)."""
+    import numpy as np
+
+    from engine.tasks._common import normalise_map, overlay
+
+    out: dict[str, Any] = {}
+    for name, heat in results.maps.items():
+        if name.startswith("odir_cam_") and exam.fundus is not None:
+            out[f"odir_{name[len('odir_cam_'):]}"] = overlay(exam.fundus, heat)
+        elif name == "bone_cam" and exam.xray is not None:
+            out[name] = overlay(exam.xray, heat)
+        elif name == "glioma_attention" and "glioma" in results.results:
+            result = results.results["glioma"]
+            volume = exam.mri.get("flair", exam.mri.get(result.sequences[0]))
+            k = int(result.slice_indices[np.argmax(heat[result.slice_indices].sum(axis=(1, 2)))])
+            out[f"glioma_attention_s{k:03d}"] = overlay(_display_slice(volume[k]), normalise_map(heat[k]))
+    return out
+
+
+def write_overlays(exam: Any, results: SiblingResults, folder: Union[str, Path], stem: str) -> list[Path]:
+    """Write ``<folder>/<stem>_<name>.png`` for every :func:`overlay_images` entry (atomically); return paths."""
+    from engine.tasks._common import write_png
+
+    return [write_png(Path(folder) / f"{stem}_{name}.png", image) for name, image in overlay_images(exam, results).items()]
+
+
+def _with_overlays(row: dict[str, str], exam: Any, results: SiblingResults, cams_dir: Optional[Path], stem: str) -> None:
+    if cams_dir is None or not results.ran:
+        return
+    try:
+        write_overlays(exam, results, cams_dir, stem)
+    except OSError as err:
+        row["message"] = "; ".join(x for x in (row.get("message", ""), f"task overlay not written: {err}") if x)
+
+
+def _stem(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in text) or "exam"
+
+
 def add_sibling_columns(
-    row: dict[str, str], exam: Any, device: str = "auto", biomarkers: Optional[Mapping[str, Any]] = None
+    row: dict[str, str], exam: Any, device: str = "auto", biomarkers: Optional[Mapping[str, Any]] = None,
+    cams_dir: Optional[Path] = None,
 ) -> dict[str, str]:
     """The ``engine grade`` hook for a graded (fundus / OCT) exam: run the sibling tasks its modalities fit
     (ODIR on the fundus photo) and merge their columns and messages into ``row``. A missing weight or a task
     failure becomes a note in ``message`` (an extra task whose default weights are not installed is skipped
-    without one); the row's glaucoma status is left as it is."""
-    results = run_sibling_tasks(exam, device, biomarkers=biomarkers)
+    without one); the row's glaucoma status is left as it is. With ``cams_dir``, per-label ODIR Grad-CAM
+    overlays are written there as ``<data>_odir_<L>.png``."""
+    results = run_sibling_tasks(exam, device, biomarkers=biomarkers, cams=cams_dir is not None)
     results.messages = [m for m in results.messages if "no weights installed" not in m]
-    return add_to_row(row, results)
+    add_to_row(row, results)
+    _with_overlays(row, exam, results, cams_dir, _stem(row.get("data", exam.exam_id)))
+    return row
 
 
-def sibling_only_row(exam: Any, data_id: str, device: str = "auto") -> tuple[dict[str, str], str]:
+def sibling_only_row(
+    exam: Any, data_id: str, device: str = "auto", cams_dir: Optional[Path] = None
+) -> tuple[dict[str, str], str]:
     """A grading-CSV row for an exam with no fundus photo or OCT (MRI, X-ray): no glaucoma grade, the sibling
-    columns filled. Status ``ok`` when a task ran and none failed, else ``error``. Returns (row, stderr line)."""
+    columns filled. Status ``ok`` when a task ran and none failed, else ``error``. With ``cams_dir`` the
+    attention / Grad-CAM overlays of :func:`overlay_images` are written there. Returns (row, stderr line)."""
     from engine.results_csv import error_row
 
-    results = run_sibling_tasks(exam, device)
+    results = run_sibling_tasks(exam, device, cams=cams_dir is not None)
     row = error_row(data_id, "")
     add_to_row(row, results)
+    _with_overlays(row, exam, results, cams_dir, _stem(data_id))
     ok = results.ran and not results.errors
     row["status"] = "ok" if ok else "error"
     if not results.ran and not row["message"]:

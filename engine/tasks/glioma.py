@@ -242,12 +242,14 @@ class SliceStack:
         indices: (n,) int, the slice index (0..D-1) of each.
         brain_fraction: (D,) float32, fraction of brain pixels in every slice.
         shape: (D, H, W) of the source volumes.
+        brain: (D, H, W) bool brain mask.
     """
 
     slices: np.ndarray
     indices: np.ndarray
     brain_fraction: np.ndarray
     shape: tuple[int, int, int]
+    brain: np.ndarray
 
 
 def prepare_slices(
@@ -276,7 +278,7 @@ def prepare_slices(
     t = torch.from_numpy(stack)
     if (h, w) != (int(size[0]), int(size[1])):
         t = F.interpolate(t, size=(int(size[0]), int(size[1])), mode="bilinear", align_corners=False, antialias=True)
-    return SliceStack(t.contiguous().numpy(), indices, fraction, (d, h, w))
+    return SliceStack(t.contiguous().numpy(), indices, fraction, (d, h, w), mask)
 
 
 # ----------------------------------------------------------------------------------------------- inference
@@ -293,7 +295,8 @@ class GliomaResult:
         vote_share: fraction of informative slices whose argmax is HGG.
         slice_indices: (n,) int, the informative slices used.
         slice_probabilities: (n, 2) float32, per-slice (HGG, LGG) probabilities.
-        attention: (D, H, W) float32 in [0, 1], mean of the two attention gates, 0 on skipped slices.
+        attention: (D, H, W) float32 in [0, 1], mean of the two attention gates, 0 outside the brain and on
+            skipped slices.
         sequences: the sequences the model ran on.
         model: the model's name; notes: plain sentences for the user (variant chosen, sequences unused).
     """
@@ -363,7 +366,8 @@ def grade_glioma(
                 F.interpolate(att3, size=(h, w), mode="bilinear", align_corners=False)
                 + F.interpolate(att4, size=(h, w), mode="bilinear", align_corners=False)
             )
-            attention[stack.indices[start : start + len(x)]] = att[:, 0].float().cpu().numpy()
+            rows = stack.indices[start : start + len(x)]
+            attention[rows] = att[:, 0].float().cpu().numpy() * stack.brain[rows]
             report(progress, min(n, start + batch_size) / n, f"glioma: slice {min(n, start + batch_size)}/{n}")
     mean = probs.mean(axis=0)
     vote_share = float((probs[:, 0] > probs[:, 1]).mean())

@@ -39,7 +39,7 @@ def test_grade_writes_sibling_columns_per_modality(tiny_weights, tmp_path, monke
     out = tmp_path / "grades.csv"
     ensemble = save_tiny_ensemble(tmp_path / "ens")
     rc = main(["grade", str(case), str(xray), str(tmp_path / "data" / "fundus"), "--csv", str(out),
-               "--models", str(ensemble), "--device", "cpu", "--quiet"])
+               "--models", str(ensemble), "--device", "cpu", "--quiet", "--cams", str(tmp_path / "cams")])
     rows = _rows(out)
     assert rc == 0, rows
     brain = rows["BRAIN7"]
@@ -51,6 +51,10 @@ def test_grade_writes_sibling_columns_per_modality(tiny_weights, tmp_path, monke
     fundus = next(r for k, r in rows.items() if k not in ("BRAIN7", "dental_pano_1"))
     assert fundus["status"] == "ok" and fundus["grade"] and fundus["task_models"] == "tiny-odir"
     assert all(0.0 <= float(fundus[f"odir_{k}"]) <= 1.0 for k in "NDGCAHMO")
+    names = {p.name for p in (tmp_path / "cams").iterdir()}
+    assert "dental_pano_1_bone_cam.png" in names
+    assert any(n.startswith("BRAIN7_glioma_attention_s") for n in names)
+    assert {f"{fundus['data']}_odir_{k}.png" for k in "NDGCAHMO"} <= names
 
 
 def test_graded_fundus_without_odir_weights_has_no_note(tmp_path, monkeypatch):
