@@ -37,6 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--models", metavar="FILE",
                         help="grade with this ensemble file (.json/.toml) or .pt grader instead of the bundled weights")
     parser.add_argument("--no-demo", action="store_true", help="open no exam when no PATH is given")
+    parser.add_argument("--in-process", action="store_true",
+                        help="analyse on a thread of this process instead of a child process (debugging)")
     parser.add_argument("--startup-probe", action="store_true", help=argparse.SUPPRESS)
     return parser
 
@@ -74,7 +76,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     else:
         settings = QtCore.QSettings()
     favour_ui_thread()
-    window = MainWindow(settings=settings, models=args.models)
+    window = MainWindow(settings=settings, models=args.models, isolate_analysis=not args.in_process)
     _install_excepthook(window)
     if args.screenshot:
         w, h = (int(v) for v in args.size.lower().split("x"))

@@ -9,6 +9,7 @@ assigns prepared arrays to widgets.
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from dataclasses import dataclass, field
@@ -20,11 +21,13 @@ from PySide6 import QtCore, QtGui, QtWidgets
 from glaucoma_viewer import __version__, worker as jobs
 from glaucoma_viewer.panels.exam_list import ExamList, LoadReportDialog
 from glaucoma_viewer.panels.results_panel import ModelCardDialog, ResultsPanel
+from glaucoma_viewer.process_runner import ProcessRunner
 from glaucoma_viewer.state import AnalysisView, DiscoverResult, LoadedExam, ModelRun
 from glaucoma_viewer.views.fundus_view import FundusView
 from glaucoma_viewer.views.oct_view import SliceView
 from glaucoma_viewer.worker import JobFailure, JobHandle, Worker
 
+BANNER_NO_GRADE = "RESEARCH USE ONLY — not a medical device. No grader weights are installed: no grade is shown."
 PathLike = Union[str, Path]
 MAX_RECENT = 10
 DEFAULT_MAX_VOLUMES = 4
@@ -76,6 +79,8 @@ class MainWindow(QtWidgets.QMainWindow):
         settings: where to keep last folder, overlay toggles and geometry (a throw-away one in tests).
         synchronous: run every job inline (tests that need no event loop for the engine part).
         models: what grades (an ensemble file, see ``engine.pipeline.load_models``); None = bundled defaults.
+        isolate_analysis: run the analysis in a child process (:mod:`glaucoma_viewer.process_runner`) so
+            it never holds the UI thread's GIL; the app does, tests that patch the job function do not.
         max_exams: most exams held in memory (default: setting ``memory/max_exams``, else 4); the least
             recently shown are dropped (pixels and analysis) and reloaded from disk when selected again.
 
@@ -90,9 +95,12 @@ class MainWindow(QtWidgets.QMainWindow):
     examFailed = QtCore.Signal(str)
 
     def __init__(self, settings: Optional[QtCore.QSettings] = None, synchronous: bool = False,
-                 models: Any = None, max_exams: Optional[int] = None,
+                 models: Any = None, max_exams: Optional[int] = None, isolate_analysis: bool = False,
                  parent: Optional[QtWidgets.QWidget] = None) -> None:
         super().__init__(parent)
+        self.runner: Optional[ProcessRunner] = ProcessRunner() if isolate_analysis else None
+        if self.runner is not None:
+            self.runner.start()
         self.models = models  # None: the bundled default weights (engine.pipeline.load_models)
         self.setWindowTitle("Glaucoma Viewer — research use only")
         self.settings = settings if settings is not None else QtCore.QSettings()
@@ -204,7 +212,9 @@ class MainWindow(QtWidgets.QMainWindow):
         file_menu.addSeparator()
         self.batch_action = file_menu.addAction("Batch export CSV…", self.open_batch_export)
         self.report_action = file_menu.addAction("Export report…", self.export_report_dialog)
-        self.report_action.setShortcut(QtGui.QKeySequence("Ctrl+P"))
+        self.report_action.setShortcut(QtGui.QKeySequence("Ctrl+E"))
+        self.print_action = file_menu.addAction("Print report…", self.print_report_dialog)
+        self.print_action.setShortcut(QtGui.QKeySequence.StandardKey.Print)
         file_menu.addSeparator()
         file_menu.addAction("Load report…", self.show_load_report)
         file_menu.addSeparator()
@@ -483,8 +493,9 @@ class MainWindow(QtWidgets.QMainWindow):
         entry.progress, entry.progress_text = 0.0, "queued"
         entry.analysis = None
         self.exam_list.set_status(entry.key, "analysing", progress=0.0)
+        run = jobs.analyse_exam if self.runner is None else functools.partial(self.runner.call, jobs.analyse_exam)
         entry.job = self.analysis_worker.submit(
-            jobs.analyse_exam, entry.loaded, name=f"analyse {entry.label}", models=self.models,
+            run, entry.loaded, name=f"analyse {entry.label}", models=self.models,
             on_finished=lambda view, k=entry.key: self._analysed(k, view),
             on_failed=lambda failure, k=entry.key: self._failed(k, failure),
             on_progress=lambda f, m, k=entry.key: self._progress(k, f, m, "analysing"),
@@ -583,7 +594,7 @@ class MainWindow(QtWidgets.QMainWindow):
         what = "Fundus" if exam.fundus is not None else "No fundus photo"
         self.fundus_view.set_photo(loaded.fundus_display, loaded.fundus_shape,
                                    title=f"{what} — {loaded.exam_id}, {eye}{synthetic}")
-        self.results.set_data_note(jobs.data_note(exam))
+        self.results.set_data_note(jobs.data_note(exam), jobs.data_details(exam))
         n = 0 if exam.oct is None else len(exam.oct)
         if previous != key or self.oct_view.volume is not exam.oct:
             self.oct_view.set_volume(exam.oct, key=key, auto_wl=loaded.oct_wl, index=entry.current_bscan)
@@ -631,6 +642,8 @@ class MainWindow(QtWidgets.QMainWindow):
         if entry is not None and entry.analysis is not None and entry.analysis.models:
             default = entry.analysis.default_weights
         self._default_weights_in_use = default
+        graded = entry is not None and entry.analysis is not None and bool(entry.analysis.models)
+        self.banner.setText(BANNER_TEXT if graded or entry is None or entry.analysis is None else BANNER_NO_GRADE)
         self.banner.setVisible(default)
 
     # ================================================================================================ jobs
@@ -730,6 +743,8 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def warm_up(self) -> JobHandle:
         """Import the analysis modules on the worker now (see ``worker.warm_up``), not in the first analysis."""
+        if self.runner is not None:  # the imports that matter happen in the analysis process
+            return self.analysis_worker.submit(self.runner.call, jobs.warm_up, name="warm up")
         return self.worker.submit(jobs.warm_up, name="warm up")
 
     def current_entry(self) -> Optional[ExamEntry]:
@@ -744,6 +759,27 @@ class MainWindow(QtWidgets.QMainWindow):
         path, _ = QtWidgets.QFileDialog.getSaveFileName(self, "Export report", default, "PDF (*.pdf)")
         if path:
             self.export_report(path)
+
+    def print_report_dialog(self) -> None:
+        """File > Print report…: the one-page report on a printer chosen in Qt's print dialog."""
+        from PySide6 import QtPrintSupport
+
+        from glaucoma_viewer.report import print_report
+
+        entry = self.current_entry()
+        if entry is None or entry.loaded is None:
+            QtWidgets.QMessageBox.information(self, "Print report", "Open an exam first.")
+            return
+        printer = QtPrintSupport.QPrinter(QtPrintSupport.QPrinter.PrinterMode.HighResolution)
+        dialog = QtPrintSupport.QPrintDialog(printer, self)
+        if dialog.exec() != QtWidgets.QDialog.DialogCode.Accepted:
+            return
+        try:
+            print_report(printer, self, entry)
+        except OSError as err:
+            QtWidgets.QMessageBox.warning(self, "Print report", f"Could not print: {err}")
+            return
+        self.status_label.setText("Report sent to the printer")
 
     def export_report(self, path: PathLike) -> Path:
         """Write the one-page PDF report of the current exam to ``path``."""
@@ -779,5 +815,9 @@ class MainWindow(QtWidgets.QMainWindow):
             if callable(stop):
                 stop()
         self.oct_view.shutdown()
+        self.worker.cancel_all()
+        self.analysis_worker.cancel_all()
+        if self.runner is not None:
+            self.runner.shutdown(timeout_ms / 1000.0)
         self.worker.shutdown(timeout_ms)
         self.analysis_worker.shutdown(timeout_ms)

@@ -3,7 +3,7 @@
 Contents: exam id, eye, source and date; the fundus and the current B-scan as shown (with the overlays the user
 has switched on), the grade with its probabilities, every model that ran with its weights' SHA-256, the
 biomarkers, the RNFL thickness profile along the shown B-scan, the app version and the research-use statement.
-The file is written to a temporary name beside the target and renamed (a reader never sees half a PDF).
+:func:`print_report` draws the same page on a printer. The file is written to a temporary name beside the target and renamed (a reader never sees half a PDF).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from PySide6 import QtCore, QtGui
 
 from glaucoma_viewer import __version__
 from glaucoma_viewer.state import GRADE_LABELS, AnalysisView
+from glaucoma_viewer.worker import data_details, data_note
 
 if TYPE_CHECKING:  # pragma: no cover
     from glaucoma_viewer.main_window import ExamEntry, MainWindow
@@ -62,10 +63,21 @@ def _render(filename: str, window: "MainWindow", entry: "ExamEntry") -> None:
         painter.end()
 
 
+def print_report(printer: QtGui.QPagedPaintDevice, window: "MainWindow", entry: "ExamEntry") -> None:
+    """Draw the same one-page report on ``printer`` (a ``QPrinter`` from the print dialog)."""
+    painter = QtGui.QPainter(printer)
+    if not painter.isActive():
+        raise OSError("the printer could not be opened")
+    try:
+        _draw(painter, printer, window, entry)
+    finally:
+        painter.end()
+
+
 class _Page:
     """A top-down cursor over the printable area (device px at the writer's resolution)."""
 
-    def __init__(self, painter: QtGui.QPainter, writer: QtGui.QPdfWriter) -> None:
+    def __init__(self, painter: QtGui.QPainter, writer: QtGui.QPagedPaintDevice) -> None:
         self.p = painter
         rect = writer.pageLayout().paintRectPixels(writer.resolution())
         self.w, self.h = rect.width(), rect.height()
@@ -89,7 +101,7 @@ class _Page:
         return bound.height()
 
 
-def _draw(painter: QtGui.QPainter, writer: QtGui.QPdfWriter, window: "MainWindow", entry: "ExamEntry") -> None:
+def _draw(painter: QtGui.QPainter, writer: QtGui.QPagedPaintDevice, window: "MainWindow", entry: "ExamEntry") -> None:
     loaded = entry.loaded
     assert loaded is not None
     exam = loaded.exam
@@ -111,8 +123,12 @@ def _draw(painter: QtGui.QPainter, writer: QtGui.QPdfWriter, window: "MainWindow
     when = _dt.datetime.now().strftime("%Y-%m-%d %H:%M")
     meta = [f"Exam {loaded.exam_id} · {eye} · modalities: {', '.join(exam.modalities)}",
             f"Source: {loaded.source or 'n/a'}", f"Report made {when} with Glaucoma Viewer {__version__}"]
-    if exam.is_synthetic:
-        meta.insert(0, "SYNTHETIC EXAM — not a patient")
+    data = data_note(exam)
+    if data:
+        meta.insert(0, f"Data: {data}")
+    details = data_details(exam)
+    if details:
+        meta.append(details)
     y += page.text(0, y + 4, W, "\n".join(meta), 8.5, False, "#455a64") + gap * 0.6
 
     # Images as shown (overlays included).
@@ -157,6 +173,8 @@ def _draw(painter: QtGui.QPainter, writer: QtGui.QPdfWriter, window: "MainWindow
     else:
         note = view.disc_note if view is not None and view.disc_note else "no disc/cup measurements"
         y_right += page.text(x2, y_right + 2, col_w, note, 9, False, "#546e7a")
+    if view is not None and view.disc_method:
+        y_right += page.text(x2, y_right + 4, col_w, view.disc_method, 7.5, False, "#546e7a") + 4
     y = max(y_left, y_right) + gap
 
     # Thickness profile along the shown B-scan.

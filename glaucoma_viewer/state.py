@@ -112,7 +112,8 @@ class AnalysisView:
         rnfl_profiles: (N, W) float32 RNFL thickness along each B-scan, in ``rnfl_unit``; NaN where unknown.
         rnfl_unit: "µm" when the axial scale came from the file, else "px".
         lateral_mm: mm per lateral px when the scale is physical, else None (profile x axis then in px).
-        rnfl_sectors: sector name -> mean RNFL thickness in ``rnfl_unit``.
+        rnfl_sectors: sector name -> mean RNFL thickness in ``rnfl_unit``; sector_grid: "ETDRS", "quadrants".
+        tsnit: ((K,) angles in degrees, (K,) RNFL in ``rnfl_unit``) around the disc, when the scan has one.
         timings: stage -> seconds.
         messages: notes for the user (missing modality, low confidence, ...).
         default_weights: True while any model ran with the bundled default weights.
@@ -139,6 +140,8 @@ class AnalysisView:
     rnfl_unit: str = "px"
     lateral_mm: Optional[float] = None
     rnfl_sectors: dict[str, float] = field(default_factory=dict)
+    sector_grid: str = ""
+    tsnit: Optional[tuple[np.ndarray, np.ndarray]] = None
     timings: dict[str, float] = field(default_factory=dict)
     messages: list[str] = field(default_factory=list)
     default_weights: bool = True

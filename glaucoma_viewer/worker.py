@@ -31,6 +31,7 @@ import numpy as np
 from PySide6 import QtCore
 
 from engine.progress import Cancelled, CancelToken
+from glaucoma_viewer.process_runner import RemoteError
 
 if TYPE_CHECKING:  # pragma: no cover
     from glaucoma_viewer.state import AnalysisView, DiscoverResult, LoadedExam
@@ -54,6 +55,8 @@ class JobFailure:
 def user_message(exc: BaseException) -> str:
     """A one-line message for ``exc``: engine errors already read well; others get their type name."""
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    if isinstance(exc, RemoteError):
+        return text or "the analysis process failed"
     expected = _expected_error_types()
     if isinstance(exc, expected):
         return text or type(exc).__name__
@@ -174,8 +177,8 @@ class _Runnable(QtCore.QRunnable):
                 handle.failure = JobFailure("cancelled", cancelled=True)
                 handle.state = "cancelled"
             except BaseException as exc:  # noqa: BLE001 - a job never takes the app down
-                expected = isinstance(exc, _expected_error_types())
-                detail = "" if expected else traceback.format_exc()
+                expected = isinstance(exc, _expected_error_types()) or getattr(exc, "expected", False)
+                detail = getattr(exc, "detail", "") or ("" if expected else traceback.format_exc())
                 handle.failure = JobFailure(user_message(exc), detail)
                 handle.state = "failed"
         handle.ended_at = time.perf_counter()
@@ -565,8 +568,13 @@ def data_note(exam: Any) -> str:
     reader = getattr(prov, "reader", "")
     if reader:
         parts.append(f"read by {reader}")
-    notes = [str(n) for n in (getattr(prov, "notes", None) or [])][:2]
-    return "; ".join(parts + notes)
+    return "; ".join(parts)
+
+
+def data_details(exam: Any) -> str:
+    """The provenance notes of the exam (files, scale sources, generator), one per line."""
+    prov = getattr(exam, "provenance", None)
+    return "\n".join(str(n) for n in (getattr(prov, "notes", None) or []))
 
 
 def _analyses_without_grade(exam: Any, messages: list[str], progress, cancel) -> tuple[Any, Any, dict[str, float]]:
@@ -680,6 +688,7 @@ def _fill_disc(view: "AnalysisView", exam: Any, disc: Any, result: Any, loaded: 
     if disc is None:
         why = [m for m in view.messages if "disc/cup" in m]
         view.disc_note = why[0] if why else "Disc/cup analysis unavailable for this exam."
+        view.messages = [m for m in view.messages if m not in why]  # said once, under Biomarkers
     else:
         note = _field(disc, "message", "note")
         found = _field(disc, "found", "ok")
@@ -785,6 +794,11 @@ def _fill_layers(view: "AnalysisView", exam: Any, layers: Any) -> None:
             view.rnfl_unit = "µm" if unit in ("um", "µm") else unit
             if physical and exam.oct_spacing is not None:
                 view.lateral_mm = float(exam.oct_spacing.mm[2])
+    tsnit, angles = _field(layers, "tsnit"), _field(layers, "tsnit_angles_deg")
+    if tsnit is not None and angles is not None and view.rnfl_profiles is not None:
+        view.tsnit = (np.asarray(angles, np.float32), np.asarray(tsnit, np.float32))
+    grid = _field(layers, "sector_grid")
+    view.sector_grid = str(grid) if grid else ""
     sectors = _field(layers, "sectors", "rnfl_sectors")
     if isinstance(sectors, dict):
         view.rnfl_sectors = {str(k): float(v) for k, v in sectors.items() if np.isfinite(v)}

@@ -232,6 +232,15 @@ class ResultsPanel(QtWidgets.QWidget):
         self.map_line.setZValue(5)
         self.map_box.addItem(self.map_item)
         self.map_box.addItem(self.map_line)
+        self.tsnit_plot = pg.PlotWidget()
+        self.tsnit_plot.setAcceptDrops(False)
+        self.tsnit_plot.viewport().setAcceptDrops(False)
+        self.tsnit_plot.setFixedHeight(130)
+        self.tsnit_plot.setMenuEnabled(False)
+        self.tsnit_plot.setMouseEnabled(x=False, y=False)
+        self.tsnit_plot.showGrid(x=True, y=True, alpha=0.2)
+        self.tsnit_plot.getPlotItem().setTitle("TSNIT around the disc", size="9pt")
+        self.tsnit_curve = self.tsnit_plot.plot([], [], pen=pen((0, 200, 83), 2.0))
         self.map_caption = QtWidgets.QLabel("")
         self.map_caption.setObjectName("note")
         self.map_caption.setWordWrap(True)
@@ -244,6 +253,7 @@ class ResultsPanel(QtWidgets.QWidget):
         self.rnfl_section.body.addWidget(self.profile_plot, 3)
         self.rnfl_section.body.addWidget(self.map_caption)
         self.rnfl_section.body.addWidget(self.map_view, 2)
+        self.rnfl_section.body.addWidget(self.tsnit_plot)
         self.rnfl_section.body.addWidget(self.sectors_label)
         self.rnfl_section.body.addWidget(self.rnfl_note)
 
@@ -277,6 +287,8 @@ class ResultsPanel(QtWidgets.QWidget):
         self.profile_curve.setData([], [])
         self.map_item.clear()
         self.map_line.setData([], [])
+        self.tsnit_curve.setData([], [])
+        self.tsnit_plot.hide()
         self.map_caption.setText("")
         self.sectors_label.setText("")
         self.rnfl_note.setText("")
@@ -285,9 +297,10 @@ class ResultsPanel(QtWidgets.QWidget):
         self.messages_label.hide()
         self.timings_label.setText("")
 
-    def set_data_note(self, text: str) -> None:
+    def set_data_note(self, text: str, details: str = "") -> None:
         """One line on the exam's data (``worker.data_note``); shown as a warning when anything is synthetic."""
         self.data_label.setText(f"Data: {text}" if text else "")
+        self.data_label.setToolTip(details)
         self.data_label.setObjectName("warning" if "SYNTHETIC" in text else "note")
         self.data_label.setStyleSheet(self.data_label.styleSheet())  # re-polish after the object name changed
         self.data_label.style().unpolish(self.data_label)
@@ -382,8 +395,16 @@ class ResultsPanel(QtWidgets.QWidget):
         self.map_caption.setText(f"En-face RNFL map (rows = B-scans, colour 0 – {hi:.0f} {unit}); white line = current B-scan")
         if view.rnfl_sectors:
             self.sectors_label.setText(
-                "Sectors: " + " · ".join(f"{k} {v:.0f} {unit}" for k, v in view.rnfl_sectors.items())
+                f"{view.sector_grid or 'Sectors'} (mean RNFL): "
+                + " · ".join(f"{k} {v:.0f} {unit}" for k, v in view.rnfl_sectors.items())
             )
+        if view.tsnit is not None:
+            angles, values = view.tsnit
+            self.tsnit_curve.setData(angles.astype(np.float64), values.astype(np.float64), connect="finite")
+            item = self.tsnit_plot.getPlotItem()
+            item.setLabel("left", unit)
+            item.setLabel("bottom", "T · S · N · I · T (degrees)")
+            self.tsnit_plot.show()
         note = f"Layers by {view.layer_method}." if view.layer_method else ""
         notes = list(view.layer_notes)
         if unit == "px" and not any("px" in n for n in notes):
