@@ -53,6 +53,7 @@ from torch import nn
 
 from engine.models.checkpoint import atomic_write_bytes, save_checkpoint
 from engine.progress import CancelToken, ProgressCallback, check, report
+from engine.resources import is_frozen
 from engine.train.config import TrainConfig, write_config
 
 log = logging.getLogger(__name__)
@@ -572,10 +573,11 @@ def _fit(
     generator = torch.Generator()
     generator.manual_seed(config.seed)
     pin = device.type == "cuda"
+    num_workers = 0 if is_frozen() else config.num_workers  # no worker processes inside a frozen app
     workers = dict(
-        num_workers=config.num_workers,
+        num_workers=num_workers,
         pin_memory=pin,
-        worker_init_fn=_worker_init if config.num_workers else None,
+        worker_init_fn=_worker_init if num_workers else None,
         persistent_workers=False,  # fresh workers each epoch: re-seeded, so a resumed run repeats its batches
     )
     if info.enabled:
@@ -690,7 +692,7 @@ def _fit(
         generator.manual_seed(config.seed + epoch)
         if train_sampler is not None:
             train_sampler.set_epoch(epoch)
-        if config.num_workers == 0:
+        if num_workers == 0:
             seed_transforms(train_ds, (config.seed + epoch) * 1000 + info.rank)
 
         # ---- train
