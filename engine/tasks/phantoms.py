@@ -141,14 +141,36 @@ def _spots(image: np.ndarray, rng: np.random.Generator, n: int, center: tuple[fl
         cv2.circle(image, (int(c), int(r)), int(rng.integers(radius[0], radius[1] + 1)), tuple(float(v) for v in colour), -1)
 
 
+def mask_biomarkers(disc: np.ndarray, cup: np.ndarray) -> dict[str, float]:
+    """The ODIR model's disc/cup inputs measured on exact (H, W) bool masks: vertical / horizontal / area
+    cup-to-disc ratios, rim (1 - vcdr), cup eccentricity, centroid shift (centroid distance / disc radius)."""
+    def extent(mask: np.ndarray, axis: int) -> int:
+        idx = np.flatnonzero(mask.any(axis=axis))
+        return int(idx[-1] - idx[0] + 1) if idx.size else 0
+
+    rows, cols = np.nonzero(cup)
+    cov = np.cov(np.stack([rows, cols]).astype(np.float64)) if rows.size > 2 else np.eye(2)
+    small, large = np.sort(np.linalg.eigvalsh(cov))
+    d_rows, d_cols = np.nonzero(disc)
+    shift = np.hypot(rows.mean() - d_rows.mean(), cols.mean() - d_cols.mean()) if rows.size else 0.0
+    vcdr = extent(cup, 1) / max(1, extent(disc, 1))
+    return {
+        "vcdr": vcdr, "hcdr": extent(cup, 0) / max(1, extent(disc, 0)), "acdr": float(cup.sum()) / max(1, disc.sum()),
+        "rim": 1.0 - vcdr, "eccentricity": float(np.sqrt(max(0.0, 1.0 - small / large))) if large > 0 else 0.0,
+        "centroid_shift": float(shift) / max(1.0, extent(disc, 1) / 2.0),
+    }
+
+
 def phantom_odir_fundus(
-    labels: Optional[Sequence[str]] = None, shape: tuple[int, int] = (256, 256), seed: int = 0
+    labels: Optional[Sequence[str]] = None, shape: tuple[int, int] = (256, 256), seed: int = 0,
+    biomarkers: Optional[dict[str, float]] = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """A drawn fundus with signs of ``labels`` (letters of D G C A H M O; none = normal).
 
     Returns:
         image (H, W, 3) uint8 RGB; target (8,) float32 over N D G C A H M O (N = 1 iff no other label).
-        With ``labels=None`` each disease is drawn independently with probability 0.15.
+        With ``labels=None`` each disease is drawn independently with probability 0.15. A ``biomarkers`` dict
+        given is filled with :func:`mask_biomarkers` of the drawn disc and cup.
     """
     rng = np.random.default_rng(seed)
     if labels is None:
@@ -160,6 +182,8 @@ def phantom_odir_fundus(
     cdr = rng.uniform(0.72, 0.85) if "G" in labels else rng.uniform(0.25, 0.5)
     eye = "OD" if rng.random() < 0.5 else "OS"
     fundus = synthetic_fundus(shape, cdr=float(cdr), eye=eye, seed=int(rng.integers(1 << 30)))
+    if biomarkers is not None:
+        biomarkers.update(mask_biomarkers(fundus.disc_mask, fundus.cup_mask))
     image = fundus.image.astype(np.float32)
     h, w = shape
     macula = (h / 2 + rng.uniform(-0.03, 0.03) * h, w / 2 + rng.uniform(-0.03, 0.03) * w)
@@ -254,20 +278,28 @@ def write_panoramic_cohort(
     return root
 
 
-def write_odir_cohort(root: Path, n: int, *, shape: tuple[int, int] = (256, 256), seed: int = 0) -> Path:
+def write_odir_cohort(
+    root: Path, n: int, *, shape: tuple[int, int] = (256, 256), seed: int = 0, biomarkers: bool = False
+) -> Path:
     """An ODIR-layout cohort of fundus phantoms (Kaggle ``full_df.csv`` style): ``root/full_df.csv`` with
     ``ID, filename, N..O`` and ``root/preprocessed_images/<id>_<eye>.jpg`` (two eyes per "patient", drawn
-    independently)."""
+    independently); with ``biomarkers`` also ``root/biomarkers.csv`` (``filename`` + the disc/cup values of
+    :func:`mask_biomarkers`, for training the ODIR model with them)."""
     root = Path(root)
     images = root / "preprocessed_images"
     images.mkdir(parents=True, exist_ok=True)
     lines = ["ID,filename," + ",".join(ODIR_LETTERS)]
+    bio_lines = ["filename,vcdr,hcdr,acdr,rim,eccentricity,centroid_shift"]
     for k in range(n):
         patient, eye = k // 2, ("left", "right")[k % 2]
-        image, target = phantom_odir_fundus(None, shape, seed=seed + k)
+        values: dict[str, float] = {}
+        image, target = phantom_odir_fundus(None, shape, seed=seed + k, biomarkers=values)
         name = f"{patient}_{eye}.jpg"
         cv2.imwrite(str(images / name), cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 92])
         lines.append(f"{patient},{name}," + ",".join(str(int(v)) for v in target))
+        bio_lines.append(name + "," + ",".join(f"{values[c]:.4f}" for c in bio_lines[0].split(",")[1:]))
     (root / "full_df.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    if biomarkers:
+        (root / "biomarkers.csv").write_text("\n".join(bio_lines) + "\n", encoding="utf-8")
     _mark(root, f"{n} ODIR-labelled fundus phantoms {shape}, seed {seed}")
     return root

@@ -18,7 +18,8 @@ A cohort folder written by :mod:`engine.tasks.phantoms` carries a ``PHANTOM.txt`
 says the model was trained on synthetic phantoms.
 
 Config keys (``[model]`` / ``[data]`` tables of the TOML config; defaults in ``engine/tasks/configs/``):
-odir ``model.backbone``, ``model.dropout``, ``data.input_size``; glioma ``model.width``, ``model.dropout``,
+odir ``model.backbone``, ``model.dropout``, ``model.biomarkers`` (needs ``biomarkers.csv`` beside the labels),
+``data.input_size``; glioma ``model.width``, ``model.dropout``,
 ``model.gamma``, ``data.sequences`` (default: those every case has among FLAIR, T1ce, T2), ``data.size``,
 ``data.slices_per_case``, ``data.min_brain_fraction``; bone ``model.width_mult``, ``model.depth_mult``,
 ``model.dropout``, ``data.variant`` (full / crop), ``data.size``.
@@ -89,6 +90,8 @@ def _odir_read(data: Path, config: Any) -> Cohort:
     items = read_odir(data)
     for item in items:
         item["labels"] = np.asarray(item["labels"], np.float32)
+    if config.model.get("biomarkers"):
+        _attach_biomarkers(Path(data), items)
     counts = {k: int(sum(it["labels"][j] for it in items)) for j, k in enumerate(LABELS)}
     return Cohort(
         root=Path(data), items=items, classes=list(LABELS),
@@ -98,17 +101,40 @@ def _odir_read(data: Path, config: Any) -> Cohort:
     )
 
 
+ODIR_BIOMARKER_TABLE = "biomarkers.csv"
+
+
+def _attach_biomarkers(root: Path, items: Sequence[dict[str, Any]]) -> None:
+    """Give every item ``biomarkers`` (7,) float32 from ``root/biomarkers.csv`` (``filename`` + the columns of
+    :data:`engine.tasks.odir.BIOMARKERS`, measured per photo); a photo without a complete row gets the
+    "not measured" vector (all zeros), as at inference."""
+    import csv
+
+    from engine.tasks import odir
+
+    table = root / ODIR_BIOMARKER_TABLE
+    if not table.is_file():
+        raise LayoutError(
+            table, "model.biomarkers = true needs per-photo disc/cup biomarkers in this table (columns filename, "
+            + ", ".join(odir.BIOMARKERS) + "); the ODIR release holds none: measure them or train without",
+        )
+    with open(table, newline="", encoding="utf-8") as fh:
+        rows = {Path(r.get("filename") or "").name: r for r in csv.DictReader(fh)}
+    for item in items:
+        item["biomarkers"] = odir.biomarker_vector(rows.get(Path(item["image"]).name))
+
+
+def _odir_forward(model: Any, batch: Mapping[str, Any]) -> torch.Tensor:
+    return model(batch["image"], batch.get("biomarkers"))
+
+
 def _odir_spec(config: Any) -> dict[str, Any]:
     from engine.tasks import odir
 
     size = config.data.get("input_size", 224)
     size = (size, size) if isinstance(size, int) else tuple(size)
-    if config.model.get("biomarkers"):
-        raise LayoutError(
-            "odir", "training with the disc/cup biomarkers needs per-photo biomarker values, which the ODIR "
-            "layout does not hold; train with model.biomarkers = false",
-        )
-    return odir.make_spec(config.model.get("backbone", "resnet18"), size=size, dropout=float(config.model.get("dropout", 0.2)))
+    return odir.make_spec(config.model.get("backbone", "resnet18"), size=size, biomarkers=bool(config.model.get("biomarkers")),
+                          dropout=float(config.model.get("dropout", 0.2)))
 
 
 def _odir_build(config: Any, cohort: Cohort) -> tuple[Any, dict[str, Any]]:
@@ -123,7 +149,7 @@ def _odir_dataset(items: Sequence[Mapping[str, Any]], spec: Mapping[str, Any], t
 
     fundus = spec["inputs"]["fundus"]
     return image_dataset(
-        items, keep_keys=("image", "labels", "id"), size=fundus["size"], train=train, options=options,
+        items, keep_keys=("image", "labels", "id", "biomarkers"), size=fundus["size"], train=train, options=options,
         mean=fundus["mean"], std=fundus["std"],
     )
 
@@ -471,7 +497,7 @@ ODIR_TASK = SimpleTask(
     monitor="auc_macro", mode="max", read_cohort_fn=_odir_read, build_model_fn=_odir_build,
     datasets_fn=_odir_datasets, loss_fn_factory=_odir_loss, metrics_fn_factory=_odir_metrics, card_fn=_odir_card,
     load_model_fn=lambda path, device: _load(path, device, "odir"), eval_dataset_fn=_odir_eval_dataset,
-    config_file=CONFIG_DIR / "odir.toml",
+    config_file=CONFIG_DIR / "odir.toml", forward=_odir_forward,
 )
 GLIOMA_TASK = SimpleTask(
     name="glioma", description="glioma grade HGG vs LGG from BraTS-style MRI (attention-gated VGG16)",

@@ -59,3 +59,25 @@ def test_odir_trains_on_the_odir_layout(tmp_path):
     assert card["classes"] == list("NDGCAHMO")
     assert {"auc_macro", "f1_g", "odir_score"} <= set(card["metrics"])
     assert "16 samples" in card["training_data"]
+
+
+def test_odir_trains_with_the_disc_cup_biomarkers(tmp_path):
+    data = phantoms.write_odir_cohort(tmp_path / "odir", 12, shape=(64, 64), biomarkers=True)
+    task, outcome, card = _train("odir", data, tmp_path / "run", batch_size=4,
+                                 model={"backbone": "tiny2d", "biomarkers": True}, data={"input_size": 32})
+    assert card["spec"]["inputs"]["biomarkers"] == ["vcdr", "hcdr", "acdr", "rim", "eccentricity", "centroid_shift"]
+    model, _, _ = task.load_model(outcome.folds[0].checkpoint, "cpu")
+    assert model.uses_biomarkers
+    cohort = task.read_cohort(data, TrainConfig(model={"biomarkers": True}))
+    assert all(it["biomarkers"][-1] == 1.0 for it in cohort.items)  # every photo measured
+    (data / "biomarkers.csv").unlink()
+    with pytest.raises(LayoutError, match="biomarkers.csv"):
+        task.read_cohort(data, TrainConfig(model={"biomarkers": True}))
+
+
+def test_phantom_biomarkers_follow_the_drawn_cup():
+    big, small = {}, {}
+    phantoms.phantom_odir_fundus(["G"], shape=(128, 128), seed=1, biomarkers=big)
+    phantoms.phantom_odir_fundus([], shape=(128, 128), seed=1, biomarkers=small)
+    assert big["vcdr"] > 0.65 > 0.55 > small["vcdr"] and big["acdr"] > small["acdr"]
+    assert abs(big["rim"] - (1 - big["vcdr"])) < 1e-9
