@@ -20,7 +20,7 @@ from typing import Any, Iterable, Mapping, Optional, Sequence, Union
 import numpy as np
 
 from engine.io.exam import Exam
-from engine.progress import CancelToken, ProgressCallback, check, report
+from engine.progress import Cancelled, CancelToken, ProgressCallback, check, report
 
 ModelsArg = Union[None, str, Path, Any]
 
@@ -158,7 +158,7 @@ def _as_float_dict(obj: Any) -> dict[str, float]:
     return out
 
 
-def _run_disc_analysis(exam: Exam, warnings: list[str]) -> Any:
+def _run_disc_analysis(exam: Exam, warnings: list[str], cancel: Optional[CancelToken] = None) -> Any:
     try:
         from engine.fundus import analyse_disc  # the disc/cup issue's entry point
     except ImportError:
@@ -167,7 +167,9 @@ def _run_disc_analysis(exam: Exam, warnings: list[str]) -> Any:
         warnings.append(f"engine.fundus could not be imported: {err}")
         return None
     try:
-        return analyse_disc(exam.fundus, spacing=exam.fundus_spacing)
+        return analyse_disc(exam.fundus, spacing=exam.fundus_spacing, cancel=cancel)
+    except Cancelled:
+        raise
     except TypeError:
         try:
             return analyse_disc(exam.fundus)
@@ -178,7 +180,7 @@ def _run_disc_analysis(exam: Exam, warnings: list[str]) -> Any:
     return None
 
 
-def _run_oct_analysis(exam: Exam, warnings: list[str]) -> Any:
+def _run_oct_analysis(exam: Exam, warnings: list[str], cancel: Optional[CancelToken] = None) -> Any:
     try:
         from engine.oct import analyse_oct  # the OCT-layer issue's entry point
     except ImportError:
@@ -187,7 +189,9 @@ def _run_oct_analysis(exam: Exam, warnings: list[str]) -> Any:
         warnings.append(f"engine.oct could not be imported: {err}")
         return None
     try:
-        return analyse_oct(exam)
+        return analyse_oct(exam, cancel=cancel)
+    except Cancelled:
+        raise
     except Exception as err:
         warnings.append(f"OCT layer analysis failed: {err}")
     return None
@@ -265,13 +269,13 @@ def grade(
     if analyses and exam.fundus is not None:
         check(cancel)
         report(progress, 0.05, "optic disc and cup")
-        disc_result = _run_disc_analysis(exam, warnings)
+        disc_result = _run_disc_analysis(exam, warnings, cancel)
         biomarkers.update(_biomarkers_of(disc_result))
         t = stage("disc", t)
     if analyses and exam.oct is not None:
         check(cancel)
         report(progress, 0.25, "OCT layers")
-        layers_result = _run_oct_analysis(exam, warnings)
+        layers_result = _run_oct_analysis(exam, warnings, cancel)
         biomarkers.update(_biomarkers_of(layers_result))
         t = stage("oct_layers", t)
 
@@ -354,6 +358,7 @@ def grade(
                 cam_maps[lv] = to_original(lv, raws[lv], placement, combined.grade, g.name)
         t = stage("cam", t)
 
+    check(cancel)
     timings["total"] = time.perf_counter() - t_start
     report(progress, 1.0, "done")
     classes = runnable[0].classes

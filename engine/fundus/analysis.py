@@ -264,6 +264,7 @@ def analyse_disc(
     size_factor = 1.0 if SIZE_RANGE[0] <= ratio <= SIZE_RANGE[1] else 0.5
     confidence = float(np.clip(certainty * size_factor * (0.85 + 0.15 * loc.confidence), 0.0, 1.0))
     message = "" if size_factor == 1.0 else "low confidence: the disc's size is unusual for this photo"
+    check(cancel)
     report(progress, 1.0, "disc and cup done")
     return DiscAnalysis(True, confidence, message, found_centre, disc_img, cup_img,
                         disc_box(disc_img, DEFAULT_MARGIN), markers, loc, sha, timings)

@@ -20,7 +20,7 @@ from engine.oct import BOUNDARY_NAMES, LAYER_NAMES
 from engine.oct import thickness as th
 from engine.oct.graph_boundaries import find_boundaries
 from engine.oct.labels import labels_from_boundaries, merged_note
-from engine.progress import CancelToken, ProgressCallback, report, sub_progress
+from engine.progress import CancelToken, ProgressCallback, check, report, sub_progress
 
 GRAPH_METHOD = "graph-search"
 NETWORK_METHOD = "network"
@@ -115,6 +115,7 @@ def analyse_volume(
         notes.append("the network does not find the choroid/sclera boundary: choroid thickness is not measured")
     else:
         raise ValueError(f"unknown layer method {method!r} (use 'graph' or 'network')")
+    check(cancel)
     report(progress, 0.85, "layer thickness")
     labels = labels_from_boundaries(b, h)
     note = merged_note({k: bool(np.isfinite(b[:, i]).any()) for i, k in enumerate(BOUNDARY_NAMES)})
@@ -137,6 +138,7 @@ def analyse_volume(
     result.biomarkers = {f"rnfl_mean_{key}": _nanmean(result.rnfl_thickness),
                          f"total_retina_mean_{key}": _nanmean(total)}
     result.seconds = time.perf_counter() - t0
+    check(cancel)
     report(progress, 1.0, f"layers done ({name})")
     return result
 

@@ -251,6 +251,7 @@ def find_boundaries(
     else:
         with ThreadPoolExecutor(max_workers=workers) as pool:
             for count in pool.map(job, starts):
+                check(cancel)  # chunks in flight finish; the rest are dropped
                 done += count
                 report(progress, done / n, f"layers: {done}/{n} B-scans")
     return out[0] if single else out
