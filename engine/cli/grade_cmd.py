@@ -32,8 +32,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--jobs", type=int, default=1, metavar="N", help="exams graded in parallel (processes)")
     p.add_argument("--shard", metavar="I/N", help="grade only exams I, I+N, I+2N ... (0 <= I < N) of the sorted list")
     p.add_argument("--resume", action="store_true", help="keep the ok rows of an existing OUT and grade the rest")
-    p.add_argument("--anonymize", action="store_true", help="replace exam ids by a salted hash (needs --salt)")
-    p.add_argument("--salt", help="secret salt for --anonymize (or env GV_ANON_SALT)")
+    p.add_argument("--anonymize", action="store_true",
+                   help="replace exam ids by a salted hash (without --salt a random salt is made and printed once)")
+    p.add_argument("--salt", help="secret salt for --anonymize (or env GV_ANON_SALT); needed with --resume")
     p.add_argument("--models", type=Path, metavar="FILE", help="ensemble file (.json/.toml) or one .pt grader")
     p.add_argument("--no-analyses", action="store_true", help="skip the disc/cup and OCT-layer analyses")
     p.add_argument("--quiet", action="store_true", help="no per-exam progress lines")
@@ -190,8 +191,13 @@ def run(args: argparse.Namespace) -> int:
         return 2
     salt = args.salt or os.environ.get("GV_ANON_SALT", "")
     if args.anonymize and not salt:
-        err("--anonymize needs --salt S (or GV_ANON_SALT)")
-        return 2
+        if args.resume:
+            err("--resume --anonymize needs the salt of the first run: pass --salt S (or set GV_ANON_SALT)")
+            return 2
+        import secrets
+
+        salt = secrets.token_hex(16)
+        print(f"anonymize salt: {salt} (keep it to link ids later, and to --resume)", file=sys.stderr)
     try:
         device = resolve_device(args.device)
     except GradingError as e:

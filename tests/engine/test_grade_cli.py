@@ -78,7 +78,7 @@ def test_anonymize_replaces_ids_and_needs_a_salt(cohort, tmp_path, capsys):
     cases, models = cohort
     out = tmp_path / "a.csv"
     good = str(cases / "SYNTH0001")
-    assert main(["grade", good, "--csv", str(out), "--models", str(models), "--anonymize"]) == 2
+    assert main(["grade", good, "--csv", str(out), "--models", str(models), "--anonymize", "--resume"]) == 2
     assert "salt" in capsys.readouterr().err
     assert main(["grade", good, "--csv", str(out), "--models", str(models), "--anonymize", "--salt", "s3cret",
                  "--cams", str(tmp_path / "c")]) == 0
