@@ -35,6 +35,13 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 CLASSES = ("non", "early", "mid_advanced")
+LIMITATIONS = (
+    "Trained from random weights (no ImageNet weights offline) on 48 of 60 real GAMMA photos at 192 px (disc crop "
+    "128 px) on a shared CPU: far below the reference fundus model (quadratic kappa 0.855 with ImageNet weights "
+    "and 100 training cases). Confidence intervals are wide (12 held-out photos per fold, 60 in all, 33 external "
+    "cases). GAMMA figures of the shipped ensemble itself would be optimistic (each photo trained 4 of its 5 fold "
+    "members): quote the out-of-fold and external figures. Probabilities are not calibrated across cameras. "
+    "Research use only; not a medical device.")
 
 
 # ----------------------------------------------------------------------------------------------- metrics
@@ -138,7 +145,7 @@ def grade_external(checkpoints: Sequence[Path], cases: Sequence[dict[str, Any]])
     from engine.models.registry import load_grader
     from engine.pipeline import grade
 
-    ensemble = Ensemble("eval", [load_grader(p, "cpu", name=f"{p.parent.parent.name}-{p.parent.name}") for p in checkpoints])
+    ensemble = Ensemble("eval", [load_grader(p, "cpu", name=f"m{k}") for k, p in enumerate(checkpoints)])
     out = []
     for case in cases:
         exam = Exam(exam_id=case["id"], fundus=read_rgb(case["fundus"]))
@@ -190,6 +197,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--external", type=Path)
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--ship", type=Path, metavar="DIR", help="copy the fold models + cards + default.ensemble.json here")
+    ap.add_argument("--synthetic-run", type=Path, metavar="DIR", help="with --ship: a single-split three-level run "
+                    "on synthetic exams, shipped beside (not in) the default ensemble")
     args = ap.parse_args(argv)
     import torch
 
@@ -247,15 +256,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"  {name:28s} AUC {m['auc']:.3f} [{lo:.3f}, {hi:.3f}]  acc {m['accuracy']:.3f}  "
                   f"sens {m['sensitivity']:.2f} spec {m['specificity']:.2f}")
     if args.ship:
-        ship(args.runs, args.ship, report)
+        cases = [c for c in external_cases(args.external) if c["fundus"] is not None] if args.external else []
+        ship(args.runs, args.ship, report, args.synthetic_run, cases)
     return 0
 
 
-def ship(runs: Sequence[Path], folder: Path, report: dict[str, Any]) -> None:
+def ship(runs: Sequence[Path], folder: Path, report: dict[str, Any], synthetic_run: Path | None = None,
+         external_cases_list: Sequence[dict[str, Any]] = ()) -> None:
     """Copy the fold models of ``runs`` into ``folder`` with completed cards, and the mean ensemble file."""
-    import shutil
-
-    from engine.models.checkpoint import atomic_write_bytes, card_path_for, read_card, sha256_file
+    from engine.models.checkpoint import read_card
     from engine.models.ensemble import EnsembleDefinition, write_ensemble_file
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -265,11 +274,8 @@ def ship(runs: Sequence[Path], folder: Path, report: dict[str, Any]) -> None:
             card = read_card(ckpt)
             name = f"{card['name']}-{ckpt.parent.name}"
             target = folder / f"{name}.pt"
-            shutil.copyfile(ckpt, target)
-            if sha256_file(target) != card["sha256"]:
-                raise SystemExit(f"{target}: copy does not match its card's SHA-256")
             card.update({
-                "name": name, "weights_file": target.name,
+                "name": name, "source_checkpoint_sha256_float32": card["sha256"],
                 "cv_member": f"{ckpt.parent.name} of a {len(fold_checkpoints(run))}-fold run; its 'evaluation' is on "
                              "the GAMMA photos of that fold, which it never saw",
                 "recipe_gamma_kfold_out_of_fold": report["gamma_kfold"].get(run.name),
@@ -280,11 +286,54 @@ def ship(runs: Sequence[Path], folder: Path, report: dict[str, Any]) -> None:
                                            if k in ("majority_class", "pixel_logistic_regression")}},
                 "evaluated_with": "python benchmarks/eval_grader.py --runs ... (out-of-fold GAMMA; external sources "
                                   "through engine.pipeline.grade, mean of the run's fold models)",
+                "limitations": LIMITATIONS,
             })
-            atomic_write_bytes(card_path_for(target), (json.dumps(card, indent=2, default=float) + "\n").encode())
+            save_half(ckpt, target, card)
             members.append((name, target))
     write_ensemble_file(folder / "default.ensemble.json", EnsembleDefinition("gamma-default", "mean", "mean", members))
     print(f"shipped {len(members)} models + default.ensemble.json to {folder}")
+    if external_cases_list:
+        full = np.concatenate([grade_external(fold_checkpoints(r), external_cases_list) for r in runs])
+        half = np.concatenate([grade_external([p for n, p in members if n.startswith(read_card(fold_checkpoints(r)[0])["name"] + "-fold")],
+                                              external_cases_list) for r in runs])
+        print(f"float16 storage: max |p(float16) - p(float32)| on the external cases = {np.abs(full - half).max():.2e}")
+    if synthetic_run is not None:
+        ship_synthetic(synthetic_run, folder, [members[0], members[-1]])
+
+
+def save_half(source: Path, target: Path, card: dict[str, Any]) -> None:
+    """Re-save ``source`` at ``target`` with float16 weights (half the bytes; the model still computes in
+    float32: ``load_state_dict`` casts), through ``save_checkpoint`` so the card gets the new SHA-256."""
+    from engine.models.checkpoint import load_checkpoint, save_checkpoint
+
+    ckpt = load_checkpoint(source, expected_task="grader")
+    state = {k: v.half() if v.is_floating_point() else v for k, v in ckpt.state_dict.items()}
+    card = {k: v for k, v in card.items() if k not in ("format", "spec", "weights_file", "sha256")}
+    card["weights_storage"] = "float16 (computed in float32)"
+    save_checkpoint(target, ckpt.spec, state, json.loads(json.dumps(card, default=float)))
+
+
+def ship_synthetic(run: Path, folder: Path, real: Sequence[tuple[str, Path]]) -> None:
+    """Ship the single-split three-level model trained on synthetic exams, and an ensemble file that adds it
+    (vote, ties kept by the fundus member) for synthetic-OCT exams such as the demo. Not in the default."""
+    from engine.models.checkpoint import read_card
+    from engine.models.ensemble import EnsembleDefinition, write_ensemble_file
+
+    ckpt = run / "best.pt"
+    card = read_card(ckpt)
+    if not str(card.get("data", "")).startswith("SYNTHETIC"):
+        raise SystemExit(f"{ckpt}: its card does not say the data was synthetic")
+    target = folder / f"{card['name']}.pt"
+    card.update({"source_checkpoint_sha256_float32": card["sha256"], "warning": (
+        "Every branch, the OCT branch included, saw ONLY synthetic exams (engine.synthetic); there is no real "
+        "graded OCT here. Its held-out figures are on synthetic exams and say nothing about real eyes. Shipped to "
+        "exercise the three-level path and the OCT Grad-CAM (e.g. on the synthetic demo exam); it is not in "
+        "default.ensemble.json.")})
+    save_half(ckpt, target, card)
+    members = [*real, (card["name"], target)]
+    write_ensemble_file(folder / "with-synthetic-oct.ensemble.json",
+                        EnsembleDefinition("with-synthetic-oct", "vote", f"prefer:{real[0][0]}", members))
+    print(f"shipped {target.name} + with-synthetic-oct.ensemble.json")
 
 
 if __name__ == "__main__":
