@@ -256,9 +256,9 @@ def main() -> int:
         print(f"slice switch: {results['slice_switch']}", flush=True)
         del exam
     models = None
-    from engine.resources import models_dir
+    from engine.models.registry import default_ensemble_file, default_grader_paths
 
-    if not any(models_dir().glob("*.json")) and not any(models_dir().glob("*.toml")):
+    if default_ensemble_file() is None and not default_grader_paths():
         from engine.models.tiny import save_tiny_ensemble
 
         models = str(save_tiny_ensemble(Path(tempfile.mkdtemp(prefix="gv-bench-models-"))))

@@ -736,7 +736,8 @@ class MainWindow(QtWidgets.QMainWindow):
         from glaucoma_viewer.dialogs.batch_export import BatchExportDialog
 
         folders = [self.last_folder()] if self.last_folder() else []
-        dialog = BatchExportDialog(self.worker, folders=folders, models=self.models, parent=self)
+        dialog = BatchExportDialog(self.worker, folders=folders, models=self.models,
+                                   isolate=self.runner is not None, parent=self)
         dialog.setAttribute(QtCore.Qt.WidgetAttribute.WA_DeleteOnClose)
         dialog.show()
         return dialog

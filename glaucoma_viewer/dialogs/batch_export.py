@@ -8,6 +8,7 @@ far stay in the file and ``OUT.csv.partial`` says the file is partial.
 
 from __future__ import annotations
 
+import functools
 import re
 import time
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Any, Optional, Sequence
 from PySide6 import QtCore, QtWidgets
 
 from glaucoma_viewer import worker as jobs
+from glaucoma_viewer.process_runner import ProcessRunner
 from glaucoma_viewer.worker import JobFailure, JobHandle, Worker
 
 _EXAM_K_OF_N = re.compile(r"exam (\d+) of (\d+)")
@@ -39,12 +41,14 @@ class BatchExportDialog(QtWidgets.QDialog):
     failed_export = QtCore.Signal(object)
 
     def __init__(self, worker: Worker, folders: Sequence[str] = (), out: str = "", models: Any = None,
-                 parent: Optional[QtWidgets.QWidget] = None) -> None:
+                 isolate: bool = False, parent: Optional[QtWidgets.QWidget] = None) -> None:
         super().__init__(parent)
         self.setWindowTitle("Batch export CSV")
         self.resize(620, 420)
         self.worker = worker
         self.models = models
+        # Grading in its own child process keeps the window smooth while a large folder is exported.
+        self.runner: Optional[ProcessRunner] = ProcessRunner() if isolate else None
         self.job: Optional[JobHandle] = None
         self.summary: Optional[jobs.BatchSummary] = None
         self._t0 = 0.0
@@ -149,8 +153,9 @@ class BatchExportDialog(QtWidgets.QDialog):
         self.start_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
         self._clock.start()
+        run = jobs.batch_export if self.runner is None else functools.partial(self.runner.call, jobs.batch_export)
         self.job = self.worker.submit(
-            jobs.batch_export, folders, out, name="batch export", models=self.models,
+            run, folders, out, name="batch export", models=self.models,
             on_finished=self._finished, on_failed=self._failed, on_progress=self._progress,
         )
         return self.job
@@ -207,9 +212,11 @@ class BatchExportDialog(QtWidgets.QDialog):
         self.cancel_button.setEnabled(False)
 
     def shutdown(self) -> None:
-        """Cancel a running export (the window is closing); the worker's shutdown waits for it."""
+        """Cancel a running export (the window is closing) and stop the grading process."""
         if self.job is not None and self.job.is_active:
             self.job.cancel()
+        if self.runner is not None:
+            self.runner.shutdown()
 
     def closeEvent(self, event) -> None:  # noqa: N802 - Qt naming
         if self.job is not None and self.job.is_active:
@@ -219,4 +226,5 @@ class BatchExportDialog(QtWidgets.QDialog):
                 event.ignore()
                 return
             self.job.cancel()
+        self.shutdown()
         super().closeEvent(event)

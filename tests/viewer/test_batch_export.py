@@ -17,10 +17,12 @@ def _rows(path):
 
 def test_batch_export_grades_a_folder_with_one_broken_exam(qtbot, window, cohort, tmp_path):
     out = tmp_path / "grades.csv"
-    dialog = BatchExportDialog(window.worker, folders=[str(cohort)], out=str(out), models=window.models)
+    # The app's mode: grading in the dialog's own child process.
+    dialog = BatchExportDialog(window.worker, folders=[str(cohort)], out=str(out), models=window.models,
+                               isolate=True)
     qtbot.addWidget(dialog)
     messages = []
-    with qtbot.waitSignal(dialog.finished_export, timeout=60000) as signal:
+    with qtbot.waitSignal(dialog.finished_export, timeout=120000) as signal:
         job = dialog.start()
         job.signals.progress.connect(lambda f, m: messages.append(m))
     summary = signal.args[0]
@@ -38,6 +40,8 @@ def test_batch_export_grades_a_folder_with_one_broken_exam(qtbot, window, cohort
     assert any("of 3" in m for m in messages)
     assert "complete" in dialog.count_label.text() and "elapsed" in dialog.time_label.text()
     assert dialog.start_button.isEnabled() and not dialog.cancel_button.isEnabled()
+    dialog.close()
+    assert dialog.runner._pool is None  # the grading process is gone with the dialog
 
 
 def test_cancel_keeps_the_finished_rows_and_marks_the_file_partial(qtbot, window, cohort, tmp_path, monkeypatch):
