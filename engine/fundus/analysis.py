@@ -6,8 +6,9 @@
    centres and the expected disc size from the field of view.
 2. **Coarse pass**: one square crop of :data:`COARSE_SCALE` expected diameters around each candidate, all
    segmented in one batch. The segmenter was trained to answer "background" on crops without a disc, so the
-   candidate whose crop holds a confident, disc-sized region wins; when none does the result says "disc not
-   found" instead of returning a confident wrong mask.
+   candidate whose crop holds a confident, disc-sized region wins. When none does, the network scans the
+   whole field of view in overlapping crops of the same size; when that finds nothing either, the result
+   says "disc not found" instead of returning a confident wrong mask.
 3. **Fine pass**: a crop of the segmenter's ``crop_scale`` x the measured disc diameter around the measured
    centre (done twice, so the second crop is centred on the first one's disc). Its probabilities are
    post-processed at model resolution (largest disc component, holes filled, cup = largest component inside
@@ -41,6 +42,8 @@ COARSE_MIN_CERTAINTY = 0.6
 RANK_PENALTY = 0.08
 SIZE_PENALTY = 0.3
 """Coarse score = certainty - RANK_PENALTY x localiser rank - SIZE_PENALTY x |ln(measured / expected size)|."""
+LOW_CONFIDENCE = 0.8
+"""Below this confidence the result carries a "low confidence" message."""
 SIZE_RANGE = (0.35, 2.6)
 """Accepted measured / expected disc diameter (the expected one comes from the FOV size)."""
 
@@ -55,7 +58,7 @@ class DiscAnalysis:
         found: a disc was segmented with enough confidence; when False the masks and biomarkers are None and
             ``message`` says why.
         confidence: 0..1, the segmenter's mean certainty over the disc times a localisation factor.
-        message: one line for the user ("" when all is well).
+        message: one line for the user ("" when all is well; "low confidence ..." below :data:`LOW_CONFIDENCE`).
         center: disc centre (row, col) photo px (bounding-box centre of the disc mask), or the localiser's guess.
         disc_mask, cup_mask: (H, W) bool in photo px (cup inside disc), or None.
         crop_box: square disc box + relative margin (top, left, bottom, right) photo px, for the grader's crop.
@@ -145,6 +148,51 @@ def _box_of(mask: np.ndarray, box: Box) -> tuple[tuple[float, float], float]:
     return (r, c), max(rows[-1] - rows[0] + 1, cols[-1] - cols[0] + 1) * k
 
 
+def _passing_crops(image: np.ndarray, segmenter: Any, boxes: list[Box], expected: float,
+                   rank_penalty: float) -> list[tuple[float, Box, np.ndarray]]:
+    """Segment the crops of ``boxes`` (batches of 8) and return ``(score, box, disc mask)`` for every crop that
+    holds a confident, disc-sized region, best first."""
+    size = int(segmenter.size)
+    found: list[tuple[float, Box, np.ndarray]] = []
+    for start in range(0, len(boxes), 8):
+        chunk = boxes[start : start + 8]
+        probs = segmenter.predict(np.stack([crop_square(image, b, size) for b in chunk]))
+        for rank, (box, p) in enumerate(zip(chunk, probs), start=start):
+            disc, _, certainty = clean_masks(p)
+            if not disc.any():
+                continue
+            ratio = _box_of(disc, box)[1] / expected
+            if certainty < COARSE_MIN_CERTAINTY or not SIZE_RANGE[0] <= ratio <= SIZE_RANGE[1]:
+                continue
+            found.append((certainty - rank_penalty * rank - SIZE_PENALTY * abs(float(np.log(ratio))), box, disc))
+    return sorted(found, key=lambda item: -item[0])
+
+
+def _fine(image: np.ndarray, segmenter: Any, coarse_box: Box, coarse_disc: np.ndarray, expected: float
+          ) -> Optional[tuple[Box, np.ndarray, np.ndarray, float]]:
+    """Two fine passes centred on a coarse disc: ``(box, disc, cup, certainty)``, or None when the network is
+    not confident or the disc's size is implausible for the photo (:data:`SIZE_RANGE` x ``expected`` px)."""
+    size, crop_scale = int(segmenter.size), float(segmenter.crop_scale)
+    centre, diameter = _box_of(coarse_disc, coarse_box)
+    for _ in range(2):
+        box = square_box(centre, crop_scale * max(diameter, 8.0))
+        disc, cup, certainty = clean_masks(segmenter.predict(crop_square(image, box, size)[None])[0])
+        if not disc.any():
+            return None
+        centre, diameter = _box_of(disc, box)
+    plausible = SIZE_RANGE[0] <= diameter / expected <= SIZE_RANGE[1]
+    return (box, disc, cup, certainty) if certainty >= MIN_CERTAINTY and plausible else None
+
+
+def _scan_boxes(loc: DiscLocation, side: float) -> list[Box]:
+    """Square boxes of ``side`` px covering the field of view with half-side overlap."""
+    (fr, fc), radius = loc.fov_center, loc.fov_radius_px
+    n = max(1, int(np.ceil(2.0 * radius / (0.5 * side))))
+    offsets = np.linspace(-radius + 0.25 * side, radius - 0.25 * side, n) if n > 1 else np.zeros(1)
+    return [square_box((fr + dr, fc + dc), side) for dr in offsets for dc in offsets
+            if np.hypot(dr, dc) <= radius]
+
+
 def _not_found(message: str, loc: Optional[DiscLocation], sha: str, timings: dict[str, float]) -> DiscAnalysis:
     return DiscAnalysis(False, 0.0 if loc is None else float(loc.confidence) * 0.5, message,
                         None if loc is None else loc.center, localisation=loc, weights_sha256=sha, timings=timings)
@@ -178,6 +226,8 @@ def analyse_disc(
     """
     import time
 
+    import cv2
+
     image = np.asarray(image)
     if image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f"expected an (H, W, 3) RGB photo, got an array of shape {image.shape}")
@@ -190,7 +240,6 @@ def analyse_disc(
 
         segmenter = load_segmenter(weights)
     sha = str(getattr(segmenter, "sha256", ""))
-    size, crop_scale = int(segmenter.size), float(segmenter.crop_scale)
     check(cancel)
     report(progress, 0.05, "locating the optic disc")
     t = time.perf_counter()
@@ -204,52 +253,31 @@ def analyse_disc(
     report(progress, 0.3, "checking disc candidates")
     t = time.perf_counter()
     centres = [c.center for c in loc.candidates[:N_COARSE]] or [loc.center]
-    boxes = [square_box(c, COARSE_SCALE * expected) for c in centres]
-    probs = segmenter.predict(np.stack([crop_square(image, b, size) for b in boxes]))
-    best: Optional[tuple[float, Box, np.ndarray]] = None
-    for rank, (box, p) in enumerate(zip(boxes, probs)):
-        disc, _, certainty = clean_masks(p)
-        if not disc.any():
-            continue
-        _, diameter = _box_of(disc, box)
-        ratio = diameter / expected
-        if certainty < COARSE_MIN_CERTAINTY or not SIZE_RANGE[0] <= ratio <= SIZE_RANGE[1]:
-            continue
-        score = certainty - RANK_PENALTY * rank - SIZE_PENALTY * abs(float(np.log(ratio)))
-        if best is None or score > best[0]:
-            best = (score, box, disc)
+    coarse = _passing_crops(image, segmenter, [square_box(c, COARSE_SCALE * expected) for c in centres], expected,
+                            RANK_PENALTY)
     timings["coarse"] = time.perf_counter() - t
-    if best is None:
-        return _not_found("optic disc not found: no candidate region looked like a disc to the segmenter",
-                          loc, sha, timings)
 
-    # fine passes, centred on the measured disc
+    # fine passes, centred on the measured disc, best coarse crop first
     check(cancel)
     report(progress, 0.6, "segmenting disc and cup")
     t = time.perf_counter()
-    centre, diameter = _box_of(best[2], best[1])
-    disc = cup = None
-    certainty = 0.0
-    box = best[1]
-    for _ in range(2):
-        box = square_box(centre, crop_scale * max(diameter, 8.0))
-        p = segmenter.predict(crop_square(image, box, size)[None])[0]
-        disc, cup, certainty = clean_masks(p)
-        if not disc.any():
-            break
-        centre, diameter = _box_of(disc, box)
+    fine = next((f for f in (_fine(image, segmenter, b, d, expected) for _, b, d in coarse[:N_COARSE]) if f), None)
+    if fine is None:
+        # no candidate holds a disc (a disc cut by the edge of the field of view, bright lesions ...): the
+        # network scans the whole field of view in overlapping coarse crops
+        scan = _passing_crops(image, segmenter, _scan_boxes(loc, COARSE_SCALE * expected), expected, 0.0)
+        fine = next((f for f in (_fine(image, segmenter, b, d, expected) for _, b, d in scan[:N_COARSE]) if f), None)
     timings["fine"] = time.perf_counter() - t
-    if disc is None or not disc.any() or certainty < MIN_CERTAINTY:
-        return _not_found("optic disc not found: the segmenter was not confident about the disc region",
+    if fine is None:
+        return _not_found("optic disc not found: no region of the photo looked like a disc to the segmenter",
                           loc, sha, timings)
+    box, disc, cup, certainty = fine
 
     # back to photo pixels (only the box's region is touched), measure
     check(cancel)
     report(progress, 0.85, "measuring cup-to-disc ratios")
     t = time.perf_counter()
     h, w = image.shape[:2]
-    import cv2
-
     # a light blur at model resolution gives smooth outlines instead of enlarged model pixels
     smooth = cv2.GaussianBlur(np.stack([disc, cup], axis=-1).astype(np.float32), (0, 0), 0.8)
     both = map_to_image(smooth, box, (h, w))
@@ -264,10 +292,8 @@ def analyse_disc(
     markers = compute_biomarkers(disc_img[r0:r1, c0:c1], cup_img[r0:r1, c0:c1], eye=eye, spacing=spacing)
     timings["measure"] = time.perf_counter() - t
     found_centre = ((rows[0] + rows[-1] + 1) / 2.0, (cols[0] + cols[-1] + 1) / 2.0)
-    ratio = diameter / expected
-    size_factor = 1.0 if SIZE_RANGE[0] <= ratio <= SIZE_RANGE[1] else 0.5
-    confidence = float(np.clip(certainty * size_factor * (0.85 + 0.15 * loc.confidence), 0.0, 1.0))
-    message = "" if size_factor == 1.0 else "low confidence: the disc's size is unusual for this photo"
+    confidence = float(np.clip(certainty * (0.85 + 0.15 * loc.confidence), 0.0, 1.0))
+    message = "" if confidence >= LOW_CONFIDENCE else "low confidence: check the disc outline"
     check(cancel)
     report(progress, 1.0, "disc and cup done")
     return DiscAnalysis(True, confidence, message, found_centre, disc_img, cup_img,
