@@ -27,7 +27,7 @@ from glaucoma_viewer.views.fundus_view import FundusView
 from glaucoma_viewer.views.oct_view import SliceView
 from glaucoma_viewer.worker import JobFailure, JobHandle, Worker
 
-BANNER_NO_GRADE = "RESEARCH USE ONLY — not a medical device. No grader weights are installed: no grade is shown."
+BANNER_NO_GRADE = "RESEARCH USE ONLY — not a medical device. No grade for this exam (the Grade panel says why)."
 PathLike = Union[str, Path]
 MAX_RECENT = 10
 DEFAULT_MAX_VOLUMES = 4
@@ -154,6 +154,9 @@ class MainWindow(QtWidgets.QMainWindow):
         results_scroll.setFrameShape(QtWidgets.QFrame.Shape.NoFrame)
         results_scroll.setWidget(self.results)
         results_scroll.setAcceptDrops(False)
+        results_scroll.setHorizontalScrollBarPolicy(QtCore.Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.results.setMinimumWidth(360)
+        results_scroll.setMinimumWidth(380)  # the results column never gets narrower than its content
 
         self.main_split = QtWidgets.QSplitter(QtCore.Qt.Orientation.Horizontal)
         self.main_split.addWidget(left)
@@ -162,7 +165,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.main_split.setStretchFactor(0, 0)
         self.main_split.setStretchFactor(1, 3)
         self.main_split.setStretchFactor(2, 1)
-        self.main_split.setSizes([210, 880, 400])
+        self.main_split.setSizes([200, 860, 500])
         self.main_split.setChildrenCollapsible(False)
 
         central = QtWidgets.QWidget()

@@ -545,8 +545,18 @@ _MISSING_CHECKPOINT = re.compile(r"(?P<path>[^\s:]+\.pt): checkpoint not found")
 _MODEL_WORDS = {"disc_cup": "disc/cup", "oct_layers": "OCT layer", "layers": "OCT layer"}
 
 
+_NEEDS = re.compile(r"needs ([\w+ -]+?) \(not in this exam\)")
+
+
 def friendly_message(message: str) -> str:
-    """Rewrite "…/resources/models/disc_cup.pt: checkpoint not found" as "no disc/cup model installed (…)"."""
+    """Rewrite engine messages for the panel: a missing checkpoint reads "No disc/cup model installed (…)";
+    "no grader fits this exam (…; name: needs fundus (not in this exam); …)" is summed up by what is missing."""
+    if "no grader fits this exam" in message:
+        needs = _NEEDS.findall(message)
+        if needs:
+            counts = {what: needs.count(what) for what in dict.fromkeys(needs)}
+            parts = ", ".join(f"{n} need {what}" for what, n in counts.items())
+            return f"No grade: none of the {len(needs)} installed graders takes this exam ({parts})."
     match = _MISSING_CHECKPOINT.search(message)
     if match is None:
         return message
@@ -725,6 +735,8 @@ _BIOMARKER_LABELS = {
     "rim_to_disc_ratio": "rim / disc", "isnt": "ISNT rule", "isnt_rule": "ISNT rule", "isnt_ok": "ISNT rule",
     "cup_eccentricity": "cup eccentricity", "eccentricity": "cup eccentricity",
     "centroid_shift": "cup–disc centroid shift", "centroid_distance": "cup–disc centroid shift",
+    "rnfl_mean_px": "RNFL mean px", "rnfl_mean_um": "RNFL mean um",
+    "total_retina_mean_px": "retina mean px", "total_retina_mean_um": "retina mean um",
 }
 
 
@@ -736,7 +748,7 @@ def format_biomarkers(markers: dict[str, float], exam: Any) -> list:
     oct_physical = exam.oct_spacing is not None and exam.oct_spacing.is_physical
     rows: list[Biomarker] = []
     rank = {k: i for i, k in enumerate(_BIOMARKER_ORDER)}
-    shown = [k for k in markers if k.lower() in rank or "rnfl" in k.lower()]
+    shown = [k for k in markers if k.lower() in rank or "rnfl" in k.lower() or "retina" in k.lower()]
     for key in sorted(shown, key=lambda k: rank.get(k.lower(), len(rank))):
         value = markers[key]
         lower = key.lower()

@@ -157,6 +157,14 @@ def _esc(text: object) -> str:
     return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
+MAX_MESSAGE = 220
+"""Characters of a note shown in the panel; the whole note is in the tooltip (long model lists)."""
+
+
+def _shorten(text: str, limit: int = MAX_MESSAGE) -> str:
+    return text if len(text) <= limit else text[: limit - 1].rstrip(" ;,(") + "… (hover for all)"
+
+
 def _fmt(value: object) -> str:
     if isinstance(value, (dict, list)):
         return "<pre>" + _esc(json.dumps(value, indent=2, default=str)) + "</pre>"
@@ -184,7 +192,13 @@ class ResultsPanel(QtWidgets.QWidget):
         self.grade_label.setObjectName("gradeLabel")
         self.grade_label.setWordWrap(True)
         self.bars = ProbabilityBars()
-        self.models_grid = QtWidgets.QGridLayout()
+        self.models_toggle = QtWidgets.QToolButton()
+        self.models_toggle.setCheckable(True)
+        self.models_toggle.setAutoRaise(True)
+        self.models_toggle.setToolButtonStyle(QtCore.Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        self.models_toggle.toggled.connect(self._show_models)
+        self.models_box = QtWidgets.QWidget()
+        self.models_grid = QtWidgets.QGridLayout(self.models_box)
         self.models_grid.setContentsMargins(0, 4, 0, 0)
         self.models_grid.setHorizontalSpacing(8)
         self.models_grid.setVerticalSpacing(3)
@@ -193,7 +207,8 @@ class ResultsPanel(QtWidgets.QWidget):
         self.ensemble_note.setWordWrap(True)
         self.grade_section.body.addWidget(self.grade_label)
         self.grade_section.body.addWidget(self.bars)
-        self.grade_section.body.addLayout(self.models_grid)
+        self.grade_section.body.addWidget(self.models_toggle)
+        self.grade_section.body.addWidget(self.models_box)
         self.grade_section.body.addWidget(self.ensemble_note)
         self.messages_label = QtWidgets.QLabel("")
         self.messages_label.setObjectName("warning")
@@ -281,6 +296,8 @@ class ResultsPanel(QtWidgets.QWidget):
         self.grade_label.setStyleSheet("font-size: 11pt; font-weight: 600; color: #b8c0c8;")
         self.bars.set_probabilities(None)
         _clear_layout(self.models_grid)
+        self.models_toggle.hide()
+        self.models_box.hide()
         self.ensemble_note.setText("")
         _clear_layout(self.bio_grid)
         self.bio_note.setText("")
@@ -294,6 +311,7 @@ class ResultsPanel(QtWidgets.QWidget):
         self.rnfl_note.setText("")
         self._set_rnfl_visible(False)
         self.messages_label.setText("")
+        self.messages_label.setToolTip("")
         self.messages_label.hide()
         self.timings_label.setText("")
 
@@ -319,7 +337,8 @@ class ResultsPanel(QtWidgets.QWidget):
         self._show_rnfl(view)
         self.set_current_bscan(current_bscan)
         if view.messages:
-            self.messages_label.setText("\n".join(f"• {m}" for m in view.messages))
+            self.messages_label.setText("\n".join(f"• {_shorten(m)}" for m in view.messages))
+            self.messages_label.setToolTip("\n\n".join(view.messages))
             self.messages_label.show()
         if view.timings:
             parts = [f"{k} {v:.2f} s" for k, v in view.timings.items()]
@@ -339,12 +358,18 @@ class ResultsPanel(QtWidgets.QWidget):
         self.grade_label.setStyleSheet(f"color: {colour};")
         self.bars.set_probabilities(view.ensemble, highlight=view.grade)
         if view.models:
-            header = QtWidgets.QLabel("Models (click for the model card)")
-            header.setObjectName("note")
-            self.models_grid.addWidget(header, 0, 0, 1, 3)
+            n = len(view.models)
+            self.models_toggle.setText(f"{n} model{'s' if n > 1 else ''} graded this exam "
+                                       "(click a name for its model card)")
+            self.models_toggle.show()
+            self.models_toggle.setChecked(n <= 4)  # a long ensemble starts folded
+            self._show_models(self.models_toggle.isChecked())
         for row, run in enumerate(view.models, start=1):
             link = QtWidgets.QLabel(f'<a href="#" style="color:#90caf9;">{_esc(run.name)}</a>')
             link.setTextFormat(QtCore.Qt.TextFormat.RichText)
+            # Long names are clipped rather than widening the column past the window.
+            link.setSizePolicy(QtWidgets.QSizePolicy.Policy.Ignored, QtWidgets.QSizePolicy.Policy.Preferred)
+            link.setMinimumWidth(60)
             link.setToolTip(f"{run.inputs}\n{run.weights}\nSHA-256 {run.sha256[:16]}…" if run.sha256 else run.inputs)
             link.linkActivated.connect(lambda _href, r=run: self.modelCardRequested.emit(r))
             inputs = QtWidgets.QLabel(run.inputs)
@@ -355,8 +380,13 @@ class ResultsPanel(QtWidgets.QWidget):
             self.models_grid.addWidget(link, row, 0)
             self.models_grid.addWidget(StackedBar(run.probabilities), row, 1)
             self.models_grid.addWidget(value, row, 2)
-        self.models_grid.setColumnStretch(1, 1)
+        self.models_grid.setColumnStretch(0, 3)
+        self.models_grid.setColumnStretch(1, 2)
         self.ensemble_note.setText(view.ensemble_rule)
+
+    def _show_models(self, shown: bool) -> None:
+        self.models_box.setVisible(shown)
+        self.models_toggle.setArrowType(QtCore.Qt.ArrowType.DownArrow if shown else QtCore.Qt.ArrowType.RightArrow)
 
     def _show_biomarkers(self, view: AnalysisView) -> None:
         if not view.biomarkers:

@@ -46,13 +46,16 @@ class FundusView(QtWidgets.QWidget):
 
         self.title = QtWidgets.QLabel("Fundus")
         self.title.setObjectName("panelTitle")
+        # A long exam id is clipped (full text in the tooltip) instead of widening the centre column.
+        self.title.setSizePolicy(QtWidgets.QSizePolicy.Policy.Ignored, QtWidgets.QSizePolicy.Policy.Preferred)
+        self.title.setMinimumWidth(120)
         self.disc_toggle = QtWidgets.QCheckBox("Disc + cup")
         self.crop_toggle = QtWidgets.QCheckBox("Crop box")
         self.cam_toggle = QtWidgets.QCheckBox("Grad-CAM")
         self.line_toggle = QtWidgets.QCheckBox("B-scan line")
         for box in (self.disc_toggle, self.line_toggle):
             box.setChecked(True)
-        self.crop_toggle.setChecked(False)
+        self.crop_toggle.setChecked(True)
         self.cam_toggle.setChecked(False)
         self.opacity = QtWidgets.QSlider(QtCore.Qt.Orientation.Horizontal)
         self.opacity.setRange(0, 100)
@@ -164,6 +167,9 @@ class FundusView(QtWidgets.QWidget):
     def set_photo(self, display: Optional[np.ndarray], shape: Optional[tuple[int, int]], title: str = "Fundus") -> None:
         """Show ``display`` ((h, w, 3) uint8 RGB, possibly downsampled) stretched over the original ``shape`` (H, W)."""
         self.title.setText(title)
+        self.title.setToolTip(title)
+        for control in (self.disc_toggle, self.crop_toggle, self.cam_toggle, self.opacity):
+            control.setVisible(display is not None)  # photo overlays only where there is a photo
         if display is None or shape is None:
             self._photo_shape = None
             self.photo_item.clear()

@@ -341,6 +341,10 @@ def test_missing_checkpoint_reads_as_no_model_installed():
     msg = jobs.friendly_message("disc/cup analysis failed: /x/resources/models/disc_cup.pt: checkpoint not found")
     assert msg == "No disc/cup model installed (disc_cup.pt is not in resources/models)."
     assert jobs.friendly_message("something else") == "something else"
+    many = "no grader fits this exam (modalities: oct; a: needs fundus (not in this exam); b: needs fundus (not in " \
+           "this exam); c: needs disc crop (not in this exam))"
+    assert jobs.friendly_message(many) == ("No grade: none of the 3 installed graders takes this exam "
+                                           "(2 need fundus, 1 need disc crop).")
 
 
 def test_heartbeat_keeps_ticking_while_an_exam_is_analysed(qtbot, make_window, small_exam):
