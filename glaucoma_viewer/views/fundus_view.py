@@ -68,8 +68,7 @@ class FundusView(QtWidgets.QWidget):
 
         header = QtWidgets.QHBoxLayout()
         header.setContentsMargins(6, 2, 6, 2)
-        header.addWidget(self.title)
-        header.addStretch(1)
+        header.addWidget(self.title, 1)  # takes the free width; clipped only when there is none
         for w in (self.disc_toggle, self.crop_toggle, self.cam_toggle, self.opacity, self.line_toggle, self.fit_button):
             header.addWidget(w)
 
