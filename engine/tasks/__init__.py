@@ -15,7 +15,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Optional, Union
+from typing import Any, Iterator, Mapping, Optional, Union
 
 from engine.progress import CancelToken, ProgressCallback, check, report, sub_progress
 
@@ -257,33 +257,32 @@ def _display_slice(volume: Any) -> Any:
     return np.clip((v - lo) / (hi - lo if hi > lo else 1.0) * 255.0 + 0.5, 0, 255).astype(np.uint8)
 
 
-def overlay_images(exam: Any, results: SiblingResults) -> dict[str, Any]:
-    """``{name: (H, W, 3) uint8 RGB}`` heat-map overlays of ``results`` on ``exam``: ``odir_<L>`` per ODIR label
+def overlay_images(exam: Any, results: SiblingResults) -> Iterator[tuple[str, Any]]:
+    """``(name, (H, W, 3) uint8 RGB)`` heat-map overlays, made one at a time (eight full-size ODIR overlays at
+    once cost ~0.5 GB), of ``results`` on ``exam``: ``odir_<L>`` per ODIR label
     with a Grad-CAM, ``bone_cam`` on the radiograph, ``glioma_attention_s<k>`` on the FLAIR (else first)
     sequence's axial slice k that holds the most attention (summed; map rescaled to [0, 1] for display)."""
     import numpy as np
 
     from engine.tasks._common import normalise_map, overlay
 
-    out: dict[str, Any] = {}
     for name, heat in results.maps.items():
         if name.startswith("odir_cam_") and exam.fundus is not None:
-            out[f"odir_{name[len('odir_cam_'):]}"] = overlay(exam.fundus, heat)
+            yield f"odir_{name[len('odir_cam_'):]}", overlay(exam.fundus, heat)
         elif name == "bone_cam" and exam.xray is not None:
-            out[name] = overlay(exam.xray, heat)
+            yield name, overlay(exam.xray, heat)
         elif name == "glioma_attention" and "glioma" in results.results:
             result = results.results["glioma"]
             volume = exam.mri.get("flair", exam.mri.get(result.sequences[0]))
             k = int(result.slice_indices[np.argmax(heat[result.slice_indices].sum(axis=(1, 2)))])
-            out[f"glioma_attention_s{k:03d}"] = overlay(_display_slice(volume[k]), normalise_map(heat[k]))
-    return out
+            yield f"glioma_attention_s{k:03d}", overlay(_display_slice(volume[k]), normalise_map(heat[k]))
 
 
 def write_overlays(exam: Any, results: SiblingResults, folder: Union[str, Path], stem: str) -> list[Path]:
     """Write ``<folder>/<stem>_<name>.png`` for every :func:`overlay_images` entry (atomically); return paths."""
     from engine.tasks._common import write_png
 
-    return [write_png(Path(folder) / f"{stem}_{name}.png", image) for name, image in overlay_images(exam, results).items()]
+    return [write_png(Path(folder) / f"{stem}_{name}.png", image) for name, image in overlay_images(exam, results)]
 
 
 def _with_overlays(row: dict[str, str], exam: Any, results: SiblingResults, cams_dir: Optional[Path], stem: str) -> None:
