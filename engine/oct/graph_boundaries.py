@@ -163,7 +163,7 @@ def _gather(image: np.ndarray, reference: np.ndarray, start: int, height: int) -
     return np.take_along_axis(image, np.clip(rows, 0, image.shape[1] - 1), axis=1)
 
 
-def _remove_padding(scans: np.ndarray) -> np.ndarray:
+def remove_padding(scans: np.ndarray) -> np.ndarray:
     """(n, H, W) float32 with saturated-white padding (warped exports) replaced by background, in place.
 
     Runs of values >= 250 that touch the top or bottom edge of a column are padding, not tissue. They get the
@@ -260,7 +260,7 @@ def find_boundaries(
 def _find_chunk(scans: np.ndarray, sc: _Scale) -> np.ndarray:
     """(n, H, W) uint8 -> (n, 9, W) float32 boundary rows."""
     n, h, w = scans.shape
-    img = _remove_padding(scans.astype(np.float32))
+    img = remove_padding(scans.astype(np.float32))
     smooth = np.empty_like(img)
     for i in range(n):
         cv2.GaussianBlur(img[i], (0, 0), sigmaX=sc.sigma_lateral, sigmaY=sc.sigma_axial, dst=smooth[i])

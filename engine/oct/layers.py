@@ -59,31 +59,45 @@ def build_network(spec: Mapping[str, Any]) -> Any:
 
 
 def prepare_bscans(scans: np.ndarray, size: Sequence[int]) -> np.ndarray:
-    """(n, H, W) uint8 (or float) -> (n, 1, h, w) float32 network input, each B-scan z-scored."""
+    """(n, H, W) uint8 (or float 0..255) -> (n, 1, h, w) float32 network input, each B-scan z-scored after its
+    saturated-white export padding is set to background (as the graph search does)."""
+    from engine.oct.graph_boundaries import remove_padding
+
     h, w = int(size[0]), int(size[1])
     out = np.empty((len(scans), 1, h, w), np.float32)
     for i, scan in enumerate(scans):
-        small = cv2.resize(np.asarray(scan, np.float32), (w, h), interpolation=cv2.INTER_AREA)
+        grey = remove_padding(np.array(scan, np.float32)[None])[0]  # white export padding -> background
+        small = cv2.resize(grey, (w, h), interpolation=cv2.INTER_AREA)
         out[i, 0] = (small - small.mean()) / (small.std() + 1e-3)
     return out
 
 
-def boundaries_from_probabilities(probs: np.ndarray) -> np.ndarray:
+def boundaries_from_probabilities(probs: np.ndarray, max_jump: Optional[int] = None) -> np.ndarray:
     """(C = 9, H, W) class probabilities of one B-scan -> (9, W) float32 boundary rows (choroid/sclera NaN).
 
-    For layer k, q = P(label >= k) per pixel; the boundary is the row r minimising
-    ``sum_{r' < r} q + sum_{r' >= r} (1 - q)`` (the best step from "above" to "at or below"), i.e. the argmin
-    of the running sum of ``2q - 1``. Rows are then made non-decreasing over k.
+    For layer k, q = P(label >= k) per pixel, and the cost of putting the boundary at row r of a column is
+    ``sum_{r' < r} q + sum_{r' >= r} (1 - q)`` (the least-squares step from "above" to "at or below"),
+    rescaled to [0, 1] per column. The boundary is then the minimum-cost left-to-right path through that cost
+    (:func:`engine.oct.graph_boundaries.shortest_paths`: at most ``max_jump`` rows between neighbouring
+    columns, default from H / W), searched at or below the boundary above it, so the rows are continuous and
+    in anatomical order like the graph method's.
     """
+    from engine.oct.graph_boundaries import shortest_paths
+
     c, h, w = probs.shape
+    jump = int(max_jump) if max_jump else max(2, int(np.ceil(0.6 * h / w)))
     at_or_below = np.cumsum(probs[::-1], axis=0)[::-1]  # at_or_below[k] = P(label >= k)
     out = np.full((len(BOUNDARY_NAMES), w), np.nan, np.float32)
+    lo = np.zeros((1, w), np.int32)
+    hi = np.full((1, w), h - 1, np.int32)
     for k in range(1, c):
         score = np.cumsum(2.0 * at_or_below[k] - 1.0, axis=0)  # score[r] = sum_{r' <= r}
-        # boundary r means rows < r are above: cost(r) = score[r - 1] (0 for r = 0); r = H means "not present"
-        cost = np.concatenate([np.zeros((1, w), np.float32), score], axis=0)
-        out[k - 1] = np.argmin(cost, axis=0)
-    out[: c - 1] = np.maximum.accumulate(out[: c - 1], axis=0)
+        cost = np.concatenate([np.zeros((1, w), np.float32), score[:-1]], axis=0)  # boundary at r: rows < r above
+        cost -= cost.min(axis=0, keepdims=True)
+        cost /= cost.max(axis=0, keepdims=True) + 1e-6
+        path = shortest_paths(cost[None].astype(np.float32), lo, hi, jump, 0.01)
+        out[k - 1] = path[0]
+        lo = path
     return out
 
 

@@ -22,6 +22,7 @@ import csv
 import io
 import json
 import sys
+import warnings
 from pathlib import Path
 from typing import Any, Optional
 
@@ -115,13 +116,16 @@ def write_exam(out: Path, exam: Any, result: Any) -> dict[str, Any]:
     image, top = enface_png(result.rnfl_thickness, aspect if n > 1 else 1.0 / exam.oct.shape[2])
     _png(folder / "rnfl_enface.png", image)
     table = thickness_table(result.boundaries, result.axial_um or 1.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a layer never found (network: choroid) stays NaN
+        means = np.nanmean(table, axis=0)
     summary = {
         "exam_id": exam.exam_id, "method": result.method, "method_detail": result.method_detail,
         "unit": result.unit, "bscans": n, "bscan_shape": list(exam.oct.shape[1:]),
         "label_values": {"0": "outside the retina", **{str(i + 1): name for i, name in enumerate(LAYER_NAMES)}},
         "region": result.region, "sector_grid": result.sector_grid, "sectors": result.sectors,
         "total_sectors": result.total_sectors, "tsnit": result.tsnit, "biomarkers": result.biomarkers,
-        "enface_colour_max": top, "layer_means": dict(zip(TABLE_COLUMNS, np.nanmean(table, axis=0) if n else [])),
+        "enface_colour_max": top, "layer_means": dict(zip(TABLE_COLUMNS, means)),
         "notes": result.notes, "seconds": result.seconds,
     }
     atomic_write_bytes(folder / "summary.json", json.dumps(_json_ready(summary), indent=2).encode("utf-8"))

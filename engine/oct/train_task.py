@@ -137,8 +137,12 @@ class Kept:
 
 
 def keep(item: Mapping[str, Any], keep_height: int = 512) -> Kept:
-    """Load and shrink a sample so that it is at most ``keep_height`` px deep (labels by nearest neighbour)."""
+    """Load a sample (white export padding set to background) and shrink it to at most ``keep_height`` px deep
+    (labels by nearest neighbour)."""
+    from engine.oct.graph_boundaries import remove_padding
+
     image, labels = load_sample(item)
+    image = remove_padding(image.astype(np.float32)[None])[0].astype(np.uint8)  # as prepare_bscans does
     h, w = image.shape
     if h > keep_height:
         size = (w, keep_height)
