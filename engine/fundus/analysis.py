@@ -10,7 +10,8 @@
    whole field of view in overlapping crops of the same size; when that finds nothing either, the result
    says "disc not found" instead of returning a confident wrong mask.
 3. **Fine pass**: a crop of the segmenter's ``crop_scale`` x the measured disc diameter around the measured
-   centre (done twice, so the second crop is centred on the first one's disc). Its probabilities are
+   centre (done twice, so the second crop is centred on the first one's disc), for every candidate that passed
+   the coarse check; the most certain one wins, with a penalty for a lower localiser rank. Its probabilities are
    post-processed at model resolution (largest disc component, holes filled, cup = largest component inside
    the disc) and mapped back onto the photo's pixels (:func:`engine.fundus.crop.map_to_image`).
 
@@ -149,11 +150,11 @@ def _box_of(mask: np.ndarray, box: Box) -> tuple[tuple[float, float], float]:
 
 
 def _passing_crops(image: np.ndarray, segmenter: Any, boxes: list[Box], expected: float,
-                   rank_penalty: float) -> list[tuple[float, Box, np.ndarray]]:
-    """Segment the crops of ``boxes`` (batches of 8) and return ``(score, box, disc mask)`` for every crop that
-    holds a confident, disc-sized region, best first."""
+                   rank_penalty: float) -> list[tuple[float, int, Box, np.ndarray]]:
+    """Segment the crops of ``boxes`` (batches of 8) and return ``(score, rank, box, disc mask)`` for every crop
+    that holds a confident, disc-sized region, best first (``rank`` = index in ``boxes``)."""
     size = int(segmenter.size)
-    found: list[tuple[float, Box, np.ndarray]] = []
+    found: list[tuple[float, int, Box, np.ndarray]] = []
     for start in range(0, len(boxes), 8):
         chunk = boxes[start : start + 8]
         probs = segmenter.predict(np.stack([crop_square(image, b, size) for b in chunk]))
@@ -164,7 +165,7 @@ def _passing_crops(image: np.ndarray, segmenter: Any, boxes: list[Box], expected
             ratio = _box_of(disc, box)[1] / expected
             if certainty < COARSE_MIN_CERTAINTY or not SIZE_RANGE[0] <= ratio <= SIZE_RANGE[1]:
                 continue
-            found.append((certainty - rank_penalty * rank - SIZE_PENALTY * abs(float(np.log(ratio))), box, disc))
+            found.append((certainty - rank_penalty * rank - SIZE_PENALTY * abs(float(np.log(ratio))), rank, box, disc))
     return sorted(found, key=lambda item: -item[0])
 
 
@@ -182,6 +183,23 @@ def _fine(image: np.ndarray, segmenter: Any, coarse_box: Box, coarse_disc: np.nd
         centre, diameter = _box_of(disc, box)
     plausible = SIZE_RANGE[0] <= diameter / expected <= SIZE_RANGE[1]
     return (box, disc, cup, certainty) if certainty >= MIN_CERTAINTY and plausible else None
+
+
+def _best_fine(image: np.ndarray, segmenter: Any, coarse: list[tuple[float, int, Box, np.ndarray]],
+               expected: float, rank_penalty: float) -> Optional[tuple[Box, np.ndarray, np.ndarray, float]]:
+    """Fine passes on every coarse find; the best by fine certainty - rank_penalty x localiser rank - size
+    penalty (the localiser's order is a strong prior: its first candidate is on the disc in 119 of the 120
+    annotated sample photos)."""
+    best, best_score = None, -np.inf
+    for _, rank, box, disc in coarse:
+        f = _fine(image, segmenter, box, disc, expected)
+        if f is None:
+            continue
+        ratio = _box_of(f[1], f[0])[1] / expected
+        score = f[3] - rank_penalty * rank - SIZE_PENALTY * abs(float(np.log(ratio)))
+        if score > best_score:
+            best, best_score = f, score
+    return best
 
 
 def _scan_boxes(loc: DiscLocation, side: float) -> list[Box]:
@@ -261,12 +279,12 @@ def analyse_disc(
     check(cancel)
     report(progress, 0.6, "segmenting disc and cup")
     t = time.perf_counter()
-    fine = next((f for f in (_fine(image, segmenter, b, d, expected) for _, b, d in coarse[:N_COARSE]) if f), None)
+    fine = _best_fine(image, segmenter, coarse[:N_COARSE], expected, RANK_PENALTY)
     if fine is None:
         # no candidate holds a disc (a disc cut by the edge of the field of view, bright lesions ...): the
         # network scans the whole field of view in overlapping coarse crops
         scan = _passing_crops(image, segmenter, _scan_boxes(loc, COARSE_SCALE * expected), expected, 0.0)
-        fine = next((f for f in (_fine(image, segmenter, b, d, expected) for _, b, d in scan[:N_COARSE]) if f), None)
+        fine = _best_fine(image, segmenter, scan[:N_COARSE], expected, 0.0)
     timings["fine"] = time.perf_counter() - t
     if fine is None:
         return _not_found("optic disc not found: no region of the photo looked like a disc to the segmenter",
