@@ -132,7 +132,7 @@ def _draw(painter: QtGui.QPainter, writer: QtGui.QPagedPaintDevice, window: "Mai
     y += page.text(0, y + 4, W, "\n".join(meta), 8.5, False, "#455a64") + gap * 0.6
 
     # Images as shown (overlays included).
-    img_h = 0.30 * page.h
+    img_h = 0.24 * page.h
     shots = []
     if exam.fundus is not None:
         shots.append(("Fundus (overlays as shown)", window.fundus_view.photo_view.grab()))
@@ -183,29 +183,40 @@ def _draw(painter: QtGui.QPainter, writer: QtGui.QPagedPaintDevice, window: "Mai
         if 0 <= k < len(view.rnfl_profiles):
             y += page.text(0, y, W, f"RNFL thickness along B-scan {k + 1} ({view.rnfl_unit}"
                            f"{'' if view.rnfl_unit != 'px' else ', scale not known'})", 11, True)
-            plot_h = 0.12 * page.h
+            plot_h = 0.08 * page.h
             _plot(page, QtCore.QRectF(0, y + 4, W, plot_h), view.rnfl_profiles[k], view.rnfl_unit,
                   view.lateral_mm)
             y += plot_h + gap
             if view.layer_method:
                 y += page.text(0, y - gap * 0.6, W, f"Layers by {view.layer_method}.", 8, False, "#546e7a")
 
-    # Models and hashes.
+    # Footer first (its height bounds the model list), drawn last.
+    foot = RESEARCH_STATEMENT + f"  Glaucoma Viewer {__version__}, {when}."
+    page.font(7.5)
+    foot_h = p.boundingRect(QtCore.QRectF(0, 0, W, 10_000), int(QtCore.Qt.TextFlag.TextWordWrap), foot).height()
+    limit = page.h - foot_h - 14
+
+    # Models and hashes: one line each; a long ensemble is cut where the page ends, and says so.
     y += page.text(0, y, W, "Models", 11, True)
     if view is not None and view.models:
-        for run in view.models:
-            probs = ", ".join(f"{c} {100 * v:.0f} %" for c, v in run.probabilities.items())
-            line = f"{run.name} ({run.inputs}) — {probs}\n    SHA-256 {run.sha256 or 'n/a'}"
-            y += page.text(0, y + 2, W, line, 8, False, "#263238") + 2
-        if view.default_weights:
+        line_h = 12 * page.px_per_pt
+        for i, run in enumerate(view.models):
+            if y + 2 * line_h > limit and i < len(view.models) - 1:
+                rest = len(view.models) - i
+                y += page.text(0, y + 2, W, f"… and {rest} more model(s): names and SHA-256 in the model cards "
+                               "(Help > Model cards) and in the batch CSV.", 8, False, "#546e7a")
+                break
+            top = max(run.probabilities, key=run.probabilities.get) if run.probabilities else ""
+            share = f"{top} {100 * run.probabilities.get(top, 0):.0f} %" if top else ""
+            line = f"{run.name} ({run.inputs}): {share} · SHA-256 {run.sha256[:16] or 'n/a'}"
+            y += page.text(0, y + 1, W, line, 7.5, False, "#263238") + 1
+        if view.default_weights and y + line_h < limit:
             y += page.text(0, y + 2, W, "Bundled default weights (research use only).", 8, False, "#bf360c")
     else:
         y += page.text(0, y + 2, W, "No model graded this exam.", 8, False, "#546e7a")
 
     # Footer: the statement, always at the bottom of the page.
-    foot = RESEARCH_STATEMENT + f"  Glaucoma Viewer {__version__}, {when}."
-    page.font(7.5)
-    height = p.boundingRect(QtCore.QRectF(0, 0, W, 10_000), int(QtCore.Qt.TextFlag.TextWordWrap), foot).height()
+    height = foot_h
     p.setPen(QtGui.QPen(QtGui.QColor("#b0bec5"), 1))
     p.drawLine(QtCore.QPointF(0, page.h - height - 8), QtCore.QPointF(W, page.h - height - 8))
     page.text(0, page.h - height - 4, W, foot, 7.5, False, "#455a64")
