@@ -9,7 +9,9 @@ Config tables (see ``engine/train/configs/grader.toml``):
 
 - ``[model]``: ``levels`` (``{level = backbone}``, e.g. ``{fundus = "small2d", disc = "small2d"}``), ``fusion``
   (``concat`` / ``add``), ``width``, ``hidden``, ``dropout``, ``label_smoothing``, ``init`` (``{level =
-  "one_level.pt"}``: start a branch from a trained checkpoint), ``freeze`` (levels kept fixed), ``name``.
+  "one_level.pt"}``: start a branch from a trained checkpoint), ``freeze`` (levels kept fixed), ``name``,
+  ``extra_features`` (biomarker names appended to the fused features, e.g. ``["vcdr"]``: measured by the same
+  disc/cup analysis the pipeline runs, ``engine.fundus.analyse_disc``, once per photo).
 - ``[data]``: ``fundus_size``, ``disc_size``, ``crop_scale`` (disc crop side / disc diameter), ``oct_size``
   (``[d, h, w]``), ``augment``, ``rotate_deg``, ``zoom``, ``shift``, ``flip``, ``intensity``,
   ``class_weights`` (``"balanced"`` or ``"none"``).
@@ -106,7 +108,7 @@ def build_model(config: Any, cohort: Cohort) -> tuple[Any, dict[str, Any]]:
     spec = grader_spec(
         levels, str(m.get("fusion", "concat")), inputs=input_specs(config, list(levels)),
         width=int(m.get("width", 128)), hidden=int(m.get("hidden", 64)), dropout=float(m.get("dropout", 0.3)),
-        classes=CLASSES,
+        classes=CLASSES, extra_features=[str(f) for f in m.get("extra_features", ())],
     )
     model = build_from_spec(spec)
     for level, path in dict(m.get("init") or {}).items():
@@ -121,16 +123,31 @@ def build_model(config: Any, cohort: Cohort) -> tuple[Any, dict[str, Any]]:
 # ----------------------------------------------------------------------------------------------- dataset
 
 
+_BIOMARKERS: dict[str, dict[str, float]] = {}
+"""Photo path -> biomarkers of its disc/cup analysis (the analysis is slow; folds share it)."""
+
+
+def photo_biomarkers(path: str, rgb: np.ndarray) -> dict[str, float]:
+    """``{name: value}`` exactly as :func:`engine.pipeline.grade` gets them for a grader's extra features."""
+    if path not in _BIOMARKERS:
+        from engine.fundus.analysis import analyse_disc
+        from engine.pipeline import _biomarkers_of
+
+        _BIOMARKERS[path] = _biomarkers_of(analyse_disc(rgb))
+    return _BIOMARKERS[path]
+
+
 class GraderDataset:
-    """Items -> ``{"fundus": (3, h, w), "disc": (3, h, w), "oct": (1, d, h, w) float32, "label", "id"}``.
+    """Items -> ``{"fundus": (3, h, w), "disc": (3, h, w), "oct": (1, d, h, w) float32, "extra": (E,), "label", "id"}``.
 
     Each item is decoded and brought to network size once (uint8 cache, made on first use), then augmented
-    per access when ``train``.
+    per access when ``train``. ``extra``: the named biomarkers of the photo (0.5 where the analysis found none).
     """
 
     def __init__(self, items: Sequence[Mapping[str, Any]], specs: Mapping[str, Any], train: bool,
-                 options: Optional[Mapping[str, Any]] = None, seed: int = 0) -> None:
+                 options: Optional[Mapping[str, Any]] = None, seed: int = 0, extra: Sequence[str] = ()) -> None:
         self.items = [dict(it) for it in items]
+        self.extra = tuple(extra)
         self.specs = dict(specs)
         self.train = train
         self.options = dict(options or {})
@@ -151,7 +168,7 @@ class GraderDataset:
         item = self.items[index]
         out: dict[str, np.ndarray] = {}
         fundus = None
-        if "fundus" in self.specs or "disc" in self.specs:
+        if "fundus" in self.specs or "disc" in self.specs or self.extra:
             data = np.fromfile(item["fundus"], np.uint8)
             bgr = cv2.imdecode(data, cv2.IMREAD_COLOR)
             if bgr is None:
@@ -171,6 +188,9 @@ class GraderDataset:
             scans = [cv2.imdecode(np.fromfile(p, np.uint8), cv2.IMREAD_GRAYSCALE) for p in item["oct"]]
             volume = np.stack(scans)
             out["oct"] = np.clip(resample_volume(volume, self.specs["oct"].size) + 0.5, 0, 255).astype(np.uint8)
+        if self.extra:
+            found = photo_biomarkers(str(item["fundus"]), fundus)
+            out["extra"] = np.array([found.get(f, 0.5) for f in self.extra], np.float32)
         self._cache[index] = out
         return out
 
@@ -208,6 +228,8 @@ class GraderDataset:
         augment = self.train and self.options.get("augment", True)
         out: dict[str, Any] = {"label": torch.tensor(int(self.items[index].get("label", -1))),
                                "id": str(self.items[index].get("id", index))}
+        if self.extra:
+            out["extra"] = torch.from_numpy(decoded["extra"].copy())
         for lv, spec in self.specs.items():
             x = decoded[lv]
             if lv == "oct":
@@ -228,8 +250,9 @@ class GraderDataset:
 
 def datasets(cohort: Cohort, train_idx: Sequence[int], val_idx: Sequence[int], config: Any) -> tuple[Any, Any]:
     specs = input_specs(config, list(_levels(config)))
-    train = GraderDataset([cohort.items[i] for i in train_idx], specs, True, config.data, seed=config.seed)
-    val = GraderDataset([cohort.items[i] for i in val_idx], specs, False, config.data)
+    extra = [str(f) for f in config.model.get("extra_features", ())]
+    train = GraderDataset([cohort.items[i] for i in train_idx], specs, True, config.data, seed=config.seed, extra=extra)
+    val = GraderDataset([cohort.items[i] for i in val_idx], specs, False, config.data, extra=extra)
     return train, val
 
 
@@ -237,7 +260,8 @@ def eval_dataset(cohort: Cohort, indices: Sequence[int], spec: Mapping[str, Any]
     from engine.models.preprocess import InputSpec
 
     specs = {lv: InputSpec.from_dict(d) for lv, d in spec["inputs"].items()}
-    return GraderDataset([cohort.items[i] for i in indices], specs, False)
+    return GraderDataset([cohort.items[i] for i in indices], specs, False,
+                         extra=spec["kwargs"].get("extra_features", ()))
 
 
 # ------------------------------------------------------------------------------------------ loss, metrics

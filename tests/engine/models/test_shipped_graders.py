@@ -55,6 +55,8 @@ def test_default_ensemble_grades_a_real_gamma_photo(default_members, sample_data
 
     photo = sorted((sample_data / "gamma_fundus_grading" / "images").glob("*.jpg"))[0]
     rgb = cv2.cvtColor(cv2.imread(str(photo)), cv2.COLOR_BGR2RGB)
-    r = grade(Exam(exam_id=photo.stem, fundus=rgb), device="cpu", analyses=False)
-    assert np.isclose(r.probabilities.sum(), 1) and len(r.models_used) == len(default_members.members)
+    r = grade(Exam(exam_id=photo.stem, fundus=rgb), device="cpu")
+    assert np.isclose(r.probabilities.sum(), 1) and len(r.models_used) >= 2
+    assert set(r.models_used) | set(r.models_skipped) == {n for n, _ in default_members.members}
+    assert all("biomarkers" in why for why in r.models_skipped.values())  # only graders needing a found disc
     assert set(r.cams) == {"fundus", "disc"} and r.cams["fundus"].heatmap.shape == rgb.shape[:2]

@@ -82,3 +82,17 @@ def test_shipped_grader_configs_load() -> None:
         if path.is_file():
             config = load_config(path)
             assert config.model["levels"]
+
+
+def test_biomarker_extra_features_reach_the_model(cohort_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from engine.models import train_task as tt
+
+    config = _config({"disc": "tiny2d"}, extra_features=["vcdr"])
+    cohort = TRAIN_TASK.read_cohort(cohort_dir, config)
+    # the disc/cup analysis is the fundus code's job (and needs its weights): stand in for its answers here
+    monkeypatch.setattr(tt, "_BIOMARKERS", {str(it["fundus"]): {"vcdr": 0.3 + 0.2 * it["label"]} for it in cohort.items})
+    ds = GraderDataset(cohort.items[:3], input_specs(config, ["disc"]), train=True, options=config.data, extra=("vcdr",))
+    assert [float(ds[i]["extra"][0]) for i in range(3)] == pytest.approx([0.3 + 0.2 * it["label"] for it in cohort.items[:3]])
+    outcome = train_task(TRAIN_TASK, cohort_dir, tmp_path / "run", config, n_boot=20)
+    grader = load_grader(outcome.folds[0].checkpoint)
+    assert grader.extra_features == ("vcdr",)
