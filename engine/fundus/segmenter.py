@@ -28,9 +28,10 @@ DEFAULT_WEIGHTS = "disc_cup.pt"
 NORMALISATION = "per-crop, per-channel z-score over non-black pixels"
 
 
-def default_spec(size: int = 192, channels: tuple[int, ...] = (16, 32, 64, 128, 256), num_res_units: int = 2,
-                 dropout: float = 0.0, crop_scale: float = 2.2) -> dict[str, Any]:
-    """The spec of a MONAI UNet disc/cup segmenter (JSON-able)."""
+def default_spec(size: int = 128, channels: tuple[int, ...] = (16, 32, 64, 128), num_res_units: int = 1,
+                 dropout: float = 0.0, crop_scale: float = 2.0) -> dict[str, Any]:
+    """The spec of a MONAI UNet disc/cup segmenter (JSON-able); defaults = the shipped recipe
+    (engine/train/configs/disc_cup.toml)."""
     return {
         "task": TASK,
         "architecture": "monai.UNet",
@@ -104,7 +105,7 @@ class Segmenter:
 
     @property
     def crop_scale(self) -> float:
-        return float(self.spec["inputs"].get("crop_scale", 2.2))
+        return float(self.spec["inputs"].get("crop_scale", 2.0))
 
     def predict(self, crops: np.ndarray, flip_tta: bool = True) -> np.ndarray:
         """``(B, S, S, 3)`` uint8 crops -> ``(B, 3, S, S)`` float32 class probabilities (softmax).

@@ -357,11 +357,11 @@ def _spec_from_config(config: Any) -> dict[str, Any]:
     model = dict(getattr(config, "model", {}) or {})
     data = dict(getattr(config, "data", {}) or {})
     return default_spec(
-        size=int(data.get("input_size", 192)),
-        channels=tuple(model.get("channels", (16, 32, 64, 128, 256))),
-        num_res_units=int(model.get("num_res_units", 2)),
+        size=int(data.get("input_size", 128)),
+        channels=tuple(model.get("channels", (16, 32, 64, 128))),
+        num_res_units=int(model.get("num_res_units", 1)),
         dropout=float(model.get("dropout", 0.0)),
-        crop_scale=float(data.get("crop_scale", 2.2)),
+        crop_scale=float(data.get("crop_scale", 2.0)),
     )
 
 
@@ -420,7 +420,7 @@ def load_model(checkpoint: Path, device: Any) -> tuple[Any, dict[str, Any], dict
 
 def eval_dataset(cohort: Any, indices: Sequence[int], spec: Mapping[str, Any]) -> Any:
     return DiscCupEvalSet([prepared(c) for c in _cases_of(cohort, indices)], int(spec["inputs"]["size"]),
-                          float(spec["inputs"].get("crop_scale", 2.2)))
+                          float(spec["inputs"].get("crop_scale", 2.0)))
 
 
 def _build_task() -> Any:
