@@ -7,9 +7,9 @@ warp of that copy.
 
 Training samples (random every time, :class:`DiscCupTrainSet`) imitate both passes of the analysis:
 
-- *fine* (50 %): a crop of 1.8-2.7 disc diameters around the disc, centre jittered by up to 8 % of the side;
-- *coarse* (35 %): 2.0-4.0 diameters, jitter up to 25 % (the first pass around a localiser candidate);
-- *negative* (15 %): a crop of the same scales away from the disc (target: all background), so the network
+- *fine* (the rest): a crop of 1.8-2.7 disc diameters around the disc, centre jittered by up to 8 % of the side;
+- *coarse* (``data.p_coarse``, shipped 30 %): 2.0-4.0 diameters, jitter up to 25 % (the first pass around a localiser candidate);
+- *negative* (``data.p_negative``, shipped 10 %): a crop of the same scales away from the disc (target: all background), so the network
   learns to say "no disc here", which the analysis uses to reject wrong candidates.
 
 Each crop is rotated (±20°), mirrored left-right (OD <-> OS), slightly stretched, then passed through MONAI
