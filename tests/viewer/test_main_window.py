@@ -19,7 +19,7 @@ def _drop(target: QtWidgets.QWidget, paths) -> None:
     pos = QtCore.QPointF(target.width() / 2, target.height() / 2)
     action = QtCore.Qt.DropAction.CopyAction
     buttons, mods = QtCore.Qt.MouseButton.LeftButton, QtCore.Qt.KeyboardModifier.NoModifier
-    enter = QtGui.QDragEnterEvent(pos, action, mime, buttons, mods)
+    enter = QtGui.QDragEnterEvent(pos.toPoint(), action, mime, buttons, mods)
     QtWidgets.QApplication.sendEvent(target, enter)
     assert enter.isAccepted(), "the drag was refused"
     drop = QtGui.QDropEvent(pos, action, mime, buttons, mods)
