@@ -159,40 +159,27 @@ def _as_float_dict(obj: Any) -> dict[str, float]:
 
 
 def _run_disc_analysis(exam: Exam, warnings: list[str], cancel: Optional[CancelToken] = None) -> Any:
+    """:func:`engine.fundus.analyse_disc` on the exam's photo (with its eye, for ISNT); a failure is a warning."""
+    from engine.fundus import analyse_disc
+
     try:
-        from engine.fundus import analyse_disc  # the disc/cup issue's entry point
-    except ImportError:
-        return None
-    except Exception as err:  # a broken optional module must not stop grading
-        warnings.append(f"engine.fundus could not be imported: {err}")
-        return None
-    try:
-        return analyse_disc(exam.fundus, spacing=exam.fundus_spacing, cancel=cancel)
+        return analyse_disc(exam.fundus, spacing=exam.fundus_spacing, eye=exam.eye, cancel=cancel)
     except Cancelled:
         raise
-    except TypeError:
-        try:
-            return analyse_disc(exam.fundus)
-        except Exception as err:  # an analysis failure must not stop grading
-            warnings.append(f"disc/cup analysis failed: {err}")
-    except Exception as err:
+    except Exception as err:  # an analysis failure must not stop grading
         warnings.append(f"disc/cup analysis failed: {err}")
     return None
 
 
 def _run_oct_analysis(exam: Exam, warnings: list[str], cancel: Optional[CancelToken] = None) -> Any:
-    try:
-        from engine.oct import analyse_oct  # the OCT-layer issue's entry point
-    except ImportError:
-        return None
-    except Exception as err:  # a broken optional module must not stop grading
-        warnings.append(f"engine.oct could not be imported: {err}")
-        return None
+    """:func:`engine.oct.analyse_oct` on the exam's volume; a failure is a warning."""
+    from engine.oct import analyse_oct
+
     try:
         return analyse_oct(exam, cancel=cancel)
     except Cancelled:
         raise
-    except Exception as err:
+    except Exception as err:  # an analysis failure must not stop grading
         warnings.append(f"OCT layer analysis failed: {err}")
     return None
 

@@ -68,15 +68,9 @@ def user_message(exc: BaseException) -> str:
 def _expected_error_types() -> tuple[type, ...]:
     """Error types whose message is written for users (no traceback needed)."""
     from engine.io.errors import ExamLoadError
+    from engine.models.checkpoint import CheckpointError
 
-    types: list[type] = [ExamLoadError, FileNotFoundError, PermissionError]
-    try:
-        from engine.models.checkpoint import CheckpointError
-
-        types.append(CheckpointError)
-    except ImportError:  # pragma: no cover - the checkpoint module is part of the foundation
-        pass
-    return tuple(types)
+    return (ExamLoadError, CheckpointError, FileNotFoundError, PermissionError)
 
 
 class JobSignals(QtCore.QObject):
@@ -589,19 +583,19 @@ def data_details(exam: Any) -> str:
 
 def _analyses_without_grade(exam: Any, messages: list[str], progress, cancel) -> tuple[Any, Any, dict[str, float]]:
     """The disc/cup and OCT-layer analyses on their own (public engine entry points), each timed."""
-    from engine.progress import check, report
+    from engine.progress import Cancelled, check, report
 
     disc = layers = None
     timings: dict[str, float] = {}
     if exam.fundus is not None:
         report(progress, 0.1, "optic disc and cup")
         t = time.perf_counter()
-        try:
-            from engine.fundus import analyse_disc  # type: ignore[attr-defined]
+        from engine.fundus import analyse_disc
 
+        try:
             disc = analyse_disc(exam.fundus, spacing=exam.fundus_spacing, eye=exam.eye, cancel=cancel)
-        except ImportError:
-            pass
+        except Cancelled:
+            raise
         except Exception as err:  # noqa: BLE001 - one failed analysis must not hide the other
             messages.append(f"disc/cup analysis failed: {user_message(err)}")
         timings["disc"] = time.perf_counter() - t
@@ -609,12 +603,12 @@ def _analyses_without_grade(exam: Any, messages: list[str], progress, cancel) ->
     if exam.oct is not None:
         report(progress, 0.4, "OCT layers")
         t = time.perf_counter()
-        try:
-            from engine.oct import analyse_oct  # type: ignore[attr-defined]
+        from engine.oct import analyse_oct
 
-            layers = analyse_oct(exam)
-        except ImportError:
-            pass
+        try:
+            layers = analyse_oct(exam, cancel=cancel)
+        except Cancelled:
+            raise
         except Exception as err:  # noqa: BLE001
             messages.append(f"OCT layer analysis failed: {user_message(err)}")
         timings["oct_layers"] = time.perf_counter() - t
