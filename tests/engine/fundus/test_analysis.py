@@ -33,7 +33,7 @@ def test_mm_values_only_with_known_scale(oracle):
 
 
 def test_no_disc_gives_not_found_instead_of_a_mask():
-    from conftest import ColourOracle
+    from fundus_helpers import ColourOracle
 
     f = synthetic_fundus((400, 400), cdr=0.5, seed=5)
     result = analyse_disc(f.image, segmenter=ColourOracle(empty=True))

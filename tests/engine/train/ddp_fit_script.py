@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from conftest import ToyDataset, toy_loss, toy_metrics, toy_model  # noqa: E402
+from train_helpers import ToyDataset, toy_loss, toy_metrics, toy_model  # noqa: E402
 
 from engine.train.config import TrainConfig  # noqa: E402
 from engine.train.loop import fit  # noqa: E402

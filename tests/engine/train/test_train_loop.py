@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import ToyDataset, toy_loss, toy_metrics, toy_model
+from train_helpers import ToyDataset, toy_loss, toy_metrics, toy_model
 
 from engine.models.checkpoint import load_checkpoint
 from engine.progress import CancelToken, Cancelled

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import ToyDataset, toy_loss, toy_metrics, toy_model
+from train_helpers import ToyDataset, toy_loss, toy_metrics, toy_model
 
 from engine.train.config import ConfigError, TrainConfig, load_config
 from engine.train.tasks import Cohort, SimpleTask
