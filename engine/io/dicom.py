@@ -31,6 +31,7 @@ from engine.io.errors import (
     MissingCodecError,
     NotFoundError,
     UnsupportedFormatError,
+    os_read_error,
 )
 from engine.io.exam import Exam, Eye, Modality, Provenance, SourceFile, Spacing
 from engine.models.checkpoint import sha256_file
@@ -87,16 +88,14 @@ def _read(path: Path, *, header_only: bool) -> Any:
         if header_only:
             return pydicom.dcmread(path, stop_before_pixels=True, specific_tags=_HEADER_TAGS + list(_SENSITIVE))
         return pydicom.dcmread(path)
-    except FileNotFoundError:
-        raise NotFoundError("does not exist", path) from None
-    except PermissionError:
-        raise NotFoundError("cannot be read (permission denied)", path) from None
+    except (FileNotFoundError, PermissionError) as exc:
+        raise os_read_error(exc, path) from None
     except InvalidDicomError:
         raise UnsupportedFormatError("is not a DICOM file (no DICM preamble)", path) from None
     except (EOFError, ValueError, TypeError, KeyError, OverflowError, MemoryError, AttributeError) as exc:
         raise CorruptFileError(f"is a truncated or corrupt DICOM file ({type(exc).__name__})", path) from None
     except OSError as exc:
-        raise NotFoundError(f"cannot be read ({exc.strerror or type(exc).__name__})", path) from None
+        raise os_read_error(exc, path) from None
 
 
 def _scrub(message: str, ds: Any) -> str:

@@ -41,3 +41,14 @@ class MissingCodecError(ExamLoadError):
 
 class EmptyInputError(ExamLoadError):
     """A folder holds no exam at all."""
+
+
+def os_read_error(exc: OSError, path: Union[str, Path]) -> ExamLoadError:
+    """The typed error for an ``OSError`` met while opening or reading ``path`` (missing, denied, a folder)."""
+    if isinstance(exc, FileNotFoundError):
+        return NotFoundError("does not exist", path)
+    if isinstance(exc, PermissionError):
+        return NotFoundError("cannot be read (permission denied)", path)
+    if isinstance(exc, IsADirectoryError):
+        return UnsupportedFormatError("is a folder, not an image file", path)
+    return NotFoundError(f"cannot be read ({exc.strerror or type(exc).__name__})", path)

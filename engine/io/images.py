@@ -30,8 +30,8 @@ import numpy as np
 from engine.io.errors import (
     CorruptFileError,
     ImageTooLargeError,
-    NotFoundError,
     UnsupportedFormatError,
+    os_read_error,
 )
 from engine.io.exam import Exam, Modality, Provenance, SourceFile, Spacing
 
@@ -115,14 +115,8 @@ def read_bytes(path: Union[str, Path], max_bytes: int = MAX_FILE_BYTES) -> bytes
             raise ImageTooLargeError(f"file is {size / 2**20:.0f} MiB, above the {max_bytes >> 20} MiB cap", path)
         with open(path, "rb") as fh:
             data = fh.read()
-    except FileNotFoundError:
-        raise NotFoundError("does not exist", path) from None
-    except PermissionError:
-        raise NotFoundError("cannot be read (permission denied)", path) from None
-    except IsADirectoryError:
-        raise UnsupportedFormatError("is a folder, not an image file", path) from None
     except OSError as exc:
-        raise NotFoundError(f"cannot be read ({exc.strerror or exc})", path) from None
+        raise os_read_error(exc, path) from None
     if not data:
         raise CorruptFileError("is empty (0 bytes)", path)
     return data
@@ -198,14 +192,8 @@ def probe(path: Union[str, Path], max_pixels: int = MAX_PIXELS) -> ImageInfo:
             if size > len(head):  # keep the end marker check meaningful for large files
                 fh.seek(max(len(head), size - 4096))
                 head = head + fh.read()
-    except FileNotFoundError:
-        raise NotFoundError("does not exist", path) from None
-    except PermissionError:
-        raise NotFoundError("cannot be read (permission denied)", path) from None
-    except IsADirectoryError:
-        raise UnsupportedFormatError("is a folder, not an image file", path) from None
     except OSError as exc:
-        raise NotFoundError(f"cannot be read ({exc.strerror or exc})", path) from None
+        raise os_read_error(exc, path) from None
     return probe_bytes(head, path, max_pixels)
 
 

@@ -26,8 +26,8 @@ from engine.io.errors import (
     EmptyInputError,
     ImageTooLargeError,
     InconsistentVolumeError,
-    NotFoundError,
     UnsupportedFormatError,
+    os_read_error,
 )
 from engine.io.exam import Exam, Provenance, SourceFile, Spacing
 from engine.models.checkpoint import sha256_file
@@ -97,10 +97,8 @@ def read_volume(path: Union[str, Path]) -> tuple[np.ndarray, tuple[float, float,
     nib = _nib()
     try:
         img = nib.load(str(path))
-    except FileNotFoundError:
-        raise NotFoundError("does not exist", path) from None
-    except PermissionError:
-        raise NotFoundError("cannot be read (permission denied)", path) from None
+    except (FileNotFoundError, PermissionError) as exc:
+        raise os_read_error(exc, path) from None
     except (nib.filebasedimages.ImageFileError, ValueError, EOFError, OSError, zlib.error) as exc:
         raise CorruptFileError(f"is not a readable NIfTI file ({type(exc).__name__})", path) from None
     shape = tuple(int(s) for s in img.header.get_data_shape())
