@@ -34,6 +34,28 @@ def test_missing_boundary_merges_into_upper_label_and_is_said():
     assert merged_note({name: True for name in BOUNDARY_NAMES}) is None
 
 
+@pytest.mark.parametrize("volume", [False, True], ids=["bscan", "volume"])
+def test_labels_match_the_per_pixel_definition(volume):
+    """Any boundaries (unordered, fractional, NaN, outside the scan): the label of pixel (r, c) is the highest
+    k + 1 whose boundary k was found (with the ILM) and ceil(row) <= r, else 0."""
+    rng = np.random.default_rng(3)
+    for trial in range(60):
+        n, h, w = int(rng.integers(1, 4)), int(rng.integers(1, 30)), int(rng.integers(1, 12))
+        b = rng.uniform(-4.0, h + 4.0, (n, 9, w)).astype(np.float32)
+        if trial % 2:
+            b = np.sort(b, axis=1)
+        b[rng.random(b.shape) < 0.15] = np.nan
+        if trial % 3 == 0:
+            b = np.round(b)
+        expected = np.zeros((n, h, w), np.uint8)
+        for i, r, c in np.ndindex(n, h, w):
+            if np.isfinite(b[i, 0, c]):
+                tops = [k + 1 for k in range(8) if np.isfinite(b[i, k, c]) and np.ceil(b[i, k, c] - 1e-3) <= r]
+                expected[i, r, c] = max(tops, default=0)
+        got = labels_from_boundaries(b if volume else b[0], h)
+        assert np.array_equal(got, expected if volume else expected[0]), trial
+
+
 def test_cirrus_convention():
     col = np.array([240] * 3 + [0, 0, 30, 60, 90, 120, 150, 180, 210] + [240] * 4, np.uint8)
     lab = cirrus_mask_to_labels(np.repeat(col[:, None], 3, axis=1))
