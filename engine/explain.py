@@ -19,42 +19,15 @@ in the original array's coordinates:
 from __future__ import annotations
 
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any, Iterator, Mapping, Optional, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
+from engine.heatmaps import CamMap
 from engine.models.multilevel import ForwardCache, MultiLevelGrader
 from engine.models.preprocess import LEVEL_MODALITY, Placement, Prepared, map_to_original_2d, map_to_volume
-
-
-@dataclass
-class CamMap:
-    """One Grad-CAM map.
-
-    Attributes:
-        level: ``fundus``, ``disc`` or ``oct``.
-        modality: the exam array it overlays (``fundus`` for both 2D levels, ``oct``).
-        heatmap: uint8 map in original coordinates (see module docstring).
-        raw: float32 map in [0, 1] at the feature-map resolution (``(h', w')`` or ``(d', h', w')``).
-        box: ``(row0, col0, row1, col1)`` px of the network input in the original (the crop for ``disc``).
-        target_class: the class index explained.
-        model: the grader's name.
-    """
-
-    level: str
-    modality: str
-    heatmap: np.ndarray
-    raw: np.ndarray
-    box: tuple[int, int, int, int]
-    target_class: int
-    model: str = ""
-
-    def as_float(self) -> np.ndarray:
-        """``heatmap`` as float32 in [0, 1]."""
-        return self.heatmap.astype(np.float32) / 255.0
 
 
 @contextmanager

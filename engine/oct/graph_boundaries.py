@@ -32,7 +32,6 @@ from typing import Optional
 
 import cv2
 import numpy as np
-from scipy.ndimage import gaussian_filter1d
 
 from engine.oct import BOUNDARY_NAMES
 from engine.progress import CancelToken, ProgressCallback, check, report
@@ -259,6 +258,8 @@ def find_boundaries(
 
 def _find_chunk(scans: np.ndarray, sc: _Scale) -> np.ndarray:
     """(n, H, W) uint8 -> (n, 9, W) float32 boundary rows."""
+    from scipy.ndimage import gaussian_filter1d  # lazy: importing engine.oct.analyse stays light
+
     n, h, w = scans.shape
     img = remove_padding(scans.astype(np.float32))
     smooth = np.empty_like(img)

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
-from scipy.ndimage import map_coordinates, uniform_filter
 
 from engine.oct import LAYER_NAMES
 
@@ -113,6 +112,8 @@ def tsnit_profile(
     right_mm, up_mm = sign * radius_mm * np.cos(theta), radius_mm * np.sin(theta)
     rows = centre[0] + up_mm / geo.slice_mm * (1.0 if geo.first_is_inferior else -1.0)
     cols = centre[1] + right_mm / geo.lateral_mm
+    from scipy.ndimage import map_coordinates  # lazy: the viewer unpickles results of this module
+
     values = map_coordinates(np.asarray(thickness_map, np.float64), [rows, cols], order=1, mode="constant", cval=np.nan)
     return np.rad2deg(theta).astype(np.float32), values.astype(np.float32)
 
@@ -135,6 +136,8 @@ def find_fovea(total_map: np.ndarray, geo: Optional[Geometry] = None) -> Optiona
         return None
     filled = np.where(np.isfinite(m), m, np.nanmedian(m))
     size = (max(1, n // 10), max(1, w // 20))
+    from scipy.ndimage import uniform_filter
+
     smooth = uniform_filter(filled, size=size, mode="nearest")
     r0, r1, c0, c1 = n // 4, n - n // 4, w // 4, w - w // 4
     centre = smooth[r0:r1, c0:c1]
