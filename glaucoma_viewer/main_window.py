@@ -186,6 +186,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.exam_list.reportRequested.connect(self.show_load_report)
         self.exam_list.reanalyseRequested.connect(self.reanalyse)
         self.results.modelCardRequested.connect(self.show_model_card)
+        self.results.photoCamRequested.connect(self._show_photo_cam)
         self.fundus_view.overlaysChanged.connect(self._save_overlays)
         self.oct_view.overlaysChanged.connect(self._save_overlays)
         self.resize(1500, 940)
@@ -592,17 +593,32 @@ class MainWindow(QtWidgets.QMainWindow):
             self.results.set_data_note("")
             return
         exam = loaded.exam
-        eye = {"OD": "right eye (OD)", "OS": "left eye (OS)"}.get(exam.eye, "eye unknown")
-        synthetic = " — SYNTHETIC" if exam.is_synthetic_modality("fundus") else ""
-        what = "Fundus" if exam.fundus is not None else "No fundus photo"
-        self.fundus_view.set_photo(loaded.fundus_display, loaded.fundus_shape,
-                                   title=f"{what} — {loaded.exam_id}, {eye}{synthetic}")
+        if loaded.photo_kind == "xray":
+            self.fundus_view.set_photo(loaded.fundus_display, loaded.fundus_shape,
+                                       title=f"Panoramic radiograph — {loaded.exam_id}")
+        else:
+            eye = {"OD": "right eye (OD)", "OS": "left eye (OS)"}.get(exam.eye, "eye unknown")
+            synthetic = " — SYNTHETIC" if exam.is_synthetic_modality("fundus") else ""
+            what = "Fundus" if exam.fundus is not None else "No fundus photo"
+            self.fundus_view.set_photo(loaded.fundus_display, loaded.fundus_shape,
+                                       title=f"{what} — {loaded.exam_id}, {eye}{synthetic}")
         self.results.set_data_note(jobs.data_note(exam), jobs.data_details(exam))
         n = 0 if exam.oct is None else len(exam.oct)
-        if previous != key or self.oct_view.volume is not exam.oct:
-            self.oct_view.set_volume(exam.oct, key=key, auto_wl=loaded.oct_wl, index=entry.current_bscan)
-        oct_synthetic = exam.oct is not None and exam.is_synthetic_modality("oct")
-        self.oct_view.set_title("OCT B-scan — SYNTHETIC (generated, not acquired)" if oct_synthetic else "OCT B-scan")
+        # The slice browser shows the OCT volume, or else the MRI's axial slices (glioma attention as its heat map).
+        volume = exam.oct if exam.oct is not None else loaded.mri_display
+        if previous != key or volume is None or self.oct_view.volume is not volume:
+            self.oct_view.set_volume(volume, key=key, auto_wl=loaded.oct_wl, index=entry.current_bscan,
+                                     message="No OCT volume or MRI in this exam")
+        if exam.oct is None and loaded.mri_display is not None:
+            self.oct_view.unit_name = "slice"
+            self.oct_view.cam_toggle.setText("Attention")
+            self.oct_view.set_title(f"MRI — {loaded.mri_sequence.upper()}, axial slices")
+        else:
+            self.oct_view.unit_name = "B-scan"
+            self.oct_view.cam_toggle.setText("Grad-CAM")
+            oct_synthetic = exam.oct is not None and exam.is_synthetic_modality("oct")
+            self.oct_view.set_title("OCT B-scan — SYNTHETIC (generated, not acquired)" if oct_synthetic
+                                    else "OCT B-scan")
         self.fundus_view.set_geometry(exam.bscan_positions, n, loaded.enface, loaded.enface_aspect)
         self.fundus_view.set_current(self.oct_view.current_index)
         if entry.analysis is not None:
@@ -621,10 +637,17 @@ class MainWindow(QtWidgets.QMainWindow):
         view = entry.analysis
         assert view is not None
         self.fundus_view.set_disc_overlay(view.disc_contours, view.cup_contours, view.crop_box)
-        self.fundus_view.set_cam(view.fundus_cam)
         self.oct_view.set_overlays(view.oct_labels, view.oct_cam)
         self.results.set_analysis(view, self.oct_view.current_index)
+        choice = self.results.cam_choice
+        self.fundus_view.set_cam(view.fundus_cam if choice is None else choice.currentData())
         self._update_banner()
+
+    def _show_photo_cam(self, cam: Any) -> None:
+        """A heat map chosen in the results panel (glaucoma grade or one ODIR label) goes on the photo, shown."""
+        self.fundus_view.set_cam(cam)
+        if cam is not None:
+            self.fundus_view.cam_toggle.setChecked(True)
 
     def _slice_changed(self, index: int) -> None:
         self.fundus_view.set_current(index)
@@ -635,6 +658,8 @@ class MainWindow(QtWidgets.QMainWindow):
 
     @staticmethod
     def _grade_text(view: AnalysisView) -> str:
+        if (view.grade is None or view.ensemble is None) and view.tasks:
+            return "; ".join(f"{t.title}: {t.verdict}" for t in view.tasks)
         if view.grade is None or view.ensemble is None:
             return "analysed (no grade)"
         return f"grade {view.grade} ({100 * view.ensemble.get(view.grade, 0):.0f} %)"
@@ -645,7 +670,8 @@ class MainWindow(QtWidgets.QMainWindow):
         if entry is not None and entry.analysis is not None and entry.analysis.models:
             default = entry.analysis.default_weights
         self._default_weights_in_use = default
-        graded = entry is not None and entry.analysis is not None and bool(entry.analysis.models)
+        analysis = entry.analysis if entry is not None else None
+        graded = analysis is not None and bool(analysis.models or analysis.tasks)
         self.banner.setText(BANNER_TEXT if graded or entry is None or entry.analysis is None else BANNER_NO_GRADE)
         self.banner.setVisible(default)
 

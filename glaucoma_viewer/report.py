@@ -136,11 +136,17 @@ def _draw(painter: QtGui.QPainter, writer: QtGui.QPagedPaintDevice, window: "Mai
     shots = []
     if exam.fundus is not None:
         shots.append(("Fundus (overlays as shown)", window.fundus_view.photo_view.grab()))
+    elif loaded.photo_kind == "xray":
+        shots.append(("Panoramic radiograph (heat map as shown)", window.fundus_view.photo_view.grab()))
     elif loaded.enface is not None:
         shots.append(("OCT en-face projection", window.fundus_view.enface_view.grab()))
     if exam.oct is not None:
         k = window.oct_view.current_index
         shots.append((f"OCT B-scan {k + 1} / {len(exam.oct)}", window.oct_view.view.grab()))
+    elif loaded.mri_display is not None:
+        k = window.oct_view.current_index
+        shots.append((f"MRI {loaded.mri_sequence.upper()} slice {k + 1} / {len(loaded.mri_display)}",
+                      window.oct_view.view.grab()))
     if shots:
         cell_w = (W - gap * (len(shots) - 1)) / len(shots)
         for i, (caption, pix) in enumerate(shots):
@@ -160,6 +166,9 @@ def _draw(painter: QtGui.QPainter, writer: QtGui.QPagedPaintDevice, window: "Mai
             y_left = _bar(page, 0, y_left, col_w, name, prob, _CLASS_RGB.get(name, "#1e88e5"))
         if view.ensemble_rule:
             y_left += page.text(0, y_left + 2, col_w, view.ensemble_rule, 8, False, "#546e7a") + 4
+    elif view is not None and view.tasks and not any(m in exam.modalities for m in ("fundus", "oct")):
+        y_left += page.text(0, y_left + 2, col_w, "No glaucoma grade: the exam has no fundus photo or OCT.", 9,
+                            False, "#546e7a") + 4
     else:
         reason = "; ".join(view.messages) if view is not None and view.messages else "not analysed"
         y_left += page.text(0, y_left + 2, col_w, f"No grade: {reason}", 9, False, "#bf360c") + 4
@@ -176,6 +185,17 @@ def _draw(painter: QtGui.QPainter, writer: QtGui.QPagedPaintDevice, window: "Mai
     if view is not None and view.disc_method:
         y_right += page.text(x2, y_right + 4, col_w, view.disc_method, 7.5, False, "#546e7a") + 4
     y = max(y_left, y_right) + gap
+
+    # Other findings (ODIR labels, glioma grade, bone health): one line each, with the model and its hash.
+    if view is not None and view.tasks:
+        y += page.text(0, y, W, "Other findings", 11, True)
+        for task in view.tasks:
+            probs = ", ".join(f"{k} {100 * v:.0f} %" for k, v in task.probabilities.items())
+            y += page.text(0, y + 2, W, f"{task.title}: {task.verdict} ({probs}). Model {task.run.name}, "
+                           f"SHA-256 {task.run.sha256[:16]}…", 8.5) + 2
+        if not view.models and view.messages:
+            y += page.text(0, y + 2, W, "Notes: " + "; ".join(view.messages), 8, False, "#546e7a") + 2
+        y += gap
 
     # Thickness profile along the shown B-scan.
     if view is not None and view.rnfl_profiles is not None and exam.oct is not None:

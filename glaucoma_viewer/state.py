@@ -28,6 +28,9 @@ class LoadedExam:
         enface: (N, W) uint8 en-face projection of the OCT (mean along depth, contrast-stretched), or None.
         enface_aspect: displayed height of one en-face row in lateral px (B-scan spacing / lateral spacing).
         oct_wl: suggested (window, level) for the volume from its intensity percentiles.
+        photo_kind: what ``fundus_display`` shows: "fundus", or "xray" (a radiograph shown in the photo view).
+        mri_display: (D, H, W) uint8 axial slices of one MRI sequence (stretched between its 1st and 99th
+            percentiles) shown in the slice view when the exam has no OCT, or None; mri_sequence: its name.
         load_seconds: wall time of loading and preparing.
     """
 
@@ -39,6 +42,9 @@ class LoadedExam:
     enface: Optional[np.ndarray] = None
     enface_aspect: float = 1.0
     oct_wl: tuple[float, float] = (255.0, 127.5)
+    photo_kind: str = "fundus"
+    mri_display: Optional[np.ndarray] = None
+    mri_sequence: str = ""
     load_seconds: float = 0.0
 
     @property
@@ -91,6 +97,26 @@ class Biomarker:
 
 
 @dataclass
+class TaskRun:
+    """One sibling task that ran on the exam (ODIR diseases, glioma grade, bone health).
+
+    Attributes:
+        task: "odir", "glioma" or "bone"; title: its heading for the user.
+        verdict: the model's answer in words ("HGG", "osteoporosis", "positive: G, M").
+        probabilities: label -> probability, in the model's label order (ODIR labels are independent).
+        run: the model that ran (name, weights hash, card) for the card dialog.
+        cams: label -> (h, w) uint8 Grad-CAM on the displayed photo (ODIR: one per label), empty otherwise.
+    """
+
+    task: str
+    title: str
+    verdict: str
+    probabilities: dict[str, float]
+    run: ModelRun
+    cams: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+@dataclass
 class AnalysisView:
     """Everything the window shows after analysis, prepared on the worker.
 
@@ -117,6 +143,9 @@ class AnalysisView:
         timings: stage -> seconds.
         messages: notes for the user (missing modality, low confidence, ...).
         default_weights: True while any model ran with the bundled default weights.
+        tasks: the sibling tasks that ran (ODIR on a photo, glioma on an MRI, bone health on a radiograph);
+            their heat maps are drawn in ``fundus_cam`` (radiograph) and ``oct_cam`` (MRI attention, one map per
+            slice of ``LoadedExam.mri_display``) when the exam has no glaucoma grade.
         raw: the engine's own result object (for the CSV row and the report).
     """
 
@@ -145,4 +174,5 @@ class AnalysisView:
     timings: dict[str, float] = field(default_factory=dict)
     messages: list[str] = field(default_factory=list)
     default_weights: bool = True
+    tasks: list[TaskRun] = field(default_factory=list)
     raw: Any = None

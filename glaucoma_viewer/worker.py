@@ -453,15 +453,22 @@ def prepare_display(exam: Any, key: str, source: str) -> "LoadedExam":
     from glaucoma_viewer.state import LoadedExam
 
     loaded = LoadedExam(key=key, exam=exam, source=source)
-    if exam.fundus is not None:
-        h, w = exam.fundus.shape[:2]
+    photo = exam.fundus
+    if photo is None and exam.xray is not None:  # a radiograph is shown in the photo view
+        photo = cv2.cvtColor(exam.xray, cv2.COLOR_GRAY2RGB)
+        loaded.photo_kind = "xray"
+    if photo is not None:
+        h, w = photo.shape[:2]
         loaded.fundus_shape = (h, w)
         scale = MAX_DISPLAY / max(h, w)
         if scale < 1.0:
             size = (max(1, int(round(w * scale))), max(1, int(round(h * scale))))
-            loaded.fundus_display = np.ascontiguousarray(cv2.resize(exam.fundus, size, interpolation=cv2.INTER_AREA))
+            loaded.fundus_display = np.ascontiguousarray(cv2.resize(photo, size, interpolation=cv2.INTER_AREA))
         else:
-            loaded.fundus_display = np.ascontiguousarray(exam.fundus)
+            loaded.fundus_display = np.ascontiguousarray(photo)
+    if exam.oct is None and exam.mri:
+        loaded.mri_sequence = "flair" if "flair" in exam.mri else sorted(exam.mri)[0]
+        loaded.mri_display = mri_display_volume(exam.mri[loaded.mri_sequence])
     if exam.oct is not None and len(exam.oct):
         volume = exam.oct
         n, _, w = volume.shape
@@ -479,6 +486,20 @@ def prepare_display(exam: Any, key: str, source: str) -> "LoadedExam":
             else:
                 loaded.enface_aspect = float(w) / float(n)  # unknown: draw the cube square
     return loaded
+
+
+def mri_display_volume(volume: np.ndarray) -> np.ndarray:
+    """(D, H, W) MRI of any dtype -> C-contiguous uint8 stretched between its 1st and 99th percentiles
+    (over the non-zero voxels: the background outside the head is zero)."""
+    v = np.asarray(volume)
+    sample = v[:: max(1, v.shape[0] // 32)]
+    sample = sample[sample != 0]
+    lo, hi = np.percentile(sample, (1.0, 99.0)) if sample.size else (0.0, 1.0)
+    scale = 255.0 / max(float(hi - lo), 1e-6)
+    out = np.empty(v.shape, np.uint8)
+    for k in range(v.shape[0]):  # slice by slice: no float copy of the whole volume
+        out[k] = np.clip((v[k].astype(np.float32) - lo) * scale + 0.5, 0, 255)
+    return out
 
 
 def enface_projection(volume: np.ndarray) -> np.ndarray:
@@ -505,25 +526,34 @@ def analyse_exam(loaded: "LoadedExam", progress=None, cancel=None, models: Any =
     the view says why there is no grade.
     """
     from engine import pipeline
-    from engine.progress import check, report
+    from engine.progress import check, report, sub_progress
+    from engine.tasks import needs_glaucoma_grader
     from glaucoma_viewer.state import AnalysisView
 
     exam = loaded.exam
     view = AnalysisView()
     t0 = time.perf_counter()
-    result = None
-    try:
-        result = pipeline.grade(exam, models=models, progress=progress, cancel=cancel)
-    except pipeline.GradingError as err:
-        view.messages.append(f"No grade: {err}")
-        check(cancel)
-        disc, layers, timings = _analyses_without_grade(exam, view.messages, progress, cancel)
-        view.timings.update(timings)
-    else:
-        disc, layers = result.disc, result.layers
-        _fill_grade(view, result, default_weights=models is None)
-        view.messages.extend(result.warnings)
-        view.timings.update({k: float(v) for k, v in result.timings.items() if k != "total"})
+    result = disc = layers = None
+    glaucoma = sub_progress(progress, 0.0, 0.85)
+    if needs_glaucoma_grader(exam):
+        try:
+            result = pipeline.grade(exam, models=models, progress=glaucoma, cancel=cancel)
+        except pipeline.GradingError as err:
+            view.messages.append(f"No grade: {err}")
+            check(cancel)
+            disc, layers, timings = _analyses_without_grade(exam, view.messages, glaucoma, cancel)
+            view.timings.update(timings)
+        else:
+            disc, layers = result.disc, result.layers
+            _fill_grade(view, result, default_weights=models is None)
+            view.messages.extend(result.warnings)
+            view.timings.update({k: float(v) for k, v in result.timings.items() if k != "total"})
+    check(cancel)
+    t = time.perf_counter()
+    _run_tasks(view, loaded, None if result is None else result.biomarkers, sub_progress(progress, 0.85, 0.97),
+               cancel)
+    if view.tasks:
+        view.timings["other tasks"] = time.perf_counter() - t
     check(cancel)
     report(progress, 0.97, "preparing overlays")
     view.messages = [friendly_message(m) for m in view.messages]
@@ -533,6 +563,61 @@ def analyse_exam(loaded: "LoadedExam", progress=None, cancel=None, models: Any =
     view.raw = result
     view.timings["analysis total"] = time.perf_counter() - t0
     return view
+
+
+ODIR_CAM_PX = 512
+"""Long side (px) of the ODIR per-label heat maps kept for display (Grad-CAM is coarse; eight full-size maps
+would cost ~28 MB per exam)."""
+TASK_TITLES = {"odir": "Fundus diseases (ODIR labels)", "glioma": "Glioma grade (MRI)",
+               "bone": "Bone health (radiograph)"}
+TASK_INPUTS = {"odir": "fundus", "glioma": "MRI", "bone": "panoramic radiograph"}
+
+
+def _run_tasks(view: "AnalysisView", loaded: "LoadedExam", biomarkers: Any, progress, cancel) -> None:
+    """The sibling tasks the exam's modalities fit (``engine.tasks.run_sibling_tasks``), as plain data: their
+    probabilities, the models' cards, and heat maps at display size (ODIR per label on the photo; bone health
+    on the radiograph and glioma attention on the MRI slices, drawn as the views' Grad-CAM)."""
+    from engine.tasks import run_sibling_tasks
+    from engine.tasks.odir import LABEL_NAMES, LABELS
+    from glaucoma_viewer.state import ModelRun, TaskRun
+
+    exam = loaded.exam
+    found = run_sibling_tasks(exam, progress=progress, cancel=cancel, biomarkers=biomarkers, cams=True)
+    view.messages.extend(m for m in (*found.errors, *found.messages) if "no weights installed" not in m)
+    for k, (task, card) in enumerate(found.cards.items()):  # the tasks that ran, in the order of found.models
+        outcome, name, sha = found.results[task], found.models[k], found.weights_sha256[k]
+        run = ModelRun(name=name, inputs=TASK_INPUTS[task], probabilities=dict(outcome.probabilities),
+                       weights=str(card.get("weights", card.get("file", ""))), sha256=sha, card=card)
+        if task == "odir":
+            words = dict(zip(LABELS, LABEL_NAMES))
+            probabilities = {f"{label} {words[label]}": float(p) for label, p in outcome.probabilities.items()}
+            verdict = ", ".join(words[label] for label in outcome.positive) or "no label above its threshold"
+            cams = {label: _display_map(m, loaded.fundus_display, ODIR_CAM_PX) for label, m in outcome.cams.items()}
+            view.tasks.append(TaskRun(task, TASK_TITLES[task], verdict, probabilities, run, cams))
+        elif task == "glioma":
+            view.tasks.append(TaskRun(task, TASK_TITLES[task], outcome.grade, dict(outcome.probabilities), run))
+            if loaded.mri_display is not None and outcome.attention.shape == loaded.mri_display.shape:
+                attention = np.clip(outcome.attention * 255.0 + 0.5, 0, 255).astype(np.uint8)
+                view.oct_cam = np.ascontiguousarray(attention)
+        else:
+            view.tasks.append(TaskRun(task, TASK_TITLES[task], outcome.diagnosis, dict(outcome.probabilities), run))
+            if outcome.heatmap is not None and loaded.photo_kind == "xray":
+                view.fundus_cam = _display_map(outcome.heatmap, loaded.fundus_display)
+
+
+def _display_map(heat: np.ndarray, display: Optional[np.ndarray], max_side: Optional[int] = None) -> np.ndarray:
+    """(H, W) float map in [0, 1] on the original image -> uint8 at the size of ``display`` (at most ``max_side``
+    px on its long side: the view stretches a heat map over the image)."""
+    import cv2
+
+    heat = np.asarray(heat, np.float32)
+    if display is not None:
+        h, w = display.shape[:2]
+        k = min(1.0, (max_side or max(h, w)) / max(h, w))
+        size = (max(1, round(w * k)), max(1, round(h * k)))
+        if heat.shape != (size[1], size[0]):
+            heat = cv2.resize(heat, size, interpolation=cv2.INTER_AREA)
+    return np.ascontiguousarray(np.clip(heat * 255.0 + 0.5, 0, 255).astype(np.uint8))
 
 
 _MISSING_CHECKPOINT = re.compile(r"(?P<path>[^\s:]+\.pt): checkpoint not found")

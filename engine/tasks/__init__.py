@@ -40,7 +40,8 @@ class SiblingResults:
         maps: for the viewer, float32 in [0, 1] in the exam's own coordinates:
             ``glioma_attention`` (D, H, W); ``odir_cam_<L>`` (H, W) per label; ``bone_cam`` (H, W).
         results: the task result objects (``odir``: OdirResult, ``glioma``: GliomaResult, ``bone``: BoneResult).
-        models: names of the models that ran; weights_sha256: their weights' hashes, same order.
+        models: names of the models that ran; weights_sha256: their weights' hashes, same order;
+            cards: ``{task: model card}`` of the models that ran.
         messages: notes for the user (variant chosen, weights missing); errors: a task that failed, one line each.
     """
 
@@ -50,6 +51,7 @@ class SiblingResults:
     results: dict[str, Any] = field(default_factory=dict)
     models: list[str] = field(default_factory=list)
     weights_sha256: list[str] = field(default_factory=list)
+    cards: dict[str, dict[str, Any]] = field(default_factory=dict)
     messages: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
 
@@ -184,6 +186,7 @@ def run_sibling_tasks(
             out.messages.append(f"{task}: demo weights trained on synthetic phantoms, no clinical validity")
         out.models.append(model.name)
         out.weights_sha256.append(model.sha256)
+        out.cards[task] = dict(model.card)
         report(step, 1.0, f"{task}: done")
     if out.models:
         out.columns["task_models"] = ";".join(out.models)

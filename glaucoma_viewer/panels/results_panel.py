@@ -1,4 +1,4 @@
-"""The results panel: grade and probabilities, models that ran, biomarkers, RNFL thickness, timings.
+"""The results panel: grade and probabilities, models that ran, other tasks, biomarkers, RNFL thickness, timings.
 
 Reads only :class:`~glaucoma_viewer.state.AnalysisView` objects; nothing here computes. Units follow the
 exam's scale: µm / mm only when the scale came from the file (or the user), px otherwise, and it says so.
@@ -13,7 +13,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from glaucoma_viewer.state import GRADE_LABELS, AnalysisView, ModelRun
+from glaucoma_viewer.state import GRADE_LABELS, AnalysisView, ModelRun, TaskRun
 from glaucoma_viewer.views.common import LEVELS, ImageViewBox, heat_lut, make_graphics_view, pen, to_uint8_map
 
 CLASS_COLOURS = {"non": QtGui.QColor("#66bb6a"), "early": QtGui.QColor("#ffb300"), "mid_advanced": QtGui.QColor("#ef5350")}
@@ -172,9 +172,10 @@ def _fmt(value: object) -> str:
 
 
 class ResultsPanel(QtWidgets.QWidget):
-    """Right column: Grade, Biomarkers, RNFL thickness, Timings."""
+    """Right column: Grade, Other findings (ODIR / glioma / bone health), Biomarkers, RNFL thickness, Timings."""
 
     modelCardRequested = QtCore.Signal(object)  # ModelRun
+    photoCamRequested = QtCore.Signal(object)  # (h, w) uint8 heat map for the photo view, or None
 
     def __init__(self, parent: Optional[QtWidgets.QWidget] = None) -> None:
         super().__init__(parent)
@@ -214,6 +215,13 @@ class ResultsPanel(QtWidgets.QWidget):
         self.messages_label.setObjectName("warning")
         self.messages_label.setWordWrap(True)
         self.grade_section.body.addWidget(self.messages_label)
+
+        # Other findings: the sibling tasks that ran (ODIR labels on the photo, glioma grade, bone health).
+        self.tasks_section = Section("Other findings")
+        self.tasks_box = QtWidgets.QVBoxLayout()
+        self.tasks_box.setSpacing(4)
+        self.tasks_section.body.addLayout(self.tasks_box)
+        self.cam_choice: Optional[QtWidgets.QComboBox] = None
 
         # Biomarkers.
         self.bio_section = Section("Biomarkers")
@@ -282,6 +290,7 @@ class ResultsPanel(QtWidgets.QWidget):
         column.setSpacing(6)
         column.addWidget(self.data_label)
         column.addWidget(self.grade_section)
+        column.addWidget(self.tasks_section)
         column.addWidget(self.bio_section)
         column.addWidget(self.rnfl_section, 1)
         column.addWidget(self.timings_label)
@@ -292,6 +301,11 @@ class ResultsPanel(QtWidgets.QWidget):
     # ----------------------------------------------------------------------------------------------- content
     def clear(self, status: str = "No exam open") -> None:
         self._view = None
+        _clear_layout(self.tasks_box)
+        self.cam_choice = None
+        self.tasks_section.hide()
+        for section in (self.grade_section, self.bio_section, self.rnfl_section):
+            section.show()
         self.grade_label.setText(status)
         self.grade_label.setStyleSheet("font-size: 11pt; font-weight: 600; color: #b8c0c8;")
         self.bars.set_probabilities(None)
@@ -333,8 +347,16 @@ class ResultsPanel(QtWidgets.QWidget):
         self.clear()
         self._view = view
         self._show_grade(view)
+        self._show_tasks(view)
         self._show_biomarkers(view)
         self._show_rnfl(view)
+        if view.tasks and not view.models and not view.biomarkers and view.rnfl_profiles is None:
+            # an MRI or a radiograph: the glaucoma boxes have nothing to say; their notes move to this box
+            for section in (self.grade_section, self.bio_section, self.rnfl_section):
+                section.hide()
+            self._move_messages(self.tasks_section)
+        else:
+            self._move_messages(self.grade_section)
         self.set_current_bscan(current_bscan)
         if view.messages:
             self.messages_label.setText("\n".join(f"• {_shorten(m)}" for m in view.messages))
@@ -343,6 +365,12 @@ class ResultsPanel(QtWidgets.QWidget):
         if view.timings:
             parts = [f"{k} {v:.2f} s" for k, v in view.timings.items()]
             self.timings_label.setText("Timings: " + " · ".join(parts))
+
+    def _move_messages(self, section: Section) -> None:
+        """Put the notes label at the end of ``section`` (the grade box, or the other findings box)."""
+        for owner in (self.grade_section, self.tasks_section):
+            owner.body.removeWidget(self.messages_label)
+        section.body.addWidget(self.messages_label)
 
     @property
     def analysis(self) -> Optional[AnalysisView]:
@@ -383,6 +411,41 @@ class ResultsPanel(QtWidgets.QWidget):
         self.models_grid.setColumnStretch(0, 3)
         self.models_grid.setColumnStretch(1, 2)
         self.ensemble_note.setText(view.ensemble_rule)
+
+    def _show_tasks(self, view: AnalysisView) -> None:
+        """One block per sibling task: title, verdict, probability bars, its model (card on click); for ODIR a
+        choice of which label's Grad-CAM the photo view shows."""
+        if not view.tasks:
+            return
+        self.tasks_section.show()
+        for task in view.tasks:
+            title = QtWidgets.QLabel(f"<b>{_esc(task.title)}</b>: {_esc(task.verdict)}")
+            title.setWordWrap(True)
+            bars = ProbabilityBars()
+            bars.set_probabilities(task.probabilities, highlight=max(task.probabilities, key=task.probabilities.get))
+            link = QtWidgets.QLabel(f'model <a href="#" style="color:#90caf9;">{_esc(task.run.name)}</a>'
+                                    f" ({_esc(task.run.inputs)})")
+            link.setObjectName("note")
+            link.setTextFormat(QtCore.Qt.TextFormat.RichText)
+            link.setToolTip(f"SHA-256 {task.run.sha256[:16]}…" if task.run.sha256 else "")
+            link.linkActivated.connect(lambda _href, r=task.run: self.modelCardRequested.emit(r))
+            for widget in (title, bars, link):
+                self.tasks_box.addWidget(widget)
+            if task.cams:
+                self.cam_choice = self._cam_choice(view, task)
+                self.tasks_box.addWidget(self.cam_choice)
+
+    def _cam_choice(self, view: AnalysisView, task: TaskRun) -> QtWidgets.QComboBox:
+        """Which heat map the photo shows: the glaucoma grade's Grad-CAM (when there is one) or one label's."""
+        combo = QtWidgets.QComboBox()
+        combo.setToolTip("Heat map drawn on the photo when its Grad-CAM box is ticked")
+        if view.fundus_cam is not None:
+            combo.addItem("Heat map on the photo: glaucoma grade", view.fundus_cam)
+        names = {name.split(" ", 1)[0]: name for name in task.probabilities}
+        for label, cam in task.cams.items():
+            combo.addItem(f"Heat map on the photo: {names.get(label, label)}", cam)
+        combo.currentIndexChanged.connect(lambda i: self.photoCamRequested.emit(combo.itemData(i)))
+        return combo
 
     def _show_models(self, shown: bool) -> None:
         self.models_box.setVisible(shown)

@@ -22,13 +22,13 @@ def test_unpickling_an_analysis_imports_nothing_heavy(tmp_path, small_exam, tiny
     loaded = jobs.prepare_display(small_exam(seed=21, n=6), "k", "test")
     view = jobs.analyse_exam(loaded, models=tiny_models)
     assert view.raw is not None and view.raw.cams, "the tiny ensemble grades with Grad-CAM"
-    assert view.raw.layers is not None
+    assert view.raw.layers is not None and [t.task for t in view.tasks] == ["odir"]
     blob = tmp_path / "view.pickle"
     blob.write_bytes(pickle.dumps(view))
     code = (
         "import pickle, sys\n"
         f"view = pickle.loads(open({str(blob)!r}, 'rb').read())\n"
-        "assert view.raw.cams and view.raw.layers is not None\n"
+        "assert view.raw.cams and view.raw.layers is not None and view.tasks[0].cams\n"
         f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
