@@ -193,6 +193,8 @@ def _draw(painter: QtGui.QPainter, writer: QtGui.QPagedPaintDevice, window: "Mai
             probs = ", ".join(f"{k} {100 * v:.0f} %" for k, v in task.probabilities.items())
             y += page.text(0, y + 2, W, f"{task.title}: {task.verdict} ({probs}). Model {task.run.name}, "
                            f"SHA-256 {task.run.sha256[:16]}…", 8.5) + 2
+            if task.notes:
+                y += page.text(0, y + 1, W, "; ".join(task.notes), 8, False, "#546e7a") + 2
         if not view.models and view.messages:
             y += page.text(0, y + 2, W, "Notes: " + "; ".join(view.messages), 8, False, "#546e7a") + 2
         y += gap

@@ -106,6 +106,7 @@ class TaskRun:
         probabilities: label -> probability, in the model's label order (ODIR labels are independent).
         run: the model that ran (name, weights hash, card) for the card dialog.
         cams: label -> (h, w) uint8 Grad-CAM on the displayed photo (ODIR: one per label), empty otherwise.
+        notes: the task's notes for the user (variant run, demo weights), without the task's name.
     """
 
     task: str
@@ -114,6 +115,7 @@ class TaskRun:
     probabilities: dict[str, float]
     run: ModelRun
     cams: dict[str, np.ndarray] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
 
 
 @dataclass

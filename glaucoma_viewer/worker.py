@@ -583,24 +583,30 @@ def _run_tasks(view: "AnalysisView", loaded: "LoadedExam", biomarkers: Any, prog
 
     exam = loaded.exam
     found = run_sibling_tasks(exam, progress=progress, cancel=cancel, biomarkers=biomarkers, cams=True)
-    view.messages.extend(m for m in (*found.errors, *found.messages) if "no weights installed" not in m)
+    ran = set(found.cards)
+    notes = [m for m in found.messages if m.split(":", 1)[0] in ran]
+    view.messages.extend(m for m in (*found.errors, *found.messages)
+                         if m not in notes and "no weights installed" not in m)
     for k, (task, card) in enumerate(found.cards.items()):  # the tasks that ran, in the order of found.models
         outcome, name, sha = found.results[task], found.models[k], found.weights_sha256[k]
         run = ModelRun(name=name, inputs=TASK_INPUTS[task], probabilities=dict(outcome.probabilities),
                        weights=str(card.get("weights", card.get("file", ""))), sha256=sha, card=card)
+        own = [m.split(":", 1)[1].strip() for m in notes if m.split(":", 1)[0] == task]
         if task == "odir":
             words = dict(zip(LABELS, LABEL_NAMES))
             probabilities = {f"{label} {words[label]}": float(p) for label, p in outcome.probabilities.items()}
             verdict = ", ".join(words[label] for label in outcome.positive) or "no label above its threshold"
             cams = {label: _display_map(m, loaded.fundus_display, ODIR_CAM_PX) for label, m in outcome.cams.items()}
-            view.tasks.append(TaskRun(task, TASK_TITLES[task], verdict, probabilities, run, cams))
+            view.tasks.append(TaskRun(task, TASK_TITLES[task], verdict, probabilities, run, cams, own))
         elif task == "glioma":
-            view.tasks.append(TaskRun(task, TASK_TITLES[task], outcome.grade, dict(outcome.probabilities), run))
+            view.tasks.append(TaskRun(task, TASK_TITLES[task], outcome.grade, dict(outcome.probabilities), run,
+                                      notes=own))
             if loaded.mri_display is not None and outcome.attention.shape == loaded.mri_display.shape:
                 attention = np.clip(outcome.attention * 255.0 + 0.5, 0, 255).astype(np.uint8)
                 view.oct_cam = np.ascontiguousarray(attention)
         else:
-            view.tasks.append(TaskRun(task, TASK_TITLES[task], outcome.diagnosis, dict(outcome.probabilities), run))
+            view.tasks.append(TaskRun(task, TASK_TITLES[task], outcome.diagnosis, dict(outcome.probabilities), run,
+                                      notes=own))
             if outcome.heatmap is not None and loaded.photo_kind == "xray":
                 view.fundus_cam = _display_map(outcome.heatmap, loaded.fundus_display)
 

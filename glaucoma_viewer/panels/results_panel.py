@@ -431,6 +431,11 @@ class ResultsPanel(QtWidgets.QWidget):
             link.linkActivated.connect(lambda _href, r=task.run: self.modelCardRequested.emit(r))
             for widget in (title, bars, link):
                 self.tasks_box.addWidget(widget)
+            if task.notes:
+                notes = QtWidgets.QLabel("\n".join(f"• {n}" for n in task.notes))
+                notes.setObjectName("warning" if any("no clinical validity" in n for n in task.notes) else "note")
+                notes.setWordWrap(True)
+                self.tasks_box.addWidget(notes)
             if task.cams:
                 self.cam_choice = self._cam_choice(view, task)
                 self.tasks_box.addWidget(self.cam_choice)
