@@ -184,7 +184,8 @@ def _run_oct_analysis(exam: Exam, warnings: list[str], cancel: Optional[CancelTo
     return None
 
 
-def _biomarkers_of(result: Any) -> dict[str, float]:
+def biomarkers_of(result: Any) -> dict[str, float]:
+    """``{name: float}`` biomarkers of a disc/cup or layer analysis result (what graders' extra features read)."""
     if result is None:
         return {}
     source = getattr(result, "biomarkers", None)
@@ -257,13 +258,13 @@ def grade(
         check(cancel)
         report(progress, 0.05, "optic disc and cup")
         disc_result = _run_disc_analysis(exam, warnings, cancel)
-        biomarkers.update(_biomarkers_of(disc_result))
+        biomarkers.update(biomarkers_of(disc_result))
         t = stage("disc", t)
     if analyses and exam.oct is not None:
         check(cancel)
         report(progress, 0.25, "OCT layers")
         layers_result = _run_oct_analysis(exam, warnings, cancel)
-        biomarkers.update(_biomarkers_of(layers_result))
+        biomarkers.update(biomarkers_of(layers_result))
         t = stage("oct_layers", t)
 
     # A grader needing biomarker features runs only when the analyses gave them.

@@ -602,8 +602,7 @@ def _run_tasks(view: "AnalysisView", loaded: "LoadedExam", biomarkers: Any, prog
             view.tasks.append(TaskRun(task, TASK_TITLES[task], outcome.grade, dict(outcome.probabilities), run,
                                       notes=own))
             if loaded.mri_display is not None and outcome.attention.shape == loaded.mri_display.shape:
-                attention = np.clip(outcome.attention * 255.0 + 0.5, 0, 255).astype(np.uint8)
-                view.oct_cam = np.ascontiguousarray(attention)
+                view.oct_cam = _display_map(outcome.attention, None)
         else:
             view.tasks.append(TaskRun(task, TASK_TITLES[task], outcome.diagnosis, dict(outcome.probabilities), run,
                                       notes=own))
@@ -613,7 +612,8 @@ def _run_tasks(view: "AnalysisView", loaded: "LoadedExam", biomarkers: Any, prog
 
 def _display_map(heat: np.ndarray, display: Optional[np.ndarray], max_side: Optional[int] = None) -> np.ndarray:
     """(H, W) float map in [0, 1] on the original image -> uint8 at the size of ``display`` (at most ``max_side``
-    px on its long side: the view stretches a heat map over the image)."""
+    px on its long side: the view stretches a heat map over the image); ``display`` None keeps the map's own
+    shape (also (D, H, W), one map per slice)."""
     import cv2
 
     heat = np.asarray(heat, np.float32)

@@ -149,6 +149,12 @@ def _box_of(mask: np.ndarray, box: Box) -> tuple[tuple[float, float], float]:
     return (r, c), max(rows[-1] - rows[0] + 1, cols[-1] - cols[0] + 1) * k
 
 
+def _score(certainty: float, rank: int, ratio: float, rank_penalty: float) -> float:
+    """How much a crop looks like the disc: certainty - rank_penalty x localiser rank - SIZE_PENALTY x
+    |ln(measured / expected diameter)|."""
+    return certainty - rank_penalty * rank - SIZE_PENALTY * abs(float(np.log(ratio)))
+
+
 def _passing_crops(image: np.ndarray, segmenter: Any, boxes: list[Box], expected: float,
                    rank_penalty: float) -> list[tuple[float, int, Box, np.ndarray]]:
     """Segment the crops of ``boxes`` (batches of 8) and return ``(score, rank, box, disc mask)`` for every crop
@@ -165,7 +171,7 @@ def _passing_crops(image: np.ndarray, segmenter: Any, boxes: list[Box], expected
             ratio = _box_of(disc, box)[1] / expected
             if certainty < COARSE_MIN_CERTAINTY or not SIZE_RANGE[0] <= ratio <= SIZE_RANGE[1]:
                 continue
-            found.append((certainty - rank_penalty * rank - SIZE_PENALTY * abs(float(np.log(ratio))), rank, box, disc))
+            found.append((_score(certainty, rank, ratio, rank_penalty), rank, box, disc))
     return sorted(found, key=lambda item: -item[0])
 
 
@@ -195,8 +201,7 @@ def _best_fine(image: np.ndarray, segmenter: Any, coarse: list[tuple[float, int,
         f = _fine(image, segmenter, box, disc, expected)
         if f is None:
             continue
-        ratio = _box_of(f[1], f[0])[1] / expected
-        score = f[3] - rank_penalty * rank - SIZE_PENALTY * abs(float(np.log(ratio)))
+        score = _score(f[3], rank, _box_of(f[1], f[0])[1] / expected, rank_penalty)
         if score > best_score:
             best, best_score = f, score
     return best

@@ -131,9 +131,9 @@ def photo_biomarkers(path: str, rgb: np.ndarray) -> dict[str, float]:
     """``{name: value}`` exactly as :func:`engine.pipeline.grade` gets them for a grader's extra features."""
     if path not in _BIOMARKERS:
         from engine.fundus.analysis import analyse_disc
-        from engine.pipeline import _biomarkers_of
+        from engine.pipeline import biomarkers_of
 
-        _BIOMARKERS[path] = _biomarkers_of(analyse_disc(rgb))
+        _BIOMARKERS[path] = biomarkers_of(analyse_disc(rgb))
     return _BIOMARKERS[path]
 
 
