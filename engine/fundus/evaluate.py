@@ -12,7 +12,7 @@ A photo where no disc is found counts as Dice 0 and the worst possible ratio err
 Baseline: the same training-free localiser plus two concentric circles: the disc with the radius the localiser
 expects from the field of view, the cup at the mean vertical ratio of the *training* sources.
 
-``python -m engine.fundus.evaluate --data DIR --checkpoint best.pt --sources drishti [--out result.json]``
+``python -m engine.fundus.evaluate --data DIR --checkpoint best.pt [more.pt ...] --sources drishti [--out result.json]``
 """
 
 from __future__ import annotations
@@ -95,27 +95,45 @@ def summarise(rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, float]]:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     p = argparse.ArgumentParser(prog="python -m engine.fundus.evaluate", description=__doc__.split("\n\n")[0])
     p.add_argument("--data", type=Path, required=True, help="dataset folder (any layout discover() reads)")
-    p.add_argument("--checkpoint", type=Path, help="disc-cup weights (default: the shipped ones)")
-    p.add_argument("--sources", nargs="+", required=True, help="held-out sources to evaluate (the model never saw)")
+    p.add_argument("--checkpoint", type=Path, nargs="+",
+                   help="disc-cup weights (default: the shipped ones); several = the mean of their probabilities")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--sources", nargs="+", help="held-out sources to evaluate (the model never saw)")
+    which.add_argument("--split", type=Path,
+                       help="a training run's split.json: evaluate the photos of --fold's validation part "
+                            "(photos held out, their sources seen in training)")
+    p.add_argument("--fold", default="holdout", help="with --split: the fold (fold1, fold2, ... or holdout)")
     p.add_argument("--out", type=Path, help="write rows and summaries as JSON here")
     args = p.parse_args(argv)
 
-    from engine.fundus.segmenter import load_segmenter
+    from engine.fundus.segmenter import load_members, load_segmenter
     from engine.models.checkpoint import atomic_write_bytes
 
     cases = discover(args.data)
-    test = [c for c in cases if c.source in args.sources]
-    train = [c for c in cases if c.source not in args.sources]
+    if args.split:
+        try:
+            part = json.loads(args.split.read_text(encoding="utf-8"))[args.fold]
+        except (OSError, ValueError, KeyError) as err:
+            print(f"error: {args.split}: no fold {args.fold!r} ({type(err).__name__})", file=sys.stderr)
+            return 1
+        test = [c for c in cases if c.case_id in set(part["val"])]
+        train = [c for c in cases if c.case_id in set(part["train"])]
+        held_out = f"photos of {args.fold} in {args.split}"
+    else:
+        test = [c for c in cases if c.source in args.sources]
+        train = [c for c in cases if c.source not in args.sources]
+        held_out = f"sources {args.sources}"
     if not test:
-        print(f"error: no case from sources {args.sources} under {args.data}", file=sys.stderr)
+        print(f"error: no case of the {held_out} under {args.data}", file=sys.stderr)
         return 1
     ratios = [vertical_ratio(*load_case(c)[1:]) for c in train]
     mean_ratio = float(np.mean(ratios)) if ratios else 0.5
-    seg = load_segmenter(args.checkpoint)
+    seg = load_members(args.checkpoint) if args.checkpoint else load_segmenter()
     model_rows = [evaluate_case(c, seg) for c in test]
     base_rows = [evaluate_case(c, baseline_ratio=mean_ratio) for c in test]
-    doc = {"checkpoint": str(args.checkpoint or "shipped"), "sha256": seg.sha256, "held_out_sources": args.sources,
-           "baseline": f"localiser + circles, cup ratio {mean_ratio:.3f} (mean of the other sources)",
+    doc = {"checkpoint": [str(c) for c in args.checkpoint] if args.checkpoint else "shipped", "sha256": seg.sha256,
+           "held_out_sources": args.sources or [], "held_out": held_out,
+           "baseline": f"localiser + circles, cup ratio {mean_ratio:.3f} (mean of the training photos)",
            "model": summarise(model_rows), "baseline_summary": summarise(base_rows),
            "rows": model_rows, "baseline_rows": base_rows}
     for name in ("model", "baseline_summary"):

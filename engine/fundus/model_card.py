@@ -6,8 +6,10 @@
 
 ``--held-out`` files are the JSON written by :mod:`engine.fundus.evaluate` for models trained *without* the
 evaluated sources (leave-one-source-out); their per-source summaries (model and baseline) go into the card's
-``held_out`` block as measured. The weights and spec are copied unchanged; the card is rewritten through
-:func:`engine.models.checkpoint.save_checkpoint`, which records the new file's SHA-256.
+``held_out`` block as measured. The weights and spec are copied unchanged (several ``--checkpoint`` files of one
+recipe are stored as one averaging model, :func:`engine.fundus.segmenter.combine_members`, with each member's
+training record in ``members``); the card is rewritten through :func:`engine.models.checkpoint.save_checkpoint`,
+which records the new file's SHA-256.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ def held_out_block(paths: Sequence[Path]) -> list[dict[str, Any]]:
         doc = json.loads(Path(path).read_text(encoding="utf-8"))
         out.append({
             "held_out_sources": doc["held_out_sources"],
+            "held_out": doc.get("held_out", f"sources {doc['held_out_sources']}"),
             "evaluated_checkpoint_sha256": doc["sha256"],
             "model": {k: v for k, v in doc["model"].items()},
             "baseline": doc["baseline"],
@@ -36,32 +39,41 @@ def held_out_block(paths: Sequence[Path]) -> list[dict[str, Any]]:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     p = argparse.ArgumentParser(prog="python -m engine.fundus.model_card", description=__doc__.split("\n\n")[0])
-    p.add_argument("--checkpoint", type=Path, required=True)
+    p.add_argument("--checkpoint", type=Path, nargs="+", required=True,
+                   help="trained weights; several = one model averaging their probabilities")
     p.add_argument("--held-out", type=Path, nargs="+", required=True, help="engine.fundus.evaluate JSON files")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--note", action="append", default=[], help="extra line for the card's evaluation notes")
     args = p.parse_args(argv)
 
+    from engine.fundus.segmenter import combine_members
     from engine.models.checkpoint import load_checkpoint, save_checkpoint
 
-    ckpt = load_checkpoint(args.checkpoint, expected_task="disc-cup")
+    ckpts = [load_checkpoint(path, expected_task="disc-cup") for path in args.checkpoint]
+    spec, state = combine_members([c.spec for c in ckpts], [c.state_dict for c in ckpts])
+    ckpt = ckpts[0]
     card = dict(ckpt.card)
     for key in ("format", "spec", "weights_file", "sha256"):
         card.pop(key, None)
     card["training_metrics"] = {"values": card.pop("metrics", {}), "split": card.pop("metrics_split", ""),
                                 "what": "crop-level validation of the training run's own small hold-out split"}
     card["held_out"] = held_out_block(args.held_out)
+    if len(ckpts) > 1:
+        card["members"] = [{"sha256": c.sha256, "training": c.card.get("training", {})} for c in ckpts]
     card["evaluation"] = [
         "Photo-level, as the product runs: engine.fundus.analyse_disc on the full-resolution photo (training-free "
         "localiser, coarse and fine network passes, masks mapped back), compared with the experts' masks "
         "(Drishti-GS1: majority of 4 experts). Dice of disc and cup; vertical CDR = cup height / disc height "
         "from the masks; a photo with no disc found counts as Dice 0 and ratio error max(v, 1 - v).",
         "Leave-one-source-out: each held-out block's checkpoint was trained with the same recipe on the other "
-        "sources only (python -m engine train disc-cup --by-source --set 'data.sources=[...]'); the shipped "
-        "weights were then trained on every source (all 120 photos but the training run's small hold-out).",
+        "sources only (python -m engine train disc-cup --set 'data.sources=[...]'); the shipped weights were then "
+        "trained on every source (all photos but the training run's small hold-out).",
+        *([f"The shipped model is the mean of the probabilities of {len(ckpts)} networks trained with the same "
+           "recipe and different seeds (--set seed=0..); every held-out figure is for such a mean of networks "
+           "that never saw the held-out block."] if len(ckpts) > 1 else []),
         *args.note,
     ]
-    digest = save_checkpoint(args.out, ckpt.spec, ckpt.state_dict, card)
+    digest = save_checkpoint(args.out, spec, state, card)
     print(f"{args.out}: sha256 {digest}")
     return 0
 

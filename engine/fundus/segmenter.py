@@ -10,7 +10,9 @@ cup); the disc is rim + cup, so the cup can never leave the disc.
 
 Checkpoints use :mod:`engine.models.checkpoint` with ``spec = {"task": "disc-cup", "architecture":
 "monai.UNet", "kwargs": {...}, "inputs": {"size": S, "crop_scale": ..., "normalisation": ...}, "classes":
-[...]}``; the spec alone rebuilds the network (no code is loaded from the file).
+[...]}``; the spec alone rebuilds the network (no code is loaded from the file). A spec with ``"members": K``
+holds K networks of that architecture trained separately (:func:`combine_members`); the segmenter averages
+their probabilities.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Optional, Union
+from typing import Any, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
@@ -52,7 +54,8 @@ def default_spec(size: int = 128, channels: tuple[int, ...] = (16, 32, 64, 128),
 
 
 def build_network(spec: Mapping[str, Any]) -> Any:
-    """A randomly initialised network from ``spec`` (only the architectures listed here are accepted)."""
+    """A randomly initialised network from ``spec`` (only the architectures listed here are accepted); a
+    :class:`engine.fundus.member_mean.MemberMean` of ``spec["members"]`` of them when that is above 1."""
     from monai.networks.nets import UNet
 
     arch = spec.get("architecture")
@@ -61,7 +64,33 @@ def build_network(spec: Mapping[str, Any]) -> Any:
     kw = dict(spec["kwargs"])
     kw["channels"] = tuple(kw["channels"])
     kw["strides"] = tuple(kw["strides"])
+    members = int(spec.get("members", 1))
+    if members > 1:
+        from engine.fundus.member_mean import MemberMean
+
+        return MemberMean([UNet(**kw) for _ in range(members)])
     return UNet(**kw)
+
+
+def combine_members(specs: list[Mapping[str, Any]], state_dicts: list[Mapping[str, Any]]
+                    ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Several single-network checkpoints of one spec -> the spec and state dict of their mean
+    (:class:`engine.fundus.member_mean.MemberMean`).
+
+    Raises:
+        ValueError: the specs differ or one is already a combination.
+    """
+    base = {k: v for k, v in specs[0].items()}
+    for spec in specs:
+        if int(spec.get("members", 1)) != 1:
+            raise ValueError("a checkpoint that already combines several networks cannot be a member")
+        if spec != specs[0]:
+            raise ValueError("the checkpoints have different architectures or inputs; they cannot be averaged")
+    if len(specs) == 1:
+        return dict(base), dict(state_dicts[0])
+    base["members"] = len(specs)
+    state = {f"members.{i}.{k}": v for i, sd in enumerate(state_dicts) for k, v in sd.items()}
+    return base, state
 
 
 def normalise_crops(crops: np.ndarray) -> np.ndarray:
@@ -137,6 +166,30 @@ def default_weights_path() -> Path:
     from engine.resources import models_dir
 
     return models_dir() / DEFAULT_WEIGHTS
+
+
+def load_members(paths: Sequence[Union[str, Path]], device: str = "cpu") -> Segmenter:
+    """Several verified single-network checkpoints as one averaging :class:`Segmenter` (not cached; its
+    ``sha256`` is the SHA-256 of the members' SHA-256 digests in order, its card the first member's).
+
+    Raises:
+        engine.models.checkpoint.CheckpointError: a member is missing, tampered or not a disc-cup checkpoint.
+        ValueError: the members cannot be averaged (:func:`combine_members`).
+    """
+    import hashlib
+
+    import torch
+
+    from engine.models.checkpoint import load_checkpoint
+
+    ckpts = [load_checkpoint(Path(p), expected_task=TASK, map_location="cpu") for p in paths]
+    spec, state = combine_members([c.spec for c in ckpts], [c.state_dict for c in ckpts])
+    module = build_network(spec)
+    module.load_state_dict(state)
+    dev = torch.device(device)
+    module.to(dev)
+    digest = hashlib.sha256("".join(c.sha256 for c in ckpts).encode()).hexdigest()
+    return Segmenter(module, spec, ckpts[0].card, dev, ckpts[0].sha256 if len(ckpts) == 1 else digest)
 
 
 def load_segmenter(path: Optional[Union[str, Path]] = None, device: str = "cpu") -> Segmenter:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 
@@ -31,3 +33,22 @@ class ColourOracle:
         out[:, 1] = disc & ~cup
         out[:, 0] = ~disc
         return out
+
+
+def write_gamma_tree(root: Path, n: int = 4, size: tuple[int, int] = (240, 240)) -> list:
+    """``n`` synthetic fundi in the GAMMA disc/cup layout under ``root`` (vertical CDR 0.3, 0.4, ...); returns
+    the :func:`engine.synthetic.synthetic_fundus` truths."""
+    import cv2
+
+    from engine.fundus import label_mask
+    from engine.synthetic import synthetic_fundus
+
+    (root / "Disc_Cup_Mask").mkdir(parents=True)
+    truths = []
+    for k in range(n):
+        f = synthetic_fundus(size, cdr=0.3 + 0.1 * k, eye="OD" if k % 2 else "OS", seed=k)
+        (root / f"{k:04d}").mkdir()
+        cv2.imwrite(str(root / f"{k:04d}" / f"{k:04d}.jpg"), f.image[:, :, ::-1])
+        cv2.imwrite(str(root / "Disc_Cup_Mask" / f"{k:04d}.png"), label_mask(f.disc_mask, f.cup_mask))
+        truths.append(f)
+    return truths

@@ -60,9 +60,32 @@ def test_clean_masks_keeps_cup_inside_one_disc():
     probs[:, 2:5, 2:5] = [[[0]], [[0]], [[1]]]  # a stray cup blob outside the disc
     probs[:, 30:32, 30:32] = [[[1]], [[0]], [[0]]]  # a hole in the middle
     disc, cup, certainty = clean_masks(probs)
-    assert disc.sum() == 24 * 24 and cup.sum() == 64  # the hole is filled
+    assert disc.sum() == 24 * 24 and cup[30:32, 30:32].all()  # the hole is filled
+    assert 0.8 * 64 <= cup.sum() <= 1.2 * 64 and not (cup & ~disc).any()
     assert certainty == pytest.approx(572 / 576)
     assert not cup[2:5, 2:5].any()
+
+
+def test_clean_masks_shape_priors():
+    """A vessel notch in the disc is closed (convex hull); a ragged cup edge becomes the fitted ellipse."""
+    import cv2
+
+    rows, cols = np.mgrid[0:96, 0:96]
+    disc_true = (rows - 48) ** 2 + (cols - 48) ** 2 <= 30**2
+    cup_true = ((rows - 48) / 16.0) ** 2 + ((cols - 48) / 12.0) ** 2 <= 1
+    disc_seen = disc_true & ~((np.abs(cols - 48) <= 3) & (rows < 30))  # a dark vessel bites into the rim
+    edge = cup_true & ~cv2.erode(cup_true.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
+    cup_seen = cup_true & ~(edge & ((rows // 2 + cols // 2) % 2 == 0))  # a ragged, frayed outline
+    probs = np.zeros((3, 96, 96), np.float32)
+    probs[0] = ~disc_seen
+    probs[1] = disc_seen & ~cup_seen
+    probs[2] = disc_seen & cup_seen
+    disc, cup, _ = clean_masks(probs)
+    dice = lambda a, b: 2 * (a & b).sum() / (a.sum() + b.sum())  # noqa: E731
+    assert dice(disc, disc_true) > dice(disc_seen, disc_true) and dice(disc, disc_true) > 0.99
+    assert dice(cup, cup_true) > dice(cup_seen, cup_true) and dice(cup, cup_true) > 0.95
+    vertical = np.flatnonzero(cup.any(axis=1))
+    assert abs((vertical[-1] - vertical[0] + 1) - 33) <= 2  # cup height kept
 
 
 def test_rejects_bad_arrays(oracle):
@@ -79,3 +102,20 @@ def test_runs_with_a_real_monai_network(tmp_path):
     f = synthetic_fundus((300, 300), cdr=0.5, seed=7)
     result = analyse_disc(f.image, segmenter=seg)
     assert isinstance(result.found, bool) and 0.0 <= result.confidence <= 1.0
+
+
+def test_a_clear_localiser_favourite_beats_a_slightly_more_certain_lesion():
+    """The numbers of G1020-128: the disc (localiser score 6.11, fine certainty 0.912, 0.75 x the expected
+    size) against a bright lesion (3.92, 0.931, 1.05 x); rank alone (0.08) let the lesion win."""
+    from engine.fundus import analysis
+    from engine.fundus.localize import Candidate, DiscLocation
+
+    loc = DiscLocation((1187, 694), 268.0, 0.9, [Candidate((1187, 694), 6.11), Candidate((1281, 1635), 3.92),
+                                                 Candidate((1514, 936), 3.32)])
+    penalties = analysis._localiser_penalties(loc)
+    assert penalties[0] == 0.0 and penalties[0] < penalties[1] < penalties[2]
+    disc = analysis._score(0.912, penalties[0], 0.75)
+    lesion = analysis._score(0.931, penalties[1], 1.05)
+    assert disc > lesion
+    assert analysis._score(0.912, 0.0, 0.75) < analysis._score(0.931, analysis.RANK_PENALTY, 1.05)  # rank only
+    assert analysis._localiser_penalties(DiscLocation((0, 0), 10.0, 0.0, [])) == [0.0]

@@ -1,10 +1,8 @@
-import cv2
 import numpy as np
 import pytest
 
-from engine.fundus import label_mask
 from engine.fundus.datasets import DatasetLayoutError, decode_masks, discover, load_case, source_folds
-from engine.synthetic import synthetic_fundus
+from fundus_helpers import write_gamma_tree
 
 
 def test_gamma_and_odoc_conventions_are_opposite():
@@ -20,20 +18,8 @@ def test_gamma_and_odoc_conventions_are_opposite():
         decode_masks([gamma], "white")
 
 
-def _write_gamma_tree(root, n=4, size=(240, 240)):
-    (root / "Disc_Cup_Mask").mkdir(parents=True)
-    truths = []
-    for k in range(n):
-        f = synthetic_fundus(size, cdr=0.3 + 0.1 * k, eye="OD" if k % 2 else "OS", seed=k)
-        (root / f"{k:04d}").mkdir()
-        cv2.imwrite(str(root / f"{k:04d}" / f"{k:04d}.jpg"), f.image[:, :, ::-1])
-        cv2.imwrite(str(root / "Disc_Cup_Mask" / f"{k:04d}.png"), label_mask(f.disc_mask, f.cup_mask))
-        truths.append(f)
-    return truths
-
-
 def test_discover_gamma_layout_and_folds(tmp_path):
-    truths = _write_gamma_tree(tmp_path / "gamma")
+    truths = write_gamma_tree(tmp_path / "gamma")
     cases = discover(tmp_path / "gamma")
     assert [c.case_id for c in cases] == [f"gamma/{k:04d}" for k in range(4)]
     image, disc, cup = load_case(cases[1])
@@ -48,7 +34,7 @@ def test_train_samples_and_metrics(tmp_path):
 
     from engine.fundus import train_task as T
 
-    _write_gamma_tree(tmp_path / "g", n=2)
+    write_gamma_tree(tmp_path / "g", n=2)
     prepared = [T.prepare(c) for c in discover(tmp_path / "g")]
     ds = T.DiscCupTrainSet(prepared, 64, samples_per_case=4)
     rng = np.random.default_rng(0)
@@ -68,7 +54,7 @@ def test_train_command_writes_a_hashed_checkpoint(tmp_path, capsys):
     from engine.cli import main
     from engine.fundus.segmenter import load_segmenter
 
-    _write_gamma_tree(tmp_path / "g", n=5, size=(200, 200))
+    write_gamma_tree(tmp_path / "g", n=5, size=(200, 200))
     out = tmp_path / "run"
     code = main(["train", "disc-cup", "--data", str(tmp_path / "g"), "--out", str(out), "--epochs", "1",
                  "--device", "cpu", "--set", "data.input_size=48", "--set", "model.channels=[4,8]",

@@ -57,3 +57,62 @@ def test_model_card_ships_held_out_numbers(tmp_path):
     card = load_checkpoint(tmp_path / "ship" / "disc_cup.pt", expected_task="disc-cup").card
     assert card["held_out"][0]["model"]["drishti"]["dice_disc"] == 0.9
     assert card["training_metrics"]["values"] == {"dice_disc": 0.5} and "metrics" not in card
+
+
+def test_members_average_their_probabilities_and_ship_as_one_checkpoint(tmp_path):
+    import torch
+
+    from engine.fundus.model_card import main
+    from engine.fundus.segmenter import build_network, combine_members, default_spec, load_members, load_segmenter
+    from engine.models.checkpoint import load_checkpoint, save_checkpoint
+
+    spec = default_spec(size=32, channels=(4, 8), num_res_units=0)
+    paths = []
+    for seed in range(3):
+        torch.manual_seed(seed)
+        path = tmp_path / f"m{seed}" / "best.pt"
+        save_checkpoint(path, spec, build_network(spec).state_dict(),
+                        {"name": "disc_cup", "task": "disc-cup", "training": {"seed": seed}})
+        paths.append(path)
+    crops = np.random.default_rng(0).integers(0, 255, (2, 32, 32, 3), dtype=np.uint8)
+    singles = [load_segmenter(p).predict(crops) for p in paths]
+    mean = load_members(paths)
+    assert mean.spec["members"] == 3 and len(mean.sha256) == 64
+    np.testing.assert_allclose(mean.predict(crops), np.mean(singles, axis=0), atol=1e-5)
+
+    summary = {"mixed": {"dice_disc": 0.9, "dice_cup": 0.8, "vcdr_mae": 0.1, "n": 3, "found": 3}}
+    (tmp_path / "e.json").write_text(json.dumps({"held_out_sources": ["refuge"], "sha256": mean.sha256,
+                                                 "model": summary, "baseline": "circles", "baseline_summary": summary}))
+    out = tmp_path / "ship" / "disc_cup.pt"
+    assert main(["--checkpoint", *map(str, paths), "--held-out", str(tmp_path / "e.json"), "--out", str(out)]) == 0
+    card = load_checkpoint(out, expected_task="disc-cup").card
+    assert [m["training"]["seed"] for m in card["members"]] == [0, 1, 2]
+    np.testing.assert_allclose(load_segmenter(out).predict(crops), mean.predict(crops), atol=1e-6)
+
+    other = default_spec(size=48, channels=(4, 8), num_res_units=0)
+    with pytest.raises(ValueError, match="cannot be averaged"):
+        combine_members([spec, other], [{}, {}])
+    with pytest.raises(ValueError, match="already combines"):
+        combine_members([mean.spec, mean.spec], [{}, {}])
+
+
+def test_evaluate_cli_on_a_split_fold(tmp_path):
+    """``--split``/``--fold`` evaluates exactly the fold's held-out photos (sources seen in training)."""
+    from engine.fundus.evaluate import main
+    from engine.fundus.segmenter import build_network, default_spec
+    from engine.models.checkpoint import save_checkpoint
+    from fundus_helpers import write_gamma_tree
+
+    write_gamma_tree(tmp_path / "gamma", n=3, size=(160, 160))
+    spec = default_spec(size=32, channels=(4, 8), num_res_units=0)
+    save_checkpoint(tmp_path / "best.pt", spec, build_network(spec).state_dict(), {"name": "d", "task": "disc-cup"})
+    split = {"fold1": {"train": ["gamma/0000", "gamma/0001"], "val": ["gamma/0002"]}}
+    (tmp_path / "split.json").write_text(json.dumps(split))
+    args = ["--data", str(tmp_path / "gamma"), "--checkpoint", str(tmp_path / "best.pt"),
+            "--split", str(tmp_path / "split.json"), "--fold", "fold1", "--out", str(tmp_path / "r.json")]
+    assert main(args) == 0
+    doc = json.loads((tmp_path / "r.json").read_text())
+    assert [r["case"] for r in doc["rows"]] == ["gamma/0002"] and "fold1" in doc["held_out"]
+    ratio = float(doc["baseline"].split("cup ratio ")[1].split()[0])
+    assert ratio == pytest.approx(0.35, abs=0.03)  # the mean vertical ratio of the training photos (0.3, 0.4)
+    assert main(args[:-4] + ["--fold", "fold9"]) == 1
