@@ -47,7 +47,7 @@ SIZE_PENALTY = 0.3
 """Candidate score = certainty - RANK_PENALTY x localiser rank - LOCALISER_PENALTY x (top localiser score -
 its localiser score, z units) - SIZE_PENALTY x |ln(measured / expected size)|. The localiser term keeps a
 bright lesion that the network finds slightly more disc-like from beating a clear localiser favourite (seen
-on G1020-128; on the 202 sample photos it changes that choice only)."""
+on G1020-128; on the 202 sample photos it changed that choice only)."""
 LOW_CONFIDENCE = 0.8
 """Below this confidence the result carries a "low confidence" message."""
 SIZE_RANGE = (0.35, 2.6)
