@@ -107,7 +107,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = p.parse_args(argv)
 
     from engine.fundus.segmenter import load_members, load_segmenter
-    from engine.models.checkpoint import atomic_write_bytes
+    from engine.models.checkpoint import CheckpointError, atomic_write_bytes
 
     cases = discover(args.data)
     if args.split:
@@ -128,7 +128,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 1
     ratios = [vertical_ratio(*load_case(c)[1:]) for c in train]
     mean_ratio = float(np.mean(ratios)) if ratios else 0.5
-    seg = load_members(args.checkpoint) if args.checkpoint else load_segmenter()
+    try:
+        seg = load_members(args.checkpoint) if args.checkpoint else load_segmenter()
+    except (CheckpointError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     model_rows = [evaluate_case(c, seg) for c in test]
     base_rows = [evaluate_case(c, baseline_ratio=mean_ratio) for c in test]
     doc = {"checkpoint": [str(c) for c in args.checkpoint] if args.checkpoint else "shipped", "sha256": seg.sha256,

@@ -47,10 +47,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = p.parse_args(argv)
 
     from engine.fundus.segmenter import combine_members
-    from engine.models.checkpoint import load_checkpoint, save_checkpoint
+    from engine.models.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 
-    ckpts = [load_checkpoint(path, expected_task="disc-cup") for path in args.checkpoint]
-    spec, state = combine_members([c.spec for c in ckpts], [c.state_dict for c in ckpts])
+    try:
+        ckpts = [load_checkpoint(path, expected_task="disc-cup") for path in args.checkpoint]
+        spec, state = combine_members([c.spec for c in ckpts], [c.state_dict for c in ckpts])
+    except (CheckpointError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     ckpt = ckpts[0]
     card = dict(ckpt.card)
     for key in ("format", "spec", "weights_file", "sha256"):

@@ -80,7 +80,7 @@ def combine_members(specs: list[Mapping[str, Any]], state_dicts: list[Mapping[st
     Raises:
         ValueError: the specs differ or one is already a combination.
     """
-    base = {k: v for k, v in specs[0].items()}
+    base = dict(specs[0])
     for spec in specs:
         if int(spec.get("members", 1)) != 1:
             raise ValueError("a checkpoint that already combines several networks cannot be a member")

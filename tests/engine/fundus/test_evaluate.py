@@ -116,3 +116,5 @@ def test_evaluate_cli_on_a_split_fold(tmp_path):
     ratio = float(doc["baseline"].split("cup ratio ")[1].split()[0])
     assert ratio == pytest.approx(0.35, abs=0.03)  # the mean vertical ratio of the training photos (0.3, 0.4)
     assert main(args[:-4] + ["--fold", "fold9"]) == 1
+    missing = ["--data", str(tmp_path / "gamma"), "--checkpoint", str(tmp_path / "none.pt"), "--sources", "gamma"]
+    assert main(missing) == 1  # one stderr line, no traceback
