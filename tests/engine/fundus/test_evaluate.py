@@ -118,3 +118,14 @@ def test_evaluate_cli_on_a_split_fold(tmp_path):
     assert main(args[:-4] + ["--fold", "fold9"]) == 1
     missing = ["--data", str(tmp_path / "gamma"), "--checkpoint", str(tmp_path / "none.pt"), "--sources", "gamma"]
     assert main(missing) == 1  # one stderr line, no traceback
+
+
+def test_summary_separates_convention_bias_from_spread():
+    def row(true, pred):
+        return {"source": "s", "dice_disc": 1.0, "dice_cup": 1.0, "vcdr_true": true, "vcdr_pred": pred,
+                "vcdr_error": abs(pred - true) if pred is not None else max(true, 1 - true), "found": pred is not None}
+
+    s = summarise([row(0.7, 0.5), row(0.6, 0.4), row(0.5, None)])["s"]
+    assert s["vcdr_bias"] == pytest.approx(-0.2) and s["found"] == 2
+    assert s["vcdr_mae"] == pytest.approx((0.2 + 0.2 + 0.5) / 3)
+    assert np.isnan(summarise([row(0.5, None)])["s"]["vcdr_bias"])
