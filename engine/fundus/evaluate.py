@@ -73,24 +73,27 @@ def evaluate_case(case: DiscCupCase, segmenter: Any = None, baseline_ratio: Opti
         return row
     v_pred = vertical_ratio(pd_, pc)
     row.update(dice_disc=dice(pd_, disc), dice_cup=dice(pc & pd_, cup), vcdr_pred=v_pred,
-               vcdr_error=abs(v_pred - v_true))
+               vcdr_error=abs(v_pred - v_true), disc_area_ratio=float(pd_.sum() / max(int(disc.sum()), 1)))
     return row
 
 
 def summarise(rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, float]]:
     """Mean metrics per source and over all rows: ``{source|"all": {dice_disc, dice_cup, vcdr_mae, vcdr_bias, n,
-    found}}``. ``vcdr_bias`` = mean signed error (predicted - expert vertical CDR) over the photos with a disc
-    found (NaN when none): a large bias with a small spread is a difference of cup convention between the
-    training and held-out experts rather than noise."""
+    found, disc_area_ratio}}``. Over the photos with a disc found (NaN when none): ``vcdr_bias`` = mean signed
+    error (predicted - expert vertical CDR), ``disc_area_ratio`` = median predicted / expert disc area. A large
+    bias or a ratio far from 1 with a small spread is a difference of drawing convention (or case mix) between
+    the training and held-out experts rather than noise."""
     out: dict[str, dict[str, float]] = {}
     for name in sorted({r["source"] for r in rows}) + ["all"]:
         sel = [r for r in rows if name == "all" or r["source"] == name]
         signed = [r["vcdr_pred"] - r["vcdr_true"] for r in sel if r["vcdr_pred"] is not None]
+        ratios = [r["disc_area_ratio"] for r in sel if r.get("disc_area_ratio") is not None]
         out[name] = {
             "dice_disc": float(np.mean([r["dice_disc"] for r in sel])),
             "dice_cup": float(np.mean([r["dice_cup"] for r in sel])),
             "vcdr_mae": float(np.mean([r["vcdr_error"] for r in sel])),
             "vcdr_bias": float(np.mean(signed)) if signed else float("nan"),
+            "disc_area_ratio": float(np.median(ratios)) if ratios else float("nan"),
             "n": len(sel),
             "found": int(sum(r["found"] for r in sel)),
         }
@@ -148,7 +151,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     for name in ("model", "baseline_summary"):
         for src, m in doc[name].items():
             print(f"{name:16s} {src:8s} n={m['n']:3d} found={m['found']:3d} disc Dice {m['dice_disc']:.3f} "
-                  f"cup Dice {m['dice_cup']:.3f} vCDR MAE {m['vcdr_mae']:.3f} bias {m['vcdr_bias']:+.3f}")
+                  f"cup Dice {m['dice_cup']:.3f} vCDR MAE {m['vcdr_mae']:.3f} bias {m['vcdr_bias']:+.3f} "
+                  f"disc area x{m['disc_area_ratio']:.2f}")
     if args.out:
         text = json.dumps(doc, indent=1)
         atomic_write_bytes(args.out, (text + "\n").encode())

@@ -35,6 +35,7 @@ def test_evaluate_case_and_summary(tmp_path, oracle):
     case = DiscCupCase("x/a", "x", tmp_path / "a.png", (tmp_path / "m.png",), "gamma")
     row = evaluate_case(case, oracle)
     assert row["found"] and row["dice_disc"] > 0.9 and row["vcdr_error"] < 0.05
+    assert row["disc_area_ratio"] == pytest.approx(1.0, abs=0.1)
     base = evaluate_case(case, baseline_ratio=0.3)
     assert base["vcdr_error"] == pytest.approx(abs(0.3 - row["vcdr_true"]), abs=0.03)
     s = summarise([row, base])
@@ -121,11 +122,12 @@ def test_evaluate_cli_on_a_split_fold(tmp_path):
 
 
 def test_summary_separates_convention_bias_from_spread():
-    def row(true, pred):
+    def row(true, pred, area=None):
         return {"source": "s", "dice_disc": 1.0, "dice_cup": 1.0, "vcdr_true": true, "vcdr_pred": pred,
-                "vcdr_error": abs(pred - true) if pred is not None else max(true, 1 - true), "found": pred is not None}
+                "vcdr_error": abs(pred - true) if pred is not None else max(true, 1 - true), "found": pred is not None,
+                **({"disc_area_ratio": area} if area is not None else {})}
 
-    s = summarise([row(0.7, 0.5), row(0.6, 0.4), row(0.5, None)])["s"]
-    assert s["vcdr_bias"] == pytest.approx(-0.2) and s["found"] == 2
-    assert s["vcdr_mae"] == pytest.approx((0.2 + 0.2 + 0.5) / 3)
+    s = summarise([row(0.7, 0.5, 0.9), row(0.6, 0.4, 1.2), row(0.6, 0.4, 0.8), row(0.5, None)])["s"]
+    assert s["vcdr_bias"] == pytest.approx(-0.2) and s["found"] == 3 and s["disc_area_ratio"] == pytest.approx(0.9)
+    assert s["vcdr_mae"] == pytest.approx((0.2 + 0.2 + 0.2 + 0.5) / 4)
     assert np.isnan(summarise([row(0.5, None)])["s"]["vcdr_bias"])
