@@ -733,11 +733,12 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def show_model_cards(self) -> None:
         entry = self.entries.get(self._current_key or "")
-        runs = entry.analysis.models if entry is not None and entry.analysis is not None else []
+        runs = ([*entry.analysis.models, *entry.analysis.anatomy_models]
+                if entry is not None and entry.analysis is not None else [])
         if not runs:
             QtWidgets.QMessageBox.information(
                 self, "Model cards",
-                "No model has graded an exam yet. The default weights and their cards are in resources/models/; "
+                "No model has run on this exam yet. The default weights and their cards are in resources/models/; "
                 "every card says what data trained the model and how it was evaluated.",
             )
             return

@@ -68,12 +68,12 @@ class DiscoverResult:
 
 @dataclass
 class ModelRun:
-    """One model that graded the exam.
+    """One model that ran on the exam: a grader, or a segmentation model (no probabilities).
 
     Attributes:
         name: model name from its card.
         inputs: what it looked at, e.g. "fundus", "fundus + disc crop + OCT".
-        probabilities: class name -> probability (sums to 1).
+        probabilities: class name -> probability (sums to 1); empty for a segmentation model.
         weights: weights file name; sha256: its hash; card: the model card (dict).
         default_weights: True when the weights are the bundled defaults.
     """
@@ -126,7 +126,8 @@ class AnalysisView:
         grade: predicted class name (one of ``classes``) or None when no grader ran.
         ensemble: class -> probability of the ensemble (or the single model), None when no grader ran.
         ensemble_rule: how the ensemble combined its members (text).
-        models: every model that ran.
+        models: every grader that ran.
+        anatomy_models: the segmentation models that drew the anatomy (the disc/cup network), for their cards.
         disc_contours, cup_contours: (K, 2) float (row, col) px polylines on the original photo.
         crop_box: (r0, c0, r1, c1) px of the disc-region crop on the photo, or None.
         disc_note: disc localisation outcome for the user (e.g. "disc not found").
@@ -156,6 +157,7 @@ class AnalysisView:
     ensemble: Optional[dict[str, float]] = None
     ensemble_rule: str = ""
     models: list[ModelRun] = field(default_factory=list)
+    anatomy_models: list[ModelRun] = field(default_factory=list)
     disc_contours: list[np.ndarray] = field(default_factory=list)
     cup_contours: list[np.ndarray] = field(default_factory=list)
     crop_box: Optional[tuple[float, float, float, float]] = None

@@ -794,6 +794,13 @@ def _fill_disc(view: "AnalysisView", exam: Any, disc: Any, result: Any, loaded: 
         if confidence is not None:
             method += f", confidence {float(confidence):.2f}"
         view.disc_method = method + "."
+        card = _field(disc, "model_card")
+        if card:
+            from glaucoma_viewer.state import ModelRun
+
+            view.anatomy_models.append(ModelRun(name=str(card.get("name", "disc_cup")), inputs="fundus (disc region)",
+                                                probabilities={}, weights=str(card.get("weights_file", "")),
+                                                sha256=sha, card=dict(card)))
     source = getattr(result, "disc_source", None) if result is not None else None
     if source == "brightness heuristic":
         view.disc_note = (view.disc_note + " Disc crop located by a brightness heuristic.").strip()

@@ -71,6 +71,7 @@ class DiscAnalysis:
         biomarkers: :class:`DiscBiomarkers` or None.
         localisation: the localiser's answer.
         weights_sha256: SHA-256 of the segmenter weights used.
+        model_card: the segmenter's model card (training data, held-out evaluation), for display.
     """
 
     found: bool
@@ -84,6 +85,7 @@ class DiscAnalysis:
     localisation: Optional[DiscLocation] = None
     weights_sha256: str = ""
     timings: dict[str, float] = field(default_factory=dict)
+    model_card: dict[str, Any] = field(default_factory=dict)
 
     def label_mask(self) -> np.ndarray:
         """(H, W) uint8 GAMMA-convention mask: 0 cup, 128 rim, 255 background (all 255 when not found)."""
@@ -256,9 +258,11 @@ def _scan_boxes(loc: DiscLocation, side: float) -> list[Box]:
             if np.hypot(dr, dc) <= radius]
 
 
-def _not_found(message: str, loc: Optional[DiscLocation], sha: str, timings: dict[str, float]) -> DiscAnalysis:
+def _not_found(message: str, loc: Optional[DiscLocation], sha: str, timings: dict[str, float],
+               card: dict[str, Any]) -> DiscAnalysis:
     return DiscAnalysis(False, 0.0 if loc is None else float(loc.confidence) * 0.5, message,
-                        None if loc is None else loc.center, localisation=loc, weights_sha256=sha, timings=timings)
+                        None if loc is None else loc.center, localisation=loc, weights_sha256=sha, timings=timings,
+                        model_card=card)
 
 
 def analyse_disc(
@@ -303,6 +307,7 @@ def analyse_disc(
 
         segmenter = load_segmenter(weights)
     sha = str(getattr(segmenter, "sha256", ""))
+    card = dict(getattr(segmenter, "card", None) or {})
     check(cancel)
     report(progress, 0.05, "locating the optic disc")
     t = time.perf_counter()
@@ -334,7 +339,7 @@ def analyse_disc(
     timings["fine"] = time.perf_counter() - t
     if fine is None:
         return _not_found("optic disc not found: no region of the photo looked like a disc to the segmenter",
-                          loc, sha, timings)
+                          loc, sha, timings, card)
     box, disc, cup, certainty = fine
 
     # back to photo pixels (only the box's region is touched), measure
@@ -349,7 +354,7 @@ def analyse_disc(
     cup_img &= disc_img
     if not disc_img.any():
         return _not_found("optic disc not found: the disc mask is empty at the photo's resolution", loc, sha,
-                          timings)
+                          timings, card)
     rows = np.flatnonzero(disc_img.any(axis=1))
     cols = np.flatnonzero(disc_img.any(axis=0))
     r0, r1, c0, c1 = max(0, rows[0] - 2), rows[-1] + 3, max(0, cols[0] - 2), cols[-1] + 3
@@ -361,4 +366,4 @@ def analyse_disc(
     check(cancel)
     report(progress, 1.0, "disc and cup done")
     return DiscAnalysis(True, confidence, message, found_centre, disc_img, cup_img,
-                        disc_box(disc_img, DEFAULT_MARGIN), markers, loc, sha, timings)
+                        disc_box(disc_img, DEFAULT_MARGIN), markers, loc, sha, timings, card)

@@ -145,6 +145,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     base_rows = [evaluate_case(c, baseline_ratio=mean_ratio) for c in test]
     doc = {"checkpoint": [str(c) for c in args.checkpoint] if args.checkpoint else "shipped", "sha256": seg.sha256,
            "held_out_sources": args.sources or [], "held_out": held_out,
+           "trained_on": str(seg.card.get("data", "")),
            "baseline": f"localiser + circles, cup ratio {mean_ratio:.3f} (mean of the training photos)",
            "model": summarise(model_rows), "baseline_summary": summarise(base_rows),
            "rows": model_rows, "baseline_rows": base_rows}

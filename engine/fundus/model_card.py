@@ -22,13 +22,15 @@ from typing import Any, Optional, Sequence
 
 
 def held_out_block(paths: Sequence[Path]) -> list[dict[str, Any]]:
-    """One entry per evaluation file: held-out sources, the evaluated checkpoint's SHA-256, model and baseline."""
+    """One entry per evaluation file: held-out sources, what the evaluated checkpoint was trained on, its SHA-256,
+    model and baseline summaries."""
     out = []
     for path in paths:
         doc = json.loads(Path(path).read_text(encoding="utf-8"))
         out.append({
             "held_out_sources": doc["held_out_sources"],
             "held_out": doc.get("held_out", f"sources {doc['held_out_sources']}"),
+            "trained_on": doc.get("trained_on", ""),
             "evaluated_checkpoint_sha256": doc["sha256"],
             "model": {k: v for k, v in doc["model"].items()},
             "baseline": doc["baseline"],

@@ -140,9 +140,14 @@ class ModelCardDialog(QtWidgets.QDialog):
             f"<b>Default weights:</b> {'yes (bundled, research use only)' if run.default_weights else 'no'}</p>",
         ]
         card = dict(run.card)
-        for key in ("intended_use", "training_data", "evaluation", "metrics", "limitations"):
-            if key in card:
-                lines.append(f"<p><b>{_esc(key.replace('_', ' ').capitalize())}:</b><br>{_fmt(card.pop(key))}</p>")
+        for key in ("intended_use", "data", "training_data", "limitations", "held_out", "evaluation", "metrics"):
+            if key == "held_out" and isinstance(card.get(key), list):
+                lines.append("<p><b>Held-out evaluation</b> (data the model never saw):</p>"
+                             + held_out_table(card.pop(key)))
+            elif key in card:
+                value = card.pop(key)
+                sep = "" if isinstance(value, list) else "<br>"
+                lines.append(f"<p><b>{_esc(key.replace('_', ' ').capitalize())}:</b>{sep}{_fmt(value)}</p>")
         if card:
             lines.append("<p><b>Other fields:</b></p><pre>" + _esc(json.dumps(card, indent=2, default=str)) + "</pre>")
         text.setHtml("\n".join(lines))
@@ -166,9 +171,45 @@ def _shorten(text: str, limit: int = MAX_MESSAGE) -> str:
 
 
 def _fmt(value: object) -> str:
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return "<ul>" + "".join(f"<li>{_esc(v)}</li>" for v in value) + "</ul>"
     if isinstance(value, (dict, list)):
         return "<pre>" + _esc(json.dumps(value, indent=2, default=str)) + "</pre>"
     return _esc(value)
+
+
+_HELD_OUT_COLUMNS = (("n", "photos", "{:.0f}"), ("dice_disc", "disc Dice", "{:.3f}"),
+                     ("dice_cup", "cup Dice", "{:.3f}"), ("vcdr_mae", "vCDR error", "{:.3f}"),
+                     ("vcdr_bias", "vCDR bias", "{:+.3f}"))
+
+
+def held_out_table(blocks: list) -> str:
+    """A disc/cup card's ``held_out`` blocks as one HTML table: per block and source, the model's and the
+    baseline's figures (missing values are blank)."""
+
+    def cells(metrics: object) -> str:
+        m = metrics if isinstance(metrics, dict) else {}
+        out = []
+        for key, _, fmt in _HELD_OUT_COLUMNS:
+            v = m.get(key)
+            out.append(f"<td align='right'>{fmt.format(v) if isinstance(v, (int, float)) and v == v else ''}</td>")
+        return "".join(out)
+
+    head = "".join(f"<th>{label}</th>" for _, label, _ in _HELD_OUT_COLUMNS)
+    rows = [f"<tr><th align='left'>held out</th><th></th>{head}</tr>"]
+    for block in blocks:
+        if not isinstance(block, dict):
+            continue
+        trained = f"; trained on {block['trained_on']}" if block.get("trained_on") else ""
+        rows.append(f"<tr><td colspan='{2 + len(_HELD_OUT_COLUMNS)}'><i>{_esc(block.get('held_out', ''))}"
+                    f"{_esc(trained)}</i></td></tr>")
+        model, base = block.get("model") or {}, block.get("baseline_metrics") or {}
+        sources = [s for s in model if s != "all" or len(model) > 2]  # one source: its "all" row repeats it
+        for source in sources:
+            rows.append(f"<tr><td>&nbsp;&nbsp;{_esc(source)}</td><td>model</td>{cells(model[source])}</tr>")
+            if source in base:
+                rows.append(f"<tr style='color:#8a949e;'><td></td><td>baseline</td>{cells(base[source])}</tr>")
+    return "<table cellspacing='0' cellpadding='3'>" + "".join(rows) + "</table>"
 
 
 class ResultsPanel(QtWidgets.QWidget):
@@ -231,8 +272,12 @@ class ResultsPanel(QtWidgets.QWidget):
         self.bio_note = QtWidgets.QLabel("")
         self.bio_note.setObjectName("note")
         self.bio_note.setWordWrap(True)
+        self.bio_card = QtWidgets.QLabel("")
+        self.bio_card.setTextFormat(QtCore.Qt.TextFormat.RichText)
+        self.bio_card.linkActivated.connect(self._request_anatomy_card)
         self.bio_section.body.addLayout(self.bio_grid)
         self.bio_section.body.addWidget(self.bio_note)
+        self.bio_section.body.addWidget(self.bio_card)
 
         # RNFL thickness: profile along the current B-scan + en-face map.
         self.rnfl_section = Section("RNFL thickness")
@@ -315,6 +360,7 @@ class ResultsPanel(QtWidgets.QWidget):
         self.ensemble_note.setText("")
         _clear_layout(self.bio_grid)
         self.bio_note.setText("")
+        self.bio_card.setText("")
         self.profile_curve.setData([], [])
         self.map_item.clear()
         self.map_line.setData([], [])
@@ -456,7 +502,16 @@ class ResultsPanel(QtWidgets.QWidget):
         self.models_box.setVisible(shown)
         self.models_toggle.setArrowType(QtCore.Qt.ArrowType.DownArrow if shown else QtCore.Qt.ArrowType.RightArrow)
 
+    def _request_anatomy_card(self, href: str) -> None:
+        view = self._view
+        if view is not None and href.isdigit() and int(href) < len(view.anatomy_models):
+            self.modelCardRequested.emit(view.anatomy_models[int(href)])
+
     def _show_biomarkers(self, view: AnalysisView) -> None:
+        self.bio_card.setText(" ".join(
+            f'<a href="{k}" style="color:#90caf9;">Model card: {_esc(run.name)}</a> '
+            f'<span style="color:#8a949e;">(how it was trained and tested on unseen cameras)</span>'
+            for k, run in enumerate(view.anatomy_models)))
         if not view.biomarkers:
             self.bio_note.setText(view.disc_note or "No disc/cup measurements for this exam.")
             return

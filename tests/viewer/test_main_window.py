@@ -337,6 +337,37 @@ def test_synthetic_data_is_labelled(qtbot, window, small_exam, wait_idle):
     assert "SYNTHETIC" in window.fundus_view.title.text()
 
 
+def test_the_disc_cup_model_card_opens_from_the_biomarkers_with_its_held_out_table(qtbot, window, small_exam,
+                                                                                  wait_idle):
+    from glaucoma_viewer.panels.results_panel import ModelCardDialog
+
+    window.add_exam(small_exam(seed=15, n=4))
+    wait_idle(window)
+    runs = window.results.analysis.anatomy_models
+    assert [r.name for r in runs] == ["disc_cup"] and not runs[0].probabilities
+    assert runs[0].sha256 and runs[0].card["held_out"]
+    assert "Model card: disc_cup" in window.results.bio_card.text() and window.results.bio_card.isVisible()
+    window.results.bio_card.linkActivated.emit("0")
+    dialogs = window.findChildren(ModelCardDialog)
+    assert len(dialogs) == 1
+    text = dialogs[0].findChild(QtWidgets.QTextBrowser).toPlainText()
+    assert "Held-out evaluation" in text and "drishti" in text and "baseline" in text and "vCDR bias" in text
+    first = runs[0].card["held_out"][0]["model"]["drishti"]["dice_disc"]
+    assert f"{first:.3f}" in text
+
+
+def test_held_out_table_names_the_training_data_and_skips_a_repeated_total():
+    from glaucoma_viewer.panels.results_panel import held_out_table
+
+    one = {"dice_disc": 0.9, "dice_cup": 0.7, "vcdr_mae": 0.1, "vcdr_bias": float("nan"), "n": 3}
+    html = held_out_table([{"held_out": "sources ['a']", "trained_on": "odoc100 60",
+                            "model": {"a": one, "all": one}, "baseline_metrics": {"a": one}}])
+    assert "trained on odoc100 60" in html and "&nbsp;all<" not in html and html.count(">model<") == 1
+    assert html.count("0.900") == 2 and "nan" not in html
+    html = held_out_table([{"held_out": "b", "model": {"a": one, "b": one, "all": one}}])
+    assert html.count(">model<") == 3 and "baseline" not in html
+
+
 def test_missing_checkpoint_reads_as_no_model_installed():
     msg = jobs.friendly_message("disc/cup analysis failed: /x/resources/models/disc_cup.pt: checkpoint not found")
     assert msg == "No disc/cup model installed (disc_cup.pt is not in resources/models)."

@@ -52,11 +52,13 @@ def test_model_card_ships_held_out_numbers(tmp_path):
                     {"name": "disc_cup", "task": "disc-cup", "metrics": {"dice_disc": 0.5}})
     summary = {"drishti": {"dice_disc": 0.9, "dice_cup": 0.8, "vcdr_mae": 0.1, "n": 3, "found": 3}}
     (tmp_path / "e.json").write_text(json.dumps({"held_out_sources": ["drishti"], "sha256": "ab", "model": summary,
-                                                 "baseline": "circles", "baseline_summary": summary}))
+                                                 "baseline": "circles", "baseline_summary": summary,
+                                                 "trained_on": "60 photos: odoc100 60"}))
     assert main(["--checkpoint", str(tmp_path / "best.pt"), "--held-out", str(tmp_path / "e.json"),
                  "--out", str(tmp_path / "ship" / "disc_cup.pt")]) == 0
     card = load_checkpoint(tmp_path / "ship" / "disc_cup.pt", expected_task="disc-cup").card
     assert card["held_out"][0]["model"]["drishti"]["dice_disc"] == 0.9
+    assert card["held_out"][0]["trained_on"] == "60 photos: odoc100 60"
     assert card["training_metrics"]["values"] == {"dice_disc": 0.5} and "metrics" not in card
 
 
