@@ -204,7 +204,7 @@ def held_out_table(blocks: list) -> str:
         rows.append(f"<tr><td colspan='{2 + len(_HELD_OUT_COLUMNS)}'><i>{_esc(block.get('held_out', ''))}"
                     f"{_esc(trained)}</i></td></tr>")
         model, base = block.get("model") or {}, block.get("baseline_metrics") or {}
-        sources = [s for s in model if s != "all" or len(model) > 2]  # one source: its "all" row repeats it
+        sources = [s for s in model if s != "all" or len(model) != 2]  # one source: its "all" row repeats it
         for source in sources:
             rows.append(f"<tr><td>&nbsp;&nbsp;{_esc(source)}</td><td>model</td>{cells(model[source])}</tr>")
             if source in base:

@@ -366,6 +366,7 @@ def test_held_out_table_names_the_training_data_and_skips_a_repeated_total():
     assert html.count("0.900") == 2 and "nan" not in html
     html = held_out_table([{"held_out": "b", "model": {"a": one, "b": one, "all": one}}])
     assert html.count(">model<") == 3 and "baseline" not in html
+    assert held_out_table([{"held_out": "c", "model": {"all": one}}]).count(">model<") == 1
 
 
 def test_missing_checkpoint_reads_as_no_model_installed():
