@@ -127,13 +127,20 @@ def _fill_holes(mask: np.ndarray) -> np.ndarray:
     return out.astype(bool)
 
 
+def _largest_outline(mask: np.ndarray) -> np.ndarray:
+    """(h, w) bool with at least one pixel -> (K, 1, 2) int32 points (x, y) of its largest outer contour."""
+    import cv2
+
+    contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    return max(contours, key=cv2.contourArea)
+
+
 def _convex_hull(mask: np.ndarray) -> np.ndarray:
     """(h, w) bool -> the filled convex hull of its largest outline."""
     import cv2
 
-    contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
     out = np.zeros(mask.shape, np.uint8)
-    cv2.drawContours(out, [cv2.convexHull(max(contours, key=cv2.contourArea))], -1, 1, thickness=cv2.FILLED)
+    cv2.drawContours(out, [cv2.convexHull(_largest_outline(mask))], -1, 1, thickness=cv2.FILLED)
     return out.astype(bool)
 
 
@@ -142,8 +149,7 @@ def _ellipse(mask: np.ndarray) -> np.ndarray:
     has fewer than 5 points)."""
     import cv2
 
-    contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
-    outline = max(contours, key=cv2.contourArea)
+    outline = _largest_outline(mask)
     if len(outline) < 5:
         return mask
     out = np.zeros(mask.shape, np.uint8)

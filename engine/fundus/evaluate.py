@@ -124,8 +124,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         except (OSError, ValueError, KeyError) as err:
             print(f"error: {args.split}: no fold {args.fold!r} ({type(err).__name__})", file=sys.stderr)
             return 1
-        test = [c for c in cases if c.case_id in set(part["val"])]
-        train = [c for c in cases if c.case_id in set(part["train"])]
+        val_ids, train_ids = set(part["val"]), set(part["train"])
+        test = [c for c in cases if c.case_id in val_ids]
+        train = [c for c in cases if c.case_id in train_ids]
         held_out = f"photos of {args.fold} in {args.split}"
     else:
         test = [c for c in cases if c.source in args.sources]

@@ -168,6 +168,18 @@ def default_weights_path() -> Path:
     return models_dir() / DEFAULT_WEIGHTS
 
 
+def _segmenter(spec: Mapping[str, Any], state: Mapping[str, Any], card: dict[str, Any], sha256: str,
+               device: str) -> Segmenter:
+    """A :class:`Segmenter` from a checkpoint's spec and weights, on ``device``."""
+    import torch
+
+    module = build_network(spec)
+    module.load_state_dict(state)
+    dev = torch.device(device)
+    module.to(dev)
+    return Segmenter(module, dict(spec), card, dev, sha256)
+
+
 def load_members(paths: Sequence[Union[str, Path]], device: str = "cpu") -> Segmenter:
     """Several verified single-network checkpoints as one averaging :class:`Segmenter` (not cached; its
     ``sha256`` is the SHA-256 of the members' SHA-256 digests in order, its card the first member's).
@@ -178,18 +190,12 @@ def load_members(paths: Sequence[Union[str, Path]], device: str = "cpu") -> Segm
     """
     import hashlib
 
-    import torch
-
     from engine.models.checkpoint import load_checkpoint
 
     ckpts = [load_checkpoint(Path(p), expected_task=TASK, map_location="cpu") for p in paths]
     spec, state = combine_members([c.spec for c in ckpts], [c.state_dict for c in ckpts])
-    module = build_network(spec)
-    module.load_state_dict(state)
-    dev = torch.device(device)
-    module.to(dev)
     digest = hashlib.sha256("".join(c.sha256 for c in ckpts).encode()).hexdigest()
-    return Segmenter(module, spec, ckpts[0].card, dev, ckpts[0].sha256 if len(ckpts) == 1 else digest)
+    return _segmenter(spec, state, ckpts[0].card, ckpts[0].sha256 if len(ckpts) == 1 else digest, device)
 
 
 def load_segmenter(path: Optional[Union[str, Path]] = None, device: str = "cpu") -> Segmenter:
@@ -198,8 +204,6 @@ def load_segmenter(path: Optional[Union[str, Path]] = None, device: str = "cpu")
     Raises:
         engine.models.checkpoint.CheckpointError: missing, tampered or not a disc-cup checkpoint.
     """
-    import torch
-
     from engine.models.checkpoint import load_checkpoint
 
     path = Path(path) if path is not None else default_weights_path()
@@ -209,10 +213,6 @@ def load_segmenter(path: Optional[Union[str, Path]] = None, device: str = "cpu")
         if hit is not None:
             return hit
         ckpt = load_checkpoint(path, expected_task=TASK, map_location="cpu")
-        module = build_network(ckpt.spec)
-        module.load_state_dict(ckpt.state_dict)
-        dev = torch.device(device)
-        module.to(dev)
-        seg = Segmenter(module, ckpt.spec, ckpt.card, dev, ckpt.sha256)
+        seg = _segmenter(ckpt.spec, ckpt.state_dict, ckpt.card, ckpt.sha256, device)
         _CACHE[key] = seg
         return seg
