@@ -344,7 +344,8 @@ def analyse_disc(
         fine = _best_fine(image, segmenter, scan[:N_COARSE], expected)
     timings["fine"] = time.perf_counter() - t
     if fine is None:
-        return _not_found("optic disc not found: no region of the photo looked like a disc to the segmenter",
+        return _not_found("optic disc not found: no region of the photo looked like a whole disc to the "
+                          "segmenter (a disc cut by the edge of the field of view is not measured)",
                           loc, sha, timings, card)
     box, disc, cup, certainty = fine
 
