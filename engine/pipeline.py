@@ -171,6 +171,20 @@ def _run_disc_analysis(exam: Exam, warnings: list[str], cancel: Optional[CancelT
     return None
 
 
+def disc_crop_warning(disc: Any, box: Optional[tuple[int, int, int, int]]) -> Optional[str]:
+    """A warning when the disc-level models' crop ``box`` (row0, col0, row1, col1) px, placed by the localiser as
+    in training, disagrees with the disc/cup analysis ``disc`` (a :class:`engine.fundus.DiscAnalysis`): no disc
+    found, or the found disc's centre outside the crop. None when they agree or either is missing."""
+    if disc is None or box is None:
+        return None
+    if not getattr(disc, "found", False):
+        return "no optic disc found by the disc/cup analysis: the disc crop of the disc-level models may not hold the disc"
+    r, c = disc.center
+    if not (box[0] <= r < box[2] and box[1] <= c < box[3]):
+        return "the disc crop of the disc-level models does not hold the disc that the disc/cup analysis found"
+    return None
+
+
 def _run_oct_analysis(exam: Exam, warnings: list[str], cancel: Optional[CancelToken] = None) -> Any:
     """:func:`engine.oct.analyse_oct` on the exam's volume; a failure is a warning."""
     from engine.oct import analyse_oct
@@ -308,6 +322,9 @@ def grade(
     inputs_per_model = {g.name: prepared_for(g) for g in runnable}
     if disc_source == "brightness heuristic":
         warnings.append("disc crop located by a brightness heuristic (disc localiser unavailable or failed)")
+    crop_warning = disc_crop_warning(disc_result, disc_box)
+    if crop_warning:
+        warnings.append(crop_warning)
     t = stage("preprocess", t)
 
     check(cancel)

@@ -95,3 +95,17 @@ def test_every_ensemble_rule_combines_the_members_that_ran(exam, method, tie):
         assert np.allclose(r.probabilities, np.mean([p.probabilities for p in r.per_model.values()], axis=0))
     else:
         assert sum(r.ensemble["votes"]) == 3
+
+
+def test_disc_crop_warning_when_the_crop_and_the_disc_analysis_disagree():
+    from engine.fundus.analysis import DiscAnalysis
+    from engine.pipeline import disc_crop_warning
+
+    box = (100, 200, 300, 400)
+    found = DiscAnalysis(True, 0.9, "", (150.0, 260.0))
+    assert disc_crop_warning(found, box) is None
+    assert disc_crop_warning(found, None) is None and disc_crop_warning(None, box) is None
+    elsewhere = DiscAnalysis(True, 0.9, "", (350.0, 260.0))
+    assert "does not hold the disc" in disc_crop_warning(elsewhere, box)
+    missing = DiscAnalysis(False, 0.2, "optic disc not found", (150.0, 260.0))
+    assert "no optic disc found" in disc_crop_warning(missing, box)
