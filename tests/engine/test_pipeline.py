@@ -109,3 +109,16 @@ def test_disc_crop_warning_when_the_crop_and_the_disc_analysis_disagree():
     assert "does not hold the disc" in disc_crop_warning(elsewhere, box)
     missing = DiscAnalysis(False, 0.2, "optic disc not found", (150.0, 260.0))
     assert "no optic disc found" in disc_crop_warning(missing, box)
+
+
+def test_grade_warns_when_the_disc_crop_misses_the_analysed_disc(exam, monkeypatch):
+    import engine.models.preprocess as pre
+
+    h, w = exam.fundus.shape[:2]
+    two = [tiny_grader(("fundus", "disc"), "add", name="two", seed=1)]
+    agree = grade(exam, two, device="cpu", cams=False)
+    assert not any("disc crop of the disc-level models" in m for m in agree.warnings), agree.warnings
+    # a localiser that puts the grader's crop in a corner, away from the disc the analysis outlines
+    monkeypatch.setattr(pre, "locate_disc", lambda image: ((h - 10.0, w - 10.0), 10.0, "engine.fundus.localize"))
+    r = grade(exam, two, device="cpu", cams=False)
+    assert any("does not hold the disc" in m for m in r.warnings), r.warnings
