@@ -67,6 +67,27 @@ class DiscCupCase:
     expert_vcdr: tuple[float, ...] = field(default=())
 
 
+def describe_cases(cases: Iterable[DiscCupCase], folder: str) -> str:
+    """The training data line of a model card: ``"110 fundus photos with disc/cup masks from data: drishti 50,
+    odoc100 60"`` (:func:`sources_in_description` reads it back)."""
+    counts: dict[str, int] = {}
+    for c in cases:
+        counts[c.source] = counts.get(c.source, 0) + 1
+    return f"{sum(counts.values())} fundus photos with disc/cup masks from {folder}: " + ", ".join(
+        f"{k} {v}" for k, v in sorted(counts.items()))
+
+
+def sources_in_description(description: str) -> Optional[dict[str, int]]:
+    """``{source: photos}`` from a :func:`describe_cases` line; None when the line is not one."""
+    head, sep, tail = description.rpartition(": ")
+    if not sep or "fundus photos with disc/cup masks" not in head:
+        return None
+    pairs = [item.rsplit(" ", 1) for item in tail.split(", ")]
+    if not all(len(p) == 2 and p[1].isdigit() for p in pairs):
+        return None
+    return {name: int(n) for name, n in pairs}
+
+
 def read_rgb(path: Path, reduce: int = 1) -> np.ndarray:
     """Decode a photo as ``(H, W, 3)`` uint8 RGB. ``reduce`` in {1, 2, 4, 8} decodes JPEGs at 1/reduce size."""
     import cv2

@@ -25,7 +25,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from engine.fundus.datasets import DiscCupCase, discover, load_case
+from engine.fundus.datasets import DiscCupCase, discover, load_case, sources_in_description
 
 
 def vertical_ratio(disc: np.ndarray, cup: np.ndarray) -> float:
@@ -77,6 +77,17 @@ def evaluate_case(case: DiscCupCase, segmenter: Any = None, baseline_ratio: Opti
     return row
 
 
+def seen_sources(cards: Sequence[dict[str, Any]]) -> Optional[set[str]]:
+    """Sources any of these checkpoint cards was trained on (None when a card does not say)."""
+    seen: set[str] = set()
+    for card in cards:
+        counts = sources_in_description(str(card.get("data", "")))
+        if counts is None:
+            return None
+        seen |= set(counts)
+    return seen
+
+
 def summarise(rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, float]]:
     """Mean metrics per source and over all rows: ``{source|"all": {dice_disc, dice_cup, vcdr_mae, vcdr_bias, n,
     found, disc_area_ratio}}``. Over the photos with a disc found (NaN when none): ``vcdr_bias`` = mean signed
@@ -115,7 +126,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = p.parse_args(argv)
 
     from engine.fundus.segmenter import load_members, load_segmenter
-    from engine.models.checkpoint import CheckpointError, atomic_write_bytes
+    from engine.models.checkpoint import CheckpointError, atomic_write_bytes, load_checkpoint
 
     cases = discover(args.data)
     if args.split:
@@ -139,14 +150,24 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     mean_ratio = float(np.mean(ratios)) if ratios else 0.5
     try:
         seg = load_members(args.checkpoint) if args.checkpoint else load_segmenter()
+        cards = [load_checkpoint(c, expected_task="disc-cup").card for c in args.checkpoint or ()] or [seg.card]
     except (CheckpointError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
+    seen = seen_sources(cards)
+    in_sample = sorted(seen & set(args.sources)) if seen is not None and args.sources else []
+    if in_sample:
+        print(f"warning: the checkpoint was trained on photos of {', '.join(in_sample)}: these figures are "
+              "in-sample, not held-out", file=sys.stderr)
+    elif seen is None and args.sources:
+        print("warning: the checkpoint's card does not say which sources it was trained on: check that it never "
+              f"saw {', '.join(args.sources)}", file=sys.stderr)
     model_rows = [evaluate_case(c, seg) for c in test]
     base_rows = [evaluate_case(c, baseline_ratio=mean_ratio) for c in test]
     doc = {"checkpoint": [str(c) for c in args.checkpoint] if args.checkpoint else "shipped", "sha256": seg.sha256,
            "held_out_sources": args.sources or [], "held_out": held_out,
-           "trained_on": str(seg.card.get("data", "")),
+           "trained_on": "; ".join(dict.fromkeys(str(c.get("data", "")) for c in cards)),
+           "in_sample_sources": in_sample,
            "baseline": f"localiser + circles, cup ratio {mean_ratio:.3f} (mean of the training photos)",
            "model": summarise(model_rows), "baseline_summary": summarise(base_rows),
            "rows": model_rows, "baseline_rows": base_rows}

@@ -23,19 +23,35 @@ from typing import Any, Optional, Sequence
 
 def held_out_block(paths: Sequence[Path]) -> list[dict[str, Any]]:
     """One entry per evaluation file: held-out sources, what the evaluated checkpoint was trained on, its SHA-256,
-    model and baseline summaries."""
+    model and baseline summaries.
+
+    Raises:
+        ValueError: a file cannot be read, is not an evaluation file, or evaluated sources its checkpoint was
+            trained on (``in_sample_sources``).
+    """
     out = []
     for path in paths:
-        doc = json.loads(Path(path).read_text(encoding="utf-8"))
-        out.append({
-            "held_out_sources": doc["held_out_sources"],
-            "held_out": doc.get("held_out", f"sources {doc['held_out_sources']}"),
-            "trained_on": doc.get("trained_on", ""),
-            "evaluated_checkpoint_sha256": doc["sha256"],
-            "model": {k: v for k, v in doc["model"].items()},
-            "baseline": doc["baseline"],
-            "baseline_metrics": doc["baseline_summary"],
-        })
+        try:
+            doc = json.loads(Path(path).read_text(encoding="utf-8"))
+            if not isinstance(doc, dict):
+                raise KeyError("held_out_sources")
+            entry = {
+                "held_out_sources": doc["held_out_sources"],
+                "held_out": doc.get("held_out", f"sources {doc['held_out_sources']}"),
+                "trained_on": doc.get("trained_on", ""),
+                "evaluated_checkpoint_sha256": doc["sha256"],
+                "model": dict(doc["model"]),
+                "baseline": doc["baseline"],
+                "baseline_metrics": doc["baseline_summary"],
+            }
+        except (OSError, ValueError) as err:
+            raise ValueError(f"{path}: cannot read it ({err})") from None
+        except KeyError as err:
+            raise ValueError(f"{path}: not an engine.fundus.evaluate file (no {err} field)") from None
+        if doc.get("in_sample_sources"):
+            raise ValueError(f"{path}: the evaluated checkpoint was trained on {', '.join(doc['in_sample_sources'])}"
+                             ": not a held-out evaluation")
+        out.append(entry)
     return out
 
 
@@ -63,7 +79,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         card.pop(key, None)
     card["training_metrics"] = {"values": card.pop("metrics", {}), "split": card.pop("metrics_split", ""),
                                 "what": "crop-level validation of the training run's own small hold-out split"}
-    card["held_out"] = held_out_block(args.held_out)
+    try:
+        card["held_out"] = held_out_block(args.held_out)
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     if len(ckpts) > 1:
         card["members"] = [{"sha256": c.sha256, "training": c.card.get("training", {})} for c in ckpts]
     card["evaluation"] = [

@@ -33,7 +33,7 @@ from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 
-from engine.fundus.datasets import DatasetLayoutError, DiscCupCase, discover, load_case
+from engine.fundus.datasets import DatasetLayoutError, DiscCupCase, describe_cases, discover, load_case
 from engine.fundus.segmenter import CLASSES, TASK, build_network, default_spec, normalise_crops
 
 PREPARED_DISC_PX = 128
@@ -344,11 +344,7 @@ def read_cohort(data: Path, config: Any) -> Any:
             raise LayoutError(data, f"no photo from the sources {', '.join(wanted)} (data.sources)")
     items = [{"id": c.case_id, "case": c, "source": c.source, "eye": c.eye} for c in cases]
     groups = [("mixed" if c.source in SMALL_SOURCES else c.source) for c in cases]
-    counts: dict[str, int] = {}
-    for c in cases:
-        counts[c.source] = counts.get(c.source, 0) + 1
-    description = f"{len(cases)} fundus photos with disc/cup masks from {Path(data).name}: " + ", ".join(
-        f"{k} {v}" for k, v in sorted(counts.items()))
+    description = describe_cases(cases, Path(data).name)
     return Cohort(root=Path(data), items=items, classes=list(CLASSES), labels=[0] * len(cases),
                   groups=[c.case_id for c in cases], sources=groups, description=description)
 

@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -133,3 +134,62 @@ def test_summary_separates_convention_bias_from_spread():
     assert s["vcdr_bias"] == pytest.approx(-0.2) and s["found"] == 3 and s["disc_area_ratio"] == pytest.approx(0.9)
     assert s["vcdr_mae"] == pytest.approx((0.2 + 0.2 + 0.2 + 0.5) / 4)
     assert np.isnan(summarise([row(0.5, None)])["s"]["vcdr_bias"])
+
+
+def test_training_data_line_reads_back():
+    from engine.fundus.datasets import DiscCupCase, describe_cases, sources_in_description
+
+    cases = [DiscCupCase(f"{s}/{i}", s, Path("x.png"), (), "gamma") for i, s in enumerate(["b", "a", "b"])]
+    line = describe_cases(cases, "data")
+    assert line == "3 fundus photos with disc/cup masks from data: a 1, b 2"
+    assert sources_in_description(line) == {"a": 1, "b": 2}
+    assert sources_in_description("synthetic fundi") is None
+    assert sources_in_description("3 fundus photos with disc/cup masks from data: a one") is None
+
+
+@pytest.mark.parametrize("trained_on, in_sample", [("gamma 3", ["gamma"]), ("odoc100 5", []), (None, [])])
+def test_evaluating_sources_the_checkpoint_saw_is_flagged_and_never_shipped(tmp_path, capsys, trained_on, in_sample):
+    """A held-out figure must come from sources the checkpoint never saw: evaluate says so when they overlap (or
+    when the card does not tell), and model_card refuses such a file."""
+    from engine.fundus.evaluate import main
+    from engine.fundus.model_card import main as card_main
+    from engine.fundus.segmenter import build_network, default_spec
+    from engine.models.checkpoint import save_checkpoint
+    from fundus_helpers import write_gamma_tree
+
+    write_gamma_tree(tmp_path / "gamma", n=2, size=(160, 160))
+    spec = default_spec(size=32, channels=(4, 8), num_res_units=0)
+    card = {"name": "d", "task": "disc-cup"}
+    if trained_on:
+        card["data"] = f"3 fundus photos with disc/cup masks from data: {trained_on}"
+    save_checkpoint(tmp_path / "best.pt", spec, build_network(spec).state_dict(), card)
+    assert main(["--data", str(tmp_path / "gamma"), "--checkpoint", str(tmp_path / "best.pt"),
+                 "--sources", "gamma", "--out", str(tmp_path / "r.json")]) == 0
+    err = capsys.readouterr().err
+    doc = json.loads((tmp_path / "r.json").read_text())
+    assert doc["in_sample_sources"] == in_sample
+    assert ("in-sample, not held-out" in err) == bool(in_sample)
+    assert ("does not say which sources" in err) == (trained_on is None)
+
+    ship = ["--checkpoint", str(tmp_path / "best.pt"), "--held-out", str(tmp_path / "r.json"),
+            "--out", str(tmp_path / "ship.pt")]
+    assert card_main(ship) == (1 if in_sample else 0)
+    if in_sample:
+        assert "not a held-out evaluation" in capsys.readouterr().err
+
+
+def test_model_card_names_an_unreadable_evaluation_file(tmp_path, capsys):
+    from engine.fundus.model_card import main
+    from engine.fundus.segmenter import build_network, default_spec
+    from engine.models.checkpoint import save_checkpoint
+
+    spec = default_spec(size=32, channels=(4, 8), num_res_units=0)
+    save_checkpoint(tmp_path / "best.pt", spec, build_network(spec).state_dict(), {"name": "d", "task": "disc-cup"})
+    for text, says in (("{not json", "cannot read it"), ('{"sha256": "ab"}', "no 'held_out_sources' field"),
+                       ("[1, 2]", "not an engine.fundus.evaluate file")):
+        (tmp_path / "e.json").write_text(text)
+        assert main(["--checkpoint", str(tmp_path / "best.pt"), "--held-out", str(tmp_path / "e.json"),
+                     "--out", str(tmp_path / "ship.pt")]) == 1
+        line = capsys.readouterr().err.strip()
+        assert says in line and "e.json" in line and "\n" not in line
+    assert not (tmp_path / "ship.pt").exists()
