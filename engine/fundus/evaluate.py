@@ -125,8 +125,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--out", type=Path, help="write rows and summaries as JSON here")
     args = p.parse_args(argv)
 
-    from engine.fundus.segmenter import load_members, load_segmenter
-    from engine.models.checkpoint import CheckpointError, atomic_write_bytes, load_checkpoint
+    from engine.fundus.segmenter import load_members, load_segmenter, member_cards, training_data
+    from engine.models.checkpoint import CheckpointError, atomic_write_bytes
 
     cases = discover(args.data)
     if args.split:
@@ -150,7 +150,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     mean_ratio = float(np.mean(ratios)) if ratios else 0.5
     try:
         seg = load_members(args.checkpoint) if args.checkpoint else load_segmenter()
-        cards = [load_checkpoint(c, expected_task="disc-cup").card for c in args.checkpoint or ()] or [seg.card]
+        cards = member_cards(args.checkpoint, seg)
     except (CheckpointError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
@@ -166,7 +166,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     base_rows = [evaluate_case(c, baseline_ratio=mean_ratio) for c in test]
     doc = {"checkpoint": [str(c) for c in args.checkpoint] if args.checkpoint else "shipped", "sha256": seg.sha256,
            "held_out_sources": args.sources or [], "held_out": held_out,
-           "trained_on": "; ".join(dict.fromkeys(str(c.get("data", "")) for c in cards)),
+           "trained_on": training_data(cards),
            "in_sample_sources": in_sample,
            "baseline": f"localiser + circles, cup ratio {mean_ratio:.3f} (mean of the training photos)",
            "model": summarise(model_rows), "baseline_summary": summarise(base_rows),

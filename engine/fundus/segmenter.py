@@ -198,6 +198,22 @@ def load_members(paths: Sequence[Union[str, Path]], device: str = "cpu") -> Segm
     return _segmenter(spec, state, ckpts[0].card, ckpts[0].sha256 if len(ckpts) == 1 else digest, device)
 
 
+def member_cards(paths: Optional[Sequence[Union[str, Path]]], segmenter: Segmenter) -> list[dict[str, Any]]:
+    """The card of each checkpoint in ``paths`` (verified again), or ``[segmenter.card]`` when there are none.
+
+    Raises:
+        engine.models.checkpoint.CheckpointError: as :func:`load_members`.
+    """
+    from engine.models.checkpoint import load_checkpoint
+
+    return [load_checkpoint(Path(p), expected_task=TASK).card for p in paths or ()] or [segmenter.card]
+
+
+def training_data(cards: Sequence[Mapping[str, Any]]) -> str:
+    """The cards' training-data lines, each once, joined by ``"; "``."""
+    return "; ".join(dict.fromkeys(str(c.get("data", "")) for c in cards))
+
+
 def load_segmenter(path: Optional[Union[str, Path]] = None, device: str = "cpu") -> Segmenter:
     """Load (and cache) a disc/cup checkpoint; default: the shipped ``resources/models/disc_cup.pt``.
 

@@ -328,20 +328,27 @@ def _cases_of(cohort: Any, indices: Sequence[int]) -> list[DiscCupCase]:
 
 def read_cohort(data: Path, config: Any) -> Any:
     """Every photo with disc/cup masks under ``data`` (any layout :func:`discover` knows); ``data.sources`` (a
-    list of source names) keeps only those sources."""
+    list of source names) keeps only those sources; ``data.pseudo`` (a folder written by
+    :mod:`engine.fundus.pseudo_label`) adds its photos as the source ``pseudo``, whatever ``data.sources``."""
+    from engine.fundus.pseudo_label import read_pseudo_labels
     from engine.train.datasets.common import LayoutError
     from engine.train.tasks import Cohort
 
-    layout = (getattr(config, "data", {}) or {}).get("layout", "auto")
+    options = getattr(config, "data", {}) or {}
     try:
-        cases = discover(Path(data), layout=layout)
+        cases = discover(Path(data), layout=options.get("layout", "auto"))
     except DatasetLayoutError as err:
         raise LayoutError(data, str(err).split(": ", 1)[-1]) from None
-    wanted = (getattr(config, "data", {}) or {}).get("sources")
+    wanted = options.get("sources")
     if wanted:
         cases = [c for c in cases if c.source in set(wanted)]
         if not cases:
             raise LayoutError(data, f"no photo from the sources {', '.join(wanted)} (data.sources)")
+    if options.get("pseudo"):
+        try:
+            cases += read_pseudo_labels(Path(options["pseudo"]))[0]
+        except DatasetLayoutError as err:
+            raise LayoutError(options["pseudo"], str(err).split(": ", 1)[-1]) from None
     items = [{"id": c.case_id, "case": c, "source": c.source, "eye": c.eye} for c in cases]
     groups = [("mixed" if c.source in SMALL_SOURCES else c.source) for c in cases]
     description = describe_cases(cases, Path(data).name)
@@ -393,6 +400,9 @@ def metrics_fn(config: Any, cohort: Any) -> Any:
 
 
 def card(config: Any, cohort: Any) -> dict[str, Any]:
+    from engine.fundus.pseudo_label import read_pseudo_labels
+
+    pseudo = (getattr(config, "data", {}) or {}).get("pseudo")
     return {
         "name": "disc_cup",
         "task": TASK,
@@ -404,6 +414,7 @@ def card(config: Any, cohort: Any) -> dict[str, Any]:
                        "Discs with large peripapillary atrophy, tilted discs and unusual cameras may fail.",
         "preprocessing": "square crop of crop_scale disc diameters, resized to input size; "
                          "per-crop per-channel z-score over non-black pixels",
+        **({"pseudo_labels": read_pseudo_labels(Path(pseudo))[1]} if pseudo else {}),
     }
 
 
