@@ -78,13 +78,19 @@ def evaluate_case(case: DiscCupCase, segmenter: Any = None, baseline_ratio: Opti
 
 
 def seen_sources(cards: Sequence[dict[str, Any]]) -> Optional[set[str]]:
-    """Sources any of these checkpoint cards was trained on (None when a card does not say)."""
+    """Sources any of these checkpoint cards was trained on, directly or through the networks that labelled its
+    pseudo-labelled photos (card ``pseudo_labels``); None when a card does not say."""
     seen: set[str] = set()
     for card in cards:
-        counts = sources_in_description(str(card.get("data", "")))
-        if counts is None:
-            return None
-        seen |= set(counts)
+        lines = [str(card.get("data", ""))]
+        if card.get("pseudo_labels"):
+            labeller = card["pseudo_labels"].get("labeller") or {}
+            lines += str(labeller.get("trained_on", "")).split("; ")
+        for line in lines:
+            counts = sources_in_description(line)
+            if counts is None:
+                return None
+            seen |= set(counts)
     return seen
 
 

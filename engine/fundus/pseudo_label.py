@@ -38,6 +38,7 @@ from engine.fundus.datasets import (
     discover,
     read_joint_mask_layout,
     read_rgb,
+    read_shared_samples,
 )
 from engine.models.checkpoint import atomic_write_bytes
 
@@ -58,6 +59,16 @@ def find_photos(paths: Sequence[Path], patterns: Sequence[str] = ("*",), skip: S
                     and (p == path or any(fnmatch.fnmatch(p.name.lower(), pat.lower()) for pat in patterns))):
                 found.setdefault(p.resolve(), p)
     return sorted(found.values())
+
+
+def labelled_photos(data: Path) -> list[Path]:
+    """The photos with expert masks under the dataset folder ``data``, with the shared samples' copies of the same
+    photos that :func:`discover` leaves out (two SMDG Drishti-GS photos).
+
+    Raises:
+        DatasetLayoutError: no photo with masks under ``data``.
+    """
+    return [c.image for c in discover(data)] + [c.image for c in read_shared_samples(data, include_duplicates=True)]
 
 
 def photo_id(path: Path, taken: set[str]) -> str:
@@ -157,7 +168,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     skip: list[Path] = []
     if args.skip_labelled is not None:
         try:
-            skip = [c.image for c in discover(args.skip_labelled)]
+            skip = labelled_photos(args.skip_labelled)
         except DatasetLayoutError as err:
             print(f"error: --skip-labelled: {err}", file=sys.stderr)
             return 1

@@ -193,3 +193,15 @@ def test_model_card_names_an_unreadable_evaluation_file(tmp_path, capsys):
         line = capsys.readouterr().err.strip()
         assert says in line and "e.json" in line and "\n" not in line
     assert not (tmp_path / "ship.pt").exists()
+
+
+def test_sources_seen_through_a_pseudo_labeller_count_as_seen():
+    """A network trained on photos pseudo-labelled by networks that saw a source has learnt from that source."""
+    from engine.fundus.evaluate import seen_sources
+
+    line = "{} fundus photos with disc/cup masks from data: {}".format
+    direct = {"data": line(5, "odoc100 3, pseudo 2")}
+    labelled = {**direct, "pseudo_labels": {"labeller": {"trained_on": f"{line(4, 'drishti 4')}; {line(1, 'a 1')}"}}}
+    assert seen_sources([direct]) == {"odoc100", "pseudo"}
+    assert seen_sources([labelled]) == {"odoc100", "pseudo", "drishti", "a"}
+    assert seen_sources([{**direct, "pseudo_labels": {"labeller": {"trained_on": "shipped"}}}]) is None

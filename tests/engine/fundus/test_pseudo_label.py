@@ -103,3 +103,27 @@ def test_cli_writes_a_manifest_and_names_bad_input(tmp_path, capsys):
     assert main([str(tmp_path / "photos"), "--out", str(out), "--pattern", "*.tif"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 3 and all(line.startswith("error: ") for line in err)
+
+
+def test_skip_labelled_covers_the_shared_copies_of_labelled_photos(tmp_path):
+    """The shared samples hold two Drishti-GS photos twice; discover() reads one copy, and neither may be
+    pseudo-labelled (it would put a held-out Drishti photo into training)."""
+    import cv2
+
+    from engine.fundus.pseudo_label import labelled_photos
+
+    f = synthetic_fundus((96, 96), cdr=0.5, seed=1)
+    for name in ("DRISHTI-GS1-train-23", "HRF-15"):
+        d = tmp_path / "fundus_glaucoma" / name
+        d.mkdir(parents=True)
+        cv2.imwrite(str(d / "fundus.png"), f.image)
+    for name in ("fundus_od", "fundus_oc"):
+        cv2.imwrite(str(tmp_path / "fundus_glaucoma" / "DRISHTI-GS1-train-23" / f"{name}.png"),
+                    (f.disc_mask * 255).astype(np.uint8))
+    odoc = tmp_path / "fundus_disc_cup" / "odoc100" / "001"
+    odoc.mkdir(parents=True)
+    cv2.imwrite(str(odoc / "fundus.png"), f.image)
+    cv2.imwrite(str(odoc / "mask.png"), (f.disc_mask * 128).astype(np.uint8))
+    skip = labelled_photos(tmp_path)
+    photos = find_photos([tmp_path / "fundus_glaucoma"], ["fundus.*"], skip)
+    assert photos == [tmp_path / "fundus_glaucoma" / "HRF-15" / "fundus.png"]
