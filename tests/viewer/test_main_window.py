@@ -352,6 +352,7 @@ def test_the_disc_cup_model_card_opens_from_the_biomarkers_with_its_held_out_tab
     assert len(dialogs) == 1
     text = dialogs[0].findChild(QtWidgets.QTextBrowser).toPlainText()
     assert "Held-out evaluation" in text and "drishti" in text and "baseline" in text and "vCDR bias" in text
+    assert "Pseudo labels:" in text and runs[0].card["pseudo_labels"]["labeller"]["sha256"] in text
     first = runs[0].card["held_out"][0]["model"]["drishti"]["dice_disc"]
     assert f"{first:.3f}" in text
 
