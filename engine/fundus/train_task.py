@@ -329,7 +329,8 @@ def _cases_of(cohort: Any, indices: Sequence[int]) -> list[DiscCupCase]:
 def read_cohort(data: Path, config: Any) -> Any:
     """Every photo with disc/cup masks under ``data`` (any layout :func:`discover` knows); ``data.sources`` (a
     list of source names) keeps only those sources; ``data.pseudo`` (a folder written by
-    :mod:`engine.fundus.pseudo_label`) adds its photos as the source ``pseudo``, whatever ``data.sources``."""
+    :mod:`engine.fundus.pseudo_label`) adds its photos as the source ``pseudo``, whatever ``data.sources``; they
+    only ever train (``Cohort.train_only``): validation and source folds are photos with expert masks."""
     from engine.fundus.pseudo_label import read_pseudo_labels
     from engine.train.datasets.common import LayoutError
     from engine.train.tasks import Cohort
@@ -344,6 +345,7 @@ def read_cohort(data: Path, config: Any) -> Any:
         cases = [c for c in cases if c.source in set(wanted)]
         if not cases:
             raise LayoutError(data, f"no photo from the sources {', '.join(wanted)} (data.sources)")
+    labelled = len(cases)
     if options.get("pseudo"):
         try:
             cases += read_pseudo_labels(Path(options["pseudo"]))[0]
@@ -353,7 +355,8 @@ def read_cohort(data: Path, config: Any) -> Any:
     groups = [("mixed" if c.source in SMALL_SOURCES else c.source) for c in cases]
     description = describe_cases(cases, Path(data).name)
     return Cohort(root=Path(data), items=items, classes=list(CLASSES), labels=[0] * len(cases),
-                  groups=[c.case_id for c in cases], sources=groups, description=description)
+                  groups=[c.case_id for c in cases], sources=groups, description=description,
+                  train_only=[i >= labelled for i in range(len(cases))])
 
 
 def _spec_from_config(config: Any) -> dict[str, Any]:

@@ -47,19 +47,33 @@ class TrainOutcome:
 
 
 def make_splits(cohort: Any, config: TrainConfig, *, by_source: bool = False) -> list[tuple[str, tuple[list[int], list[int]]]]:
-    """``[(name, (train_idx, val_idx)), ...]`` for the cohort: K-fold, one hold-out split or leave-one-source-out."""
+    """``[(name, (train_idx, val_idx)), ...]`` for the cohort: K-fold, one hold-out split or leave-one-source-out.
+    Items marked ``cohort.train_only`` are left out of the splitting and added to every training side."""
     from engine.train import splits
 
-    n = len(cohort)
+    only = cohort.train_only or [False] * len(cohort)
+    idx = [i for i, t in enumerate(only) if not t]
+    extra = [i for i, t in enumerate(only) if t]
+
+    def pick(values: Optional[Sequence[Any]]) -> Optional[list[Any]]:
+        return None if values is None else [values[i] for i in idx]
+
+    def widen(split: tuple[Sequence[int], Sequence[int]]) -> tuple[list[int], list[int]]:
+        train, val = split
+        if not extra:
+            return list(train), list(val)
+        return sorted([idx[i] for i in train] + extra), [idx[i] for i in val]
+
     if by_source:
         if not cohort.sources:
             raise splits.SplitError("this dataset does not say which source each sample came from")
-        return [(f"source-{name}", split) for name, split in splits.leave_one_source_out(cohort.sources)]
+        return [(f"source-{name}", widen(split)) for name, split in splits.leave_one_source_out(pick(cohort.sources))]
     if config.folds > 1:
-        folds = splits.kfold(n, config.folds, labels=cohort.labels, groups=cohort.groups, seed=config.seed)
-        return [(f"fold{i + 1}", split) for i, split in enumerate(folds)]
-    return [("holdout", splits.holdout(n, config.val_fraction, labels=cohort.labels, groups=cohort.groups,
-                                      seed=config.seed))]
+        folds = splits.kfold(len(idx), config.folds, labels=pick(cohort.labels), groups=pick(cohort.groups),
+                             seed=config.seed)
+        return [(f"fold{i + 1}", widen(split)) for i, split in enumerate(folds)]
+    return [("holdout", widen(splits.holdout(len(idx), config.val_fraction, labels=pick(cohort.labels),
+                                             groups=pick(cohort.groups), seed=config.seed)))]
 
 
 def _summary(rows: Sequence[Mapping[str, float]]) -> dict[str, dict[str, float]]:

@@ -81,6 +81,8 @@ class Cohort:
         groups: patient id per item (samples of one patient never straddle folds); None = each item alone.
         sources: dataset / site per item, for leave-one-source-out evaluation; None when unknown.
         description: one line for the model card ("GAMMA training set, 100 exams, fundus + OCT").
+        train_only: per item, True for a sample that only ever trains (a pseudo-labelled photo): it joins every
+            training side and is never validated on; None = none.
     """
 
     root: Path
@@ -90,6 +92,7 @@ class Cohort:
     groups: Optional[list[str]] = None
     sources: Optional[list[str]] = None
     description: str = ""
+    train_only: Optional[list[bool]] = None
 
     def __len__(self) -> int:
         return len(self.items)

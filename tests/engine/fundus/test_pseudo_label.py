@@ -77,6 +77,7 @@ def test_training_cohort_adds_pseudo_labelled_photos_and_the_card_says_so(tmp_pa
     config = SimpleNamespace(data={"sources": ["gamma"], "pseudo": str(tmp_path / "pseudo")})
     cohort = read_cohort(tmp_path / "gamma", config)
     assert sorted(item["source"] for item in cohort.items) == ["gamma", "gamma", "pseudo"]
+    assert cohort.train_only == [item["source"] == "pseudo" for item in cohort.items]
     assert cohort.description.endswith("gamma 2, pseudo 1")
     assert card(config, cohort)["pseudo_labels"] == {"labeller": {"sha256": "colour-oracle"}, "min_confidence": 0.85,
                                                      "photos": 1}

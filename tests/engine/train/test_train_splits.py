@@ -54,3 +54,29 @@ def test_patient_id() -> None:
     assert patient_id("0_left") == patient_id("0_right.jpg") == "0"
     assert patient_id("P12-OD") == "P12"
     assert patient_id("0001") == "0001"
+
+
+@pytest.mark.parametrize("folds, by_source", [(1, False), (3, False), (1, True)])
+def test_train_only_samples_join_every_training_side_and_are_never_validated(folds: int, by_source: bool) -> None:
+    """Pseudo-labelled samples (``Cohort.train_only``) never validate and never make a source fold; the other
+    samples split exactly as they would without them."""
+    from pathlib import Path
+
+    from engine.train.config import TrainConfig
+    from engine.train.run import make_splits
+    from engine.train.tasks import Cohort
+
+    real = [{"id": f"r{i}"} for i in range(12)]
+    sources = ["a"] * 6 + ["b"] * 6
+    config = TrainConfig(folds=folds, val_fraction=0.25, seed=3)
+    plain = Cohort(Path("."), list(real), ["x"], labels=[0] * 12, sources=list(sources))
+    mixed = Cohort(Path("."), [{"id": "p0"}, *real[:6], {"id": "p1"}, *real[6:]], ["x"], labels=[0] * 14,
+                   sources=["pseudo"] + sources[:6] + ["pseudo"] + sources[6:],
+                   train_only=[True] + [False] * 6 + [True] + [False] * 6)
+    want = make_splits(plain, config, by_source=by_source)
+    got = make_splits(mixed, config, by_source=by_source)
+    ids = [item["id"] for item in mixed.items]
+    assert [name for name, _ in got] == [name for name, _ in want]
+    for (_, (train, val)), (_, (want_train, want_val)) in zip(got, want):
+        assert [ids[i] for i in val] == [real[i]["id"] for i in want_val]
+        assert sorted(ids[i] for i in train) == sorted(["p0", "p1"] + [real[i]["id"] for i in want_train])
