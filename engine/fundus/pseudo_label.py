@@ -141,8 +141,9 @@ def read_pseudo_labels(folder: Path) -> tuple[list[DiscCupCase], dict[str, Any]]
         manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
         labeller = manifest["labeller"]
     except (OSError, ValueError, KeyError, TypeError) as err:
-        raise DatasetLayoutError(f"{folder}: not a pseudo-label folder (no readable {MANIFEST}: "
-                                 f"{type(err).__name__}); write one with python -m engine.fundus.pseudo_label") from None
+        raise DatasetLayoutError(
+            f"{folder}: not a pseudo-label folder (no readable {MANIFEST}: {type(err).__name__}); "
+            "write one with python -m engine.fundus.pseudo_label") from None
     cases = read_joint_mask_layout(folder, "pseudo")
     if not cases:
         raise DatasetLayoutError(f"{folder}: {MANIFEST} lists no photo with its mask")
