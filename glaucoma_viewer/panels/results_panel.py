@@ -147,7 +147,7 @@ class ModelCardDialog(QtWidgets.QDialog):
                              + held_out_table(card.pop(key)))
             elif key in card:
                 value = card.pop(key)
-                sep = "" if isinstance(value, list) else "<br>"
+                sep = "" if isinstance(value, (list, dict)) else "<br>"
                 lines.append(f"<p><b>{_esc(key.replace('_', ' ').capitalize())}:</b>{sep}{_fmt(value)}</p>")
         if card:
             lines.append("<p><b>Other fields:</b></p><pre>" + _esc(json.dumps(card, indent=2, default=str)) + "</pre>")
@@ -174,8 +174,14 @@ def _shorten(text: str, limit: int = MAX_MESSAGE) -> str:
 def _fmt(value: object) -> str:
     if isinstance(value, list) and all(isinstance(v, str) for v in value):
         return "<ul>" + "".join(f"<li>{_esc(v)}</li>" for v in value) + "</ul>"
-    if isinstance(value, (dict, list)):
-        return "<pre>" + _esc(json.dumps(value, indent=2, default=str)) + "</pre>"
+    if isinstance(value, dict):  # nested fields as nested lists (wraps, unlike JSON)
+        items = (f"<li><i>{_esc(k).replace('_', ' ')}</i>: {_fmt(v)}</li>" for k, v in value.items())
+        return "<ul>" + "".join(items) + "</ul>"
+    if isinstance(value, list):  # numbers, matrices: one line when short
+        flat = json.dumps(value, default=str)
+        return f"<code>{_esc(flat)}</code>" if len(flat) <= 120 else "<pre>" + _esc(json.dumps(value, indent=2)) + "</pre>"
+    if isinstance(value, float):
+        return f"{value:.4g}"
     return _esc(value)
 
 

@@ -353,6 +353,7 @@ def test_the_disc_cup_model_card_opens_from_the_biomarkers_with_its_held_out_tab
     text = dialogs[0].findChild(QtWidgets.QTextBrowser).toPlainText()
     assert "Held-out evaluation" in text and "drishti" in text and "baseline" in text and "vCDR bias" in text
     assert "Pseudo labels:" in text and runs[0].card["pseudo_labels"]["labeller"]["sha256"] in text
+    assert "min confidence: 0.85" in text  # nested card fields as readable lists, not JSON
     first = runs[0].card["held_out"][0]["model"]["drishti"]["dice_disc"]
     assert f"{first:.3f}" in text
 
@@ -439,3 +440,13 @@ def test_screenshot_mode_saves_the_window_and_reports_failures(tmp_path, cohort,
     missing = subprocess.run(cmd[:3] + [str(tmp_path / "nope"), "--screenshot", str(tmp_path / "x.png"),
                                         "--timeout", "30"], env=env, capture_output=True, text=True, timeout=120)
     assert missing.returncode == 1 and "error" in missing.stderr
+
+
+def test_card_fields_render_as_readable_lists():
+    from glaucoma_viewer.panels.results_panel import _fmt
+
+    html = _fmt({"metrics": {"kappa_ci_low": -0.375, "kappa": 0.21428571}, "confusion_matrix": [[4, 2], [1, 2]]})
+    assert "<i>kappa ci low</i>: -0.375" in html and "<i>kappa</i>: 0.2143" in html
+    assert "<code>[[4, 2], [1, 2]]</code>" in html and "<pre>" not in html
+    assert _fmt(["a", "b"]) == "<ul><li>a</li><li>b</li></ul>" and _fmt("x<y") == "x&lt;y"
+    assert _fmt(list(range(60))).startswith("<pre>")  # long lists keep one item per line
