@@ -179,7 +179,9 @@ def _fmt(value: object) -> str:
         return "<ul>" + "".join(items) + "</ul>"
     if isinstance(value, list):  # numbers, matrices: one line when short
         flat = json.dumps(value, default=str)
-        return f"<code>{_esc(flat)}</code>" if len(flat) <= 120 else "<pre>" + _esc(json.dumps(value, indent=2)) + "</pre>"
+        if len(flat) <= 120:
+            return f"<code>{_esc(flat)}</code>"
+        return "<pre>" + _esc(json.dumps(value, indent=2, default=str)) + "</pre>"
     if isinstance(value, float):
         return f"{value:.4g}"
     return _esc(value)
