@@ -29,8 +29,6 @@ import sys
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-import numpy as np
-
 from engine.fundus.datasets import (
     IMAGE_SUFFIXES,
     DatasetLayoutError,
@@ -82,14 +80,6 @@ def photo_id(path: Path, taken: set[str]) -> str:
     return name
 
 
-def joint_mask(disc: np.ndarray, cup: np.ndarray) -> np.ndarray:
-    """(H, W) uint8 in the GAMMA convention from (H, W) bool masks: 0 cup, 128 rim, 255 background."""
-    out = np.full(disc.shape, 255, np.uint8)
-    out[disc] = 128
-    out[cup & disc] = 0
-    return out
-
-
 def label_photos(photos: Sequence[Path], segmenter: Any, out: Path,
                  min_confidence: float = MIN_CONFIDENCE) -> list[dict[str, Any]]:
     """Analyse each photo and write the kept ones into ``out`` (layout in the module docstring).
@@ -97,9 +87,8 @@ def label_photos(photos: Sequence[Path], segmenter: Any, out: Path,
     Returns:
         one entry per photo: ``{"photo", "id", "confidence", "kept", "reason"}``.
     """
-    import cv2
-
     from engine.fundus.analysis import analyse_disc
+    from engine.fundus.segment_cli import png_bytes
 
     taken: set[str] = set()
     entries: list[dict[str, Any]] = []
@@ -121,11 +110,8 @@ def label_photos(photos: Sequence[Path], segmenter: Any, out: Path,
             entry["reason"] = f"confidence {result.confidence:.2f} < {min_confidence:.2f}"
             continue
         entry["id"] = photo_id(path, taken)
-        ok, png = cv2.imencode(".png", joint_mask(result.disc_mask, result.cup_mask))
-        if not ok:
-            raise OSError(f"{path}: PNG encoding failed")
         atomic_write_bytes(out / "images" / f"{entry['id']}{path.suffix.lower()}", path.read_bytes())
-        atomic_write_bytes(out / "Disc_Cup_Masks" / f"{entry['id']}.png", png.tobytes())
+        atomic_write_bytes(out / "Disc_Cup_Masks" / f"{entry['id']}.png", png_bytes(result.label_mask()))
         entry["kept"] = True
     return entries
 

@@ -24,7 +24,8 @@ from engine.models.checkpoint import atomic_write_bytes
 SUMMARY_NAME = "disc_cup_biomarkers.json"
 
 
-def _png_bytes(mask: np.ndarray) -> bytes:
+def png_bytes(mask: np.ndarray) -> bytes:
+    """A (H, W) uint8 mask as PNG file bytes."""
     import cv2
 
     ok, data = cv2.imencode(".png", mask)
@@ -98,7 +99,7 @@ def run_disc_cup(args: Any) -> int:
             failed += 1
             continue
         target = mask_path(out, path, inputs, taken)
-        atomic_write_bytes(target, _png_bytes(result.label_mask()))
+        atomic_write_bytes(target, png_bytes(result.label_mask()))
         markers = result.biomarkers.to_dict()
         row.update(mask=str(target), center=[round(v, 1) for v in result.center],
                    crop_box=[round(float(v), 1) for v in result.crop_box], biomarkers=markers)
