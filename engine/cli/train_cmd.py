@@ -1,7 +1,8 @@
 """``train TASK --data PATH --out DIR [--config FILE] [--folds K] [--device ...] [--epochs N]``.
 
 Trains one of the registered tasks (engine.train.tasks) with engine.train.loop.fit. Under ``torchrun`` the same
-command trains with DDP (``torchrun --nproc_per_node=2 -m engine train ...``).
+command trains with DDP (``torchrun --nproc_per_node=2 -m engine train ...``). ``--folds K --set fold=k`` trains
+only fold k of the K-fold split (the same split whatever k: one fold per machine, or per set of pseudo labels).
 
 Exit codes: 0 trained, 1 the data folder / config / checkpoint is unusable (one stderr line), 2 bad usage,
 130 interrupted (``last.pt`` stays: the same command resumes).

@@ -76,6 +76,9 @@ class TrainConfig:
     # data splitting / cross-validation (used by the train command, not by fit itself)
     folds: int = 1
     """K of K-fold cross-validation; 1 = one stratified hold-out split of ``val_fraction``."""
+    fold: int = 0
+    """Train only this fold (1..K) of the K-fold split, e.g. one fold per machine or per set of pseudo labels;
+    0 = every fold."""
     val_fraction: float = 0.2
     # task-specific tables
     model: dict[str, Any] = field(default_factory=dict)
@@ -113,6 +116,9 @@ class TrainConfig:
             problems.append(f"warmup_epochs must be >= 0 (got {self.warmup_epochs})")
         if self.folds < 1:
             problems.append(f"folds must be >= 1 (got {self.folds})")
+        if not 0 <= self.fold <= (self.folds if self.folds > 1 else 0):
+            problems.append(f"fold must be 0 (every fold) or 1..folds with folds > 1 (got fold {self.fold}, "
+                            f"folds {self.folds})")
         if not 0 < self.val_fraction < 1:
             problems.append(f"val_fraction must be in (0, 1) (got {self.val_fraction})")
         if self.num_workers < 0:

@@ -124,6 +124,8 @@ def train_task(
             atomic_write_bytes(out_dir / "split.json", (json.dumps(split_doc, indent=1) + "\n").encode())
         outcomes: list[FoldOutcome] = []
         for k, (name, (train_idx, val_idx)) in enumerate(split_list):
+            if config.fold and k + 1 != config.fold:
+                continue
             fold_dir = out_dir if len(split_list) == 1 else out_dir / name
             seed_everything(config.seed, config.deterministic)  # identical initial weights in every fold / rank
             model, spec = task.build_model(config, cohort)

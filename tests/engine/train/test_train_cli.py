@@ -61,6 +61,19 @@ def test_help_lists_the_tasks_without_importing_torch() -> None:
         assert f"\n  {name} " in out
 
 
+def test_train_one_fold_of_a_kfold_split(class_folders: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "cv"
+    assert main(["train", "classfolders", "--data", str(class_folders), "--out", str(out), "--folds", "2",
+                 "--set", "fold=2", *TINY]) == 0
+    assert sorted(json.loads((out / "split.json").read_text())) == ["fold1", "fold2"]  # the whole split, recorded
+    assert (out / "fold2" / "best.pt").is_file() and not (out / "fold1").exists()
+    assert not (out / "cv_summary.csv").exists()
+    capsys.readouterr()
+    assert main(["train", "classfolders", "--data", str(class_folders), "--out", str(out), "--folds", "2",
+                 "--set", "fold=3", *TINY]) == 1
+    assert "fold must be 0 (every fold) or 1..folds" in capsys.readouterr().err
+
+
 def test_train_kfold_then_evaluate_with_submission(class_folders: Path, tmp_path: Path,
                                                    capsys: pytest.CaptureFixture) -> None:
     out = tmp_path / "cv"
