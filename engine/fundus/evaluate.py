@@ -12,7 +12,9 @@ A photo where no disc is found counts as Dice 0 and the worst possible ratio err
 Baseline: the same training-free localiser plus two concentric circles: the disc with the radius the localiser
 expects from the field of view, the cup at the mean vertical ratio of the *training* sources.
 
-``python -m engine.fundus.evaluate --data DIR --checkpoint best.pt [more.pt ...] --sources drishti [--out result.json]``
+``python -m engine.fundus.evaluate --data DIR --checkpoint best.pt [more.pt ...] --sources drishti [--out result.json]``;
+``--split split.json --fold fold1`` evaluates a k-fold run's held-out photos instead, and
+``--merge fold1.json ... fold5.json --out all.json`` combines the folds' files into one.
 """
 
 from __future__ import annotations
@@ -117,9 +119,43 @@ def summarise(rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, float]]:
     return out
 
 
+def merge_evaluations(docs: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The evaluation files of the folds of one k-fold run (each photo held out once) as one document.
+
+    Raises:
+        ValueError: a document is not an evaluation file, or a photo is in two of them.
+    """
+    rows: list[dict[str, Any]] = []
+    base: list[dict[str, Any]] = []
+    for doc in docs:
+        if not isinstance(doc, dict) or not isinstance(doc.get("rows"), list):
+            raise ValueError("not an engine.fundus.evaluate file (no per-photo rows)")
+        rows += doc["rows"]
+        base += doc.get("baseline_rows", [])
+    cases = [r["case"] for r in rows]
+    twice = sorted({c for c in cases if cases.count(c) > 1})
+    if twice:
+        raise ValueError(f"{len(twice)} photos are in more than one file (e.g. {twice[0]}): not folds of one split")
+    return {"checkpoint": [d.get("checkpoint") for d in docs], "sha256": [d.get("sha256", "") for d in docs],
+            "held_out_sources": [], "held_out": "; ".join(dict.fromkeys(str(d.get("held_out", "")) for d in docs)),
+            "trained_on": "; ".join(dict.fromkeys(str(d.get("trained_on", "")) for d in docs)),
+            "in_sample_sources": sorted({s for d in docs for s in d.get("in_sample_sources") or []}),
+            "baseline": "localiser + circles, cup ratio = mean of each file's training photos",
+            "model": summarise(rows), "baseline_summary": summarise(base) if base else {},
+            "rows": rows, "baseline_rows": base}
+
+
+def _print_summaries(doc: dict[str, Any]) -> None:
+    for name in ("model", "baseline_summary"):
+        for src, m in doc[name].items():
+            print(f"{name:16s} {src:8s} n={m['n']:3d} found={m['found']:3d} disc Dice {m['dice_disc']:.3f} "
+                  f"cup Dice {m['dice_cup']:.3f} vCDR MAE {m['vcdr_mae']:.3f} bias {m['vcdr_bias']:+.3f} "
+                  f"disc area x{m['disc_area_ratio']:.2f}")
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     p = argparse.ArgumentParser(prog="python -m engine.fundus.evaluate", description=__doc__.split("\n\n")[0])
-    p.add_argument("--data", type=Path, required=True, help="dataset folder (any layout discover() reads)")
+    p.add_argument("--data", type=Path, help="dataset folder (any layout discover() reads); not with --merge")
     p.add_argument("--checkpoint", type=Path, nargs="+",
                    help="disc-cup weights (default: the shipped ones); several = the mean of their probabilities")
     which = p.add_mutually_exclusive_group(required=True)
@@ -127,6 +163,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     which.add_argument("--split", type=Path,
                        help="a training run's split.json: evaluate the photos of --fold's validation part "
                             "(photos held out, their sources seen in training)")
+    which.add_argument("--merge", type=Path, nargs="+", metavar="EVAL_JSON",
+                       help="combine the evaluation files of the folds of one k-fold run into one (--out)")
     p.add_argument("--fold", default="holdout", help="with --split: the fold (fold1, fold2, ... or holdout)")
     p.add_argument("--out", type=Path, help="write rows and summaries as JSON here")
     args = p.parse_args(argv)
@@ -134,6 +172,18 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from engine.fundus.segmenter import load_members, load_segmenter, member_cards, training_data
     from engine.models.checkpoint import CheckpointError, atomic_write_bytes
 
+    if args.merge:
+        try:
+            doc = merge_evaluations([json.loads(path.read_text(encoding="utf-8")) for path in args.merge])
+        except (OSError, ValueError) as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 1
+        _print_summaries(doc)
+        if args.out:
+            atomic_write_bytes(args.out, (json.dumps(doc, indent=1) + "\n").encode())
+        return 0
+    if args.data is None:
+        p.error("--data is required with --sources or --split")
     cases = discover(args.data)
     if args.split:
         try:
@@ -177,11 +227,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
            "baseline": f"localiser + circles, cup ratio {mean_ratio:.3f} (mean of the training photos)",
            "model": summarise(model_rows), "baseline_summary": summarise(base_rows),
            "rows": model_rows, "baseline_rows": base_rows}
-    for name in ("model", "baseline_summary"):
-        for src, m in doc[name].items():
-            print(f"{name:16s} {src:8s} n={m['n']:3d} found={m['found']:3d} disc Dice {m['dice_disc']:.3f} "
-                  f"cup Dice {m['dice_cup']:.3f} vCDR MAE {m['vcdr_mae']:.3f} bias {m['vcdr_bias']:+.3f} "
-                  f"disc area x{m['disc_area_ratio']:.2f}")
+    _print_summaries(doc)
     if args.out:
         text = json.dumps(doc, indent=1)
         atomic_write_bytes(args.out, (text + "\n").encode())

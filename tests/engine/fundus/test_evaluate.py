@@ -123,6 +123,17 @@ def test_evaluate_cli_on_a_split_fold(tmp_path):
     missing = ["--data", str(tmp_path / "gamma"), "--checkpoint", str(tmp_path / "none.pt"), "--sources", "gamma"]
     assert main(missing) == 1  # one stderr line, no traceback
 
+    # the folds' files of one k-fold run combine into one; a photo in two files is refused
+    split["fold2"] = {"train": ["gamma/0002"], "val": ["gamma/0000", "gamma/0001"]}
+    (tmp_path / "split.json").write_text(json.dumps(split))
+    assert main(args[:-3] + ["fold2", "--out", str(tmp_path / "r2.json")]) == 0
+    merged = tmp_path / "all.json"
+    assert main(["--merge", str(tmp_path / "r.json"), str(tmp_path / "r2.json"), "--out", str(merged)]) == 0
+    doc = json.loads(merged.read_text())
+    assert sorted(r["case"] for r in doc["rows"]) == ["gamma/0000", "gamma/0001", "gamma/0002"]
+    assert doc["model"]["all"]["n"] == 3 and len(doc["sha256"]) == 2 and doc["held_out_sources"] == []
+    assert main(["--merge", str(tmp_path / "r.json"), str(tmp_path / "r.json")]) == 1
+
 
 def test_summary_separates_convention_bias_from_spread():
     def row(true, pred, area=None):
