@@ -18,7 +18,7 @@ Mask conventions differ between sources (and two of them are exact opposites), s
 ``white``          two masks, white = structure (SMDG re-packaging: REFUGE binary, ORIGA/PAPILA/G1020
                    JPEG). Threshold at 128.
 ``soft``           two Drishti-GS soft maps, 0/64/128/191/255 = how many of 4 experts marked the pixel;
-                   majority (>= 128) is the structure.
+                   at least 2 of 4 (>= 128) is the structure.
 =================  ==================================================================================
 
 ``source`` is the group used for held-out evaluation: cases from one source (camera, site, annotators)

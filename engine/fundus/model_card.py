@@ -55,6 +55,29 @@ def held_out_block(paths: Sequence[Path]) -> list[dict[str, Any]]:
     return out
 
 
+def expert_agreement_block(path: Path) -> dict[str, Any]:
+    """The summaries of an :mod:`engine.fundus.expert_agreement` file (no per-photo rows).
+
+    Raises:
+        ValueError: the file cannot be read, is not such a file, or compares a model evaluated on sources it was
+            trained on.
+    """
+    try:
+        doc = json.loads(Path(path).read_text(encoding="utf-8"))
+        block = {"what": "inter-expert agreement on the Drishti-GS1 photos (4 experts each) and held-out models' "
+                         "vertical CDRs in an expert's place (python -m engine.fundus.expert_agreement)",
+                 "experts": doc["experts"], "models": doc["models"]}
+    except (OSError, ValueError) as err:
+        raise ValueError(f"{path}: cannot read it ({err})") from None
+    except (KeyError, TypeError):
+        raise ValueError(f"{path}: not an engine.fundus.expert_agreement file") from None
+    for model in block["models"]:
+        if model.get("in_sample_sources"):
+            raise ValueError(f"{path}: {model.get('file', 'a model')} was trained on "
+                             f"{', '.join(model['in_sample_sources'])}: not a held-out comparison")
+    return block
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     p = argparse.ArgumentParser(prog="python -m engine.fundus.model_card", description=__doc__.split("\n\n")[0])
     p.add_argument("--checkpoint", type=Path, nargs="+", required=True,
@@ -62,6 +85,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--held-out", type=Path, nargs="+", required=True, help="engine.fundus.evaluate JSON files")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--note", action="append", default=[], help="extra line for the card's evaluation notes")
+    p.add_argument("--expert-agreement", type=Path,
+                   help="engine.fundus.expert_agreement JSON: the experts' own disagreement and the held-out "
+                        "models' ratios in an expert's place go into the card")
     args = p.parse_args(argv)
 
     from engine.fundus.segmenter import combine_members
@@ -84,12 +110,18 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
+    if args.expert_agreement:
+        try:
+            card["expert_agreement"] = expert_agreement_block(args.expert_agreement)
+        except ValueError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 1
     if len(ckpts) > 1:
         card["members"] = [{"sha256": c.sha256, "training": c.card.get("training", {})} for c in ckpts]
     card["evaluation"] = [
         "Photo-level, as the product runs: engine.fundus.analyse_disc on the full-resolution photo (training-free "
         "localiser, coarse and fine network passes, masks mapped back), compared with the experts' masks "
-        "(Drishti-GS1: majority of 4 experts). Dice of disc and cup; vertical CDR = cup height / disc height "
+        "(Drishti-GS1: pixels at least 2 of its 4 experts marked). Dice of disc and cup; vertical CDR = cup height / disc height "
         "from the masks; a photo with no disc found counts as Dice 0 and ratio error max(v, 1 - v).",
         "Leave-one-source-out: each held-out block's checkpoint was trained with the same recipe on the other "
         "sources only (python -m engine train disc-cup --set 'data.sources=[...]'); the shipped weights were then "
