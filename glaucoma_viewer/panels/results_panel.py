@@ -140,8 +140,8 @@ class ModelCardDialog(QtWidgets.QDialog):
             f"<b>Default weights:</b> {'yes (bundled, research use only)' if run.default_weights else 'no'}</p>",
         ]
         card = dict(run.card)
-        for key in ("intended_use", "data", "training_data", "pseudo_labels", "limitations", "held_out", "evaluation",
-                    "metrics"):
+        for key in ("intended_use", "data", "training_data", "pseudo_labels", "limitations", "held_out",
+                    "expert_agreement", "evaluation", "metrics"):
             if key == "held_out" and isinstance(card.get(key), list):
                 lines.append("<p><b>Held-out evaluation</b> (data the model never saw):</p>"
                              + held_out_table(card.pop(key)))
@@ -177,6 +177,8 @@ def _fmt(value: object) -> str:
     if isinstance(value, dict):  # nested fields as nested lists (wraps, unlike JSON)
         items = (f"<li><i>{_esc(k).replace('_', ' ')}</i>: {_fmt(v)}</li>" for k, v in value.items())
         return "<ul>" + "".join(items) + "</ul>"
+    if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):  # records: numbered
+        return "<ol>" + "".join(f"<li>{_fmt(v)}</li>" for v in value) + "</ol>"
     if isinstance(value, list):  # numbers, matrices: one line when short
         flat = json.dumps(value, default=str)
         if len(flat) <= 120:

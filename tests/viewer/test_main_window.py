@@ -450,3 +450,5 @@ def test_card_fields_render_as_readable_lists():
     assert "<code>[[4, 2], [1, 2]]</code>" in html and "<pre>" not in html
     assert _fmt(["a", "b"]) == "<ul><li>a</li><li>b</li></ul>" and _fmt("x<y") == "x&lt;y"
     assert _fmt(list(range(60))).startswith("<pre>")  # long lists keep one item per line
+    records = _fmt([{"file": "a.json", "bias": -0.14}, {"file": "b.json", "bias": 0.02}])
+    assert records.startswith("<ol><li><ul>") and "<i>bias</i>: -0.14" in records and "<pre>" not in records
