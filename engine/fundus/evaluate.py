@@ -12,7 +12,7 @@ A photo where no disc is found counts as Dice 0 and the worst possible ratio err
 Baseline: the same training-free localiser plus two concentric circles: the disc with the radius the localiser
 expects from the field of view, the cup at the mean vertical ratio of the *training* sources.
 
-``python -m engine.fundus.evaluate --data DIR --checkpoint best.pt [more.pt ...] --sources drishti [--out result.json]``;
+``python -m engine.fundus.evaluate --data DIR --checkpoint best.pt [more.pt ...] --sources drishti [--out r.json]``;
 ``--split split.json --fold fold1`` evaluates a k-fold run's held-out photos instead, and
 ``--merge fold1.json ... fold5.json --out all.json`` combines the folds' files into one.
 """

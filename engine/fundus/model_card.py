@@ -121,8 +121,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     card["evaluation"] = [
         "Photo-level, as the product runs: engine.fundus.analyse_disc on the full-resolution photo (training-free "
         "localiser, coarse and fine network passes, masks mapped back), compared with the experts' masks "
-        "(Drishti-GS1: pixels at least 2 of its 4 experts marked). Dice of disc and cup; vertical CDR = cup height / disc height "
-        "from the masks; a photo with no disc found counts as Dice 0 and ratio error max(v, 1 - v).",
+        "(Drishti-GS1: pixels at least 2 of its 4 experts marked). Dice of disc and cup; vertical CDR = cup "
+        "height / disc height from the masks; a photo with no disc found counts as Dice 0 and ratio error "
+        "max(v, 1 - v).",
         "Leave-one-source-out: each held-out block's checkpoint was trained with the same recipe on the other "
         "sources only (python -m engine train disc-cup --set 'data.sources=[...]'); the shipped weights were then "
         "trained on every source (all photos but the training run's small hold-out).",
