@@ -809,7 +809,25 @@ def _fill_disc(view: "AnalysisView", exam: Any, disc: Any, result: Any, loaded: 
         from engine.pipeline import _as_float_dict  # the pipeline's own flattening of a biomarker object
 
         markers = _as_float_dict(_field(disc, "biomarkers") or disc)
-    view.biomarkers = format_biomarkers(markers, exam)
+    spread = expert_spread_note(_field(disc, "model_card") if disc is not None else None)
+    view.biomarkers = format_biomarkers(markers, exam, vcdr_note=spread)
+    if spread and view.biomarkers:
+        view.disc_method = f"{view.disc_method} Vertical CDR: {spread}.".strip()
+
+
+def expert_spread_note(card: Any) -> str:
+    """"experts differ by ±X ..." from a disc/cup card's ``expert_agreement`` (mean distance of one expert's
+    vertical CDR from the mean of the others, on the photos it was measured on), or "" when the card does not say."""
+    try:
+        experts = card["expert_agreement"]["experts"]
+        spread = float(experts["expert_vcdr_loo_mae"])
+    except (KeyError, TypeError, ValueError):
+        return ""
+    if spread != spread:
+        return ""
+    raters = "/".join(str(n) for n in experts.get("experts_per_photo", [])) or "several"
+    return (f"experts differ by ±{spread:.2f} on average ({experts.get('photos_with_expert_ratios', '?')} photos "
+            f"rated by {raters} experts; model card)")
 
 
 _BIOMARKER_ORDER = (
@@ -832,8 +850,9 @@ _BIOMARKER_LABELS = {
 }
 
 
-def format_biomarkers(markers: dict[str, float], exam: Any) -> list:
-    """Biomarkers as display rows. Physical units only when the matching scale is physical (not assumed)."""
+def format_biomarkers(markers: dict[str, float], exam: Any, vcdr_note: str = "") -> list:
+    """Biomarkers as display rows. Physical units only when the matching scale is physical (not assumed);
+    ``vcdr_note`` goes beside the vertical CDR (how far experts' own ratios differ)."""
     from glaucoma_viewer.state import Biomarker
 
     fundus_physical = exam.fundus_spacing is not None and exam.fundus_spacing.is_physical
@@ -866,6 +885,8 @@ def format_biomarkers(markers: dict[str, float], exam: Any) -> list:
             label, text, note = label.replace(" mm", ""), f"{value:.2f} mm", "scale from the file"
         else:
             text, note = (f"{value:.2f}" if abs(value) < 100 else f"{value:.0f}"), ""
+            if label == "vertical CDR":
+                note = vcdr_note
         rows.append(Biomarker(label, text, note))
     return rows
 

@@ -371,6 +371,19 @@ def test_held_out_table_names_the_training_data_and_skips_a_repeated_total():
     assert held_out_table([{"held_out": "c", "model": {"all": one}}]).count(">model<") == 1
 
 
+def test_vertical_cdr_carries_how_far_experts_differ_when_the_card_says():
+    from types import SimpleNamespace
+
+    card = {"expert_agreement": {"experts": {"expert_vcdr_loo_mae": 0.0653, "photos_with_expert_ratios": 48,
+                                             "experts_per_photo": [4]}}}
+    note = jobs.expert_spread_note(card)
+    assert note == "experts differ by ±0.07 on average (48 photos rated by 4 experts; model card)"
+    assert jobs.expert_spread_note({}) == "" and jobs.expert_spread_note(None) == ""
+    exam = SimpleNamespace(fundus_spacing=None, oct_spacing=None, eye="OD")
+    rows = jobs.format_biomarkers({"vcdr": 0.61, "hcdr": 0.5}, exam, vcdr_note=note)
+    assert [(r.name, r.value, r.note) for r in rows] == [("vertical CDR", "0.61", note), ("horizontal CDR", "0.50", "")]
+
+
 def test_missing_checkpoint_reads_as_no_model_installed():
     msg = jobs.friendly_message("disc/cup analysis failed: /x/resources/models/disc_cup.pt: checkpoint not found")
     assert msg == "No disc/cup model installed (disc_cup.pt is not in resources/models)."
