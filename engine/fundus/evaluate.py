@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any, Optional, Sequence
@@ -136,8 +137,16 @@ def merge_evaluations(docs: Sequence[dict[str, Any]]) -> dict[str, Any]:
     twice = sorted({c for c in cases if cases.count(c) > 1})
     if twice:
         raise ValueError(f"{len(twice)} photos are in more than one file (e.g. {twice[0]}): not folds of one split")
+    folds = [re.fullmatch(r"photos of (\S+) in (.+)", str(d.get("held_out", ""))) for d in docs]
+    splits = {m.group(2) for m in folds if m}
+    if all(folds) and len(splits) == 1:
+        held_out = (f"photos, not sources: {', '.join(m.group(1) for m in folds if m)} of {splits.pop()} (each photo "
+                    "held out once, its source seen in training: comparable with a random hold-out, not with a new "
+                    "camera)")
+    else:
+        held_out = "; ".join(dict.fromkeys(str(d.get("held_out", "")) for d in docs))
     return {"checkpoint": [d.get("checkpoint") for d in docs], "sha256": [d.get("sha256", "") for d in docs],
-            "held_out_sources": [], "held_out": "; ".join(dict.fromkeys(str(d.get("held_out", "")) for d in docs)),
+            "held_out_sources": [], "held_out": held_out,
             "trained_on": "; ".join(dict.fromkeys(str(d.get("trained_on", "")) for d in docs)),
             "in_sample_sources": sorted({s for d in docs for s in d.get("in_sample_sources") or []}),
             "baseline": "localiser + circles, cup ratio = mean of each file's training photos",

@@ -132,6 +132,7 @@ def test_evaluate_cli_on_a_split_fold(tmp_path):
     doc = json.loads(merged.read_text())
     assert sorted(r["case"] for r in doc["rows"]) == ["gamma/0000", "gamma/0001", "gamma/0002"]
     assert doc["model"]["all"]["n"] == 3 and len(doc["sha256"]) == 2 and doc["held_out_sources"] == []
+    assert doc["held_out"].startswith(f"photos, not sources: fold1, fold2 of {tmp_path / 'split.json'} (each photo")
     assert main(["--merge", str(tmp_path / "r.json"), str(tmp_path / "r.json")]) == 1
 
 
