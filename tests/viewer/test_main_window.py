@@ -356,6 +356,8 @@ def test_the_disc_cup_model_card_opens_from_the_biomarkers_with_its_held_out_tab
     assert "min confidence: 0.85" in text  # nested card fields as readable lists, not JSON
     first = runs[0].card["held_out"][0]["model"]["drishti"]["dice_disc"]
     assert f"{first:.3f}" in text
+    assert "Expert agreement:" in text and "expert vcdr loo mae" in text  # the experts' own disagreement
+    assert "Vertical CDR: experts differ by ±" in window.results.bio_note.text()
 
 
 def test_held_out_table_names_the_training_data_and_skips_a_repeated_total():
