@@ -14,7 +14,8 @@
    the coarse check; the most certain one wins, with a penalty for a lower localiser rank and score. Its
    probabilities are post-processed at model resolution (:func:`clean_masks`: the disc's largest component and
    its convex hull, the cup's largest component inside the disc and its fitted ellipse) and mapped back onto
-   the photo's pixels (:func:`engine.fundus.crop.map_to_image`).
+   the photo's pixels (:func:`engine.fundus.crop.map_to_image`). When another candidate centred outside the
+   winner's disc passed the fine pass too, the result says so (:data:`RIVAL_MESSAGE`).
 
 Masks in files follow the GAMMA convention (:func:`label_mask`): 0 = cup, 128 = neuro-retinal rim,
 255 = background.
@@ -50,6 +51,11 @@ bright lesion that the network finds slightly more disc-like from beating a clea
 on G1020-128; on the 202 sample photos it changed that choice only)."""
 LOW_CONFIDENCE = 0.8
 """Below this confidence the result carries a "low confidence" message."""
+RIVAL_MESSAGE = "check the disc outline: another region of the photo also looked like a whole disc"
+"""Said when two fine passes that both hold a confident, plausible disc are centred apart (e.g. a bright patch of
+atrophy beside the disc): the mask may be on the wrong one. Measured: the shipped model says it on 1 of the 202
+sample photos (G1020-128, a bright macular lesion; it kept the disc); the photo-level 5-fold networks on 2 of 120
+(G1020-128 again, and REFUGE1-val-351, where one network kept a patch of atrophy beside the disc)."""
 SIZE_RANGE = (0.35, 2.6)
 """Accepted measured / expected disc diameter (the expected one comes from the FOV size)."""
 
@@ -64,7 +70,8 @@ class DiscAnalysis:
         found: a disc was segmented with enough confidence; when False the masks and biomarkers are None and
             ``message`` says why.
         confidence: 0..1, the segmenter's mean certainty over the disc times a localisation factor.
-        message: one line for the user ("" when all is well; "low confidence ..." below :data:`LOW_CONFIDENCE`).
+        message: one line for the user ("" when all is well; "low confidence ..." below :data:`LOW_CONFIDENCE`;
+            :data:`RIVAL_MESSAGE` when a second disc-like region passed too).
         center: disc centre (row, col) photo px (bounding-box centre of the disc mask), or the localiser's guess.
         disc_mask, cup_mask: (H, W) bool in photo px (cup inside disc), or None.
         crop_box: square disc box + relative margin (top, left, bottom, right) photo px, for the grader's crop.
@@ -233,17 +240,20 @@ def _fine(image: np.ndarray, segmenter: Any, coarse_box: Box, coarse_disc: np.nd
 
 
 def _best_fine(image: np.ndarray, segmenter: Any, coarse: list[tuple[float, float, Box, np.ndarray]],
-               expected: float) -> Optional[tuple[Box, np.ndarray, np.ndarray, float]]:
-    """Fine passes on every coarse find; the best by fine certainty - localiser penalty - size penalty."""
-    best, best_score = None, -np.inf
+               expected: float) -> tuple[Optional[tuple[Box, np.ndarray, np.ndarray, float]], bool]:
+    """Fine passes on every coarse find; the best by fine certainty - localiser penalty - size penalty, and
+    whether another find that passed is centred outside the best one's disc (a second disc-like region)."""
+    finds = []
     for _, penalty, box, disc in coarse:
         f = _fine(image, segmenter, box, disc, expected)
-        if f is None:
-            continue
-        score = _score(f[3], penalty, _box_of(f[1], f[0])[1] / expected)
-        if score > best_score:
-            best, best_score = f, score
-    return best
+        if f is not None:
+            centre, diameter = _box_of(f[1], f[0])
+            finds.append((_score(f[3], penalty, diameter / expected), centre, diameter, f))
+    if not finds:
+        return None, False
+    _, (r, c), diameter, best = max(finds, key=lambda item: item[0])
+    rival = any(np.hypot(o[0] - r, o[1] - c) > 0.5 * diameter for _, o, _, _ in finds)
+    return best, rival
 
 
 def _localiser_penalties(loc: DiscLocation) -> list[float]:
@@ -335,13 +345,13 @@ def analyse_disc(
     check(cancel)
     report(progress, 0.6, "segmenting disc and cup")
     t = time.perf_counter()
-    fine = _best_fine(image, segmenter, coarse[:N_COARSE], expected)
+    fine, rival = _best_fine(image, segmenter, coarse[:N_COARSE], expected)
     if fine is None:
         # no candidate holds a disc (a disc cut by the edge of the field of view, bright lesions ...): the
         # network scans the whole field of view in overlapping coarse crops
         boxes = _scan_boxes(loc, COARSE_SCALE * expected)
         scan = _passing_crops(image, segmenter, boxes, expected, [0.0] * len(boxes))
-        fine = _best_fine(image, segmenter, scan[:N_COARSE], expected)
+        fine, rival = _best_fine(image, segmenter, scan[:N_COARSE], expected)
     timings["fine"] = time.perf_counter() - t
     if fine is None:
         return _not_found("optic disc not found: no region of the photo looked like a whole disc to the "
@@ -370,6 +380,8 @@ def analyse_disc(
     found_centre = ((rows[0] + rows[-1] + 1) / 2.0, (cols[0] + cols[-1] + 1) / 2.0)
     confidence = float(np.clip(certainty * (0.85 + 0.15 * loc.confidence), 0.0, 1.0))
     message = "" if confidence >= LOW_CONFIDENCE else "low confidence: check the disc outline"
+    if rival and not message:
+        message = RIVAL_MESSAGE
     check(cancel)
     report(progress, 1.0, "disc and cup done")
     return DiscAnalysis(True, confidence, message, found_centre, disc_img, cup_img,

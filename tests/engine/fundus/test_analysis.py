@@ -119,3 +119,27 @@ def test_a_clear_localiser_favourite_beats_a_slightly_more_certain_lesion():
     assert disc > lesion
     assert analysis._score(0.912, 0.0, 0.75) < analysis._score(0.931, analysis.RANK_PENALTY, 1.05)  # rank only
     assert analysis._localiser_penalties(DiscLocation((0, 0), 10.0, 0.0, [])) == [0.0]
+
+
+def test_a_second_disc_like_region_is_said(oracle, monkeypatch):
+    """Two regions that both pass as whole discs (a bright patch of atrophy beside the disc did this on
+    REFUGE1-val-351): the result keeps the best and says to check the outline; one disc says nothing."""
+    import cv2
+
+    from engine.fundus import analysis
+    from engine.fundus.localize import Candidate, locate_disc
+
+    f = synthetic_fundus((600, 600), cdr=0.5, eye="OD", seed=3)
+    assert analyse_disc(f.image, segmenter=oracle).message == ""
+    image = f.image.copy()
+    r, c = f.disc_center
+    radius = int(round(np.sqrt(f.disc_mask.sum() / np.pi)))
+    twin = (r, 600.0 - c)  # a mirror-image spot on the other side of the photo
+    disc_colour = tuple(int(v) for v in f.image[int(r), int(c + 0.8 * radius)])
+    cv2.circle(image, (int(twin[1]), int(twin[0])), int(0.9 * radius), disc_colour, -1)
+    loc = locate_disc(image)
+    loc.candidates = [loc.candidates[0], Candidate(twin, loc.candidates[0].score)]  # the localiser likes both
+    monkeypatch.setattr(analysis, "locate_disc", lambda _: loc)
+    result = analyse_disc(image, segmenter=oracle)
+    assert result.found and result.message == analysis.RIVAL_MESSAGE
+    assert result.confidence > analysis.LOW_CONFIDENCE  # said even when each region alone looks certain
