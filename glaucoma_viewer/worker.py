@@ -809,7 +809,7 @@ def _fill_disc(view: "AnalysisView", exam: Any, disc: Any, result: Any, loaded: 
         from engine.pipeline import _as_float_dict  # the pipeline's own flattening of a biomarker object
 
         markers = _as_float_dict(_field(disc, "biomarkers") or disc)
-    spread = expert_spread_note(_field(disc, "model_card") if disc is not None else None)
+    spread = expert_spread_note(_field(disc, "model_card"))
     view.biomarkers = format_biomarkers(markers, exam, vcdr_note=spread)
     if spread and view.biomarkers:
         view.disc_method = f"{view.disc_method} Vertical CDR: {spread}.".strip()

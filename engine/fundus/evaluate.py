@@ -120,21 +120,33 @@ def summarise(rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, float]]:
     return out
 
 
-def merge_evaluations(docs: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """The evaluation files of the folds of one k-fold run (each photo held out once) as one document.
+def read_evaluation(path: Path) -> dict[str, Any]:
+    """An evaluation file written by this module (``--out``).
 
     Raises:
-        ValueError: a document is not an evaluation file, or a photo is in two of them.
+        ValueError: it cannot be read or has no per-photo rows.
     """
-    rows: list[dict[str, Any]] = []
-    base: list[dict[str, Any]] = []
-    for doc in docs:
-        if not isinstance(doc, dict) or not isinstance(doc.get("rows"), list):
-            raise ValueError("not an engine.fundus.evaluate file (no per-photo rows)")
-        rows += doc["rows"]
-        base += doc.get("baseline_rows", [])
-    cases = [r["case"] for r in rows]
-    twice = sorted({c for c in cases if cases.count(c) > 1})
+    try:
+        doc = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise ValueError(f"{path}: cannot read it ({err})") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("rows"), list):
+        raise ValueError(f"{path}: not an engine.fundus.evaluate file (no per-photo rows)")
+    return doc
+
+
+def merge_evaluations(docs: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The evaluation documents (:func:`read_evaluation`) of the folds of one k-fold run (each photo held out
+    once) as one document.
+
+    Raises:
+        ValueError: a photo is in two of them.
+    """
+    from collections import Counter
+
+    rows = [r for doc in docs for r in doc["rows"]]
+    base = [r for doc in docs for r in doc.get("baseline_rows", [])]
+    twice = sorted(c for c, n in Counter(r["case"] for r in rows).items() if n > 1)
     if twice:
         raise ValueError(f"{len(twice)} photos are in more than one file (e.g. {twice[0]}): not folds of one split")
     folds = [re.fullmatch(r"photos of (\S+) in (.+)", str(d.get("held_out", ""))) for d in docs]
@@ -183,8 +195,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     if args.merge:
         try:
-            doc = merge_evaluations([json.loads(path.read_text(encoding="utf-8")) for path in args.merge])
-        except (OSError, ValueError) as err:
+            doc = merge_evaluations([read_evaluation(path) for path in args.merge])
+        except ValueError as err:
             print(f"error: {err}", file=sys.stderr)
             return 1
         _print_summaries(doc)

@@ -30,7 +30,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from engine.fundus.datasets import DatasetLayoutError, DiscCupCase, discover, read_gray
-from engine.fundus.evaluate import dice, vertical_ratio
+from engine.fundus.evaluate import dice, read_evaluation, vertical_ratio
 
 LEVELS = (1, 2, 3, 4)
 REFERENCE_LEVEL = 2
@@ -146,14 +146,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 1
     try:
         rows = [case_agreement(c) for c in cases]
-        evaluations = [json.loads(path.read_text(encoding="utf-8")) for path in args.evaluation]
+        evaluations = [read_evaluation(path) for path in args.evaluation]
     except (OSError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    for path, doc in zip(args.evaluation, evaluations):
-        if not isinstance(doc, dict) or not isinstance(doc.get("rows"), list):
-            print(f"error: {path}: not an engine.fundus.evaluate file (no per-photo rows)", file=sys.stderr)
-            return 1
     experts = summarise_experts(rows)
     models = [dict(model_agreement(rows, doc), file=str(path)) for path, doc in zip(args.evaluation, evaluations)]
     print(f"experts  photos={experts['photos']} with ratios={experts['photos_with_expert_ratios']}  one expert vs "
