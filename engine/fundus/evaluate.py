@@ -13,8 +13,9 @@ Baseline: the same training-free localiser plus two concentric circles: the disc
 expects from the field of view, the cup at the mean vertical ratio of the *training* sources.
 
 ``python -m engine.fundus.evaluate --data DIR --checkpoint best.pt [more.pt ...] --sources drishti [--out r.json]``;
-``--split split.json --fold fold1`` evaluates a k-fold run's held-out photos instead, and
-``--merge fold1.json ... fold5.json --out all.json`` combines the folds' files into one.
+``--split split.json --fold fold1`` evaluates a k-fold run's held-out photos instead,
+``--merge fold1.json ... fold5.json --out all.json`` combines the folds' files into one, and
+``--compare A.json B.json`` pairs two files' photos (B - A per photo, bootstrap 95 % interval of the mean).
 """
 
 from __future__ import annotations
@@ -166,6 +167,53 @@ def merge_evaluations(docs: Sequence[dict[str, Any]]) -> dict[str, Any]:
             "rows": rows, "baseline_rows": base}
 
 
+PAIRED_METRICS = ("dice_disc", "dice_cup", "vcdr_error")
+
+
+def compare_evaluations(a: dict[str, Any], b: dict[str, Any], n_resamples: int = 2000,
+                        seed: int = 0) -> dict[str, dict[str, dict[str, float]]]:
+    """B - A over the same photos, per source and ``"all"``: for each of :data:`PAIRED_METRICS` the mean
+    difference, its percentile-bootstrap 95 % interval (photos resampled; NaN with one photo) and how many photos
+    B has better (higher Dice, lower ratio error) and worse. A photo without a disc counts as in :func:`evaluate_case`.
+
+    Raises:
+        ValueError: the two documents (:func:`read_evaluation`) do not hold the same photos.
+    """
+    from scipy.stats import bootstrap
+
+    rows_a, rows_b = ({r["case"]: r for r in doc["rows"]} for doc in (a, b))
+    if rows_a.keys() != rows_b.keys():
+        only = sorted(rows_a.keys() ^ rows_b.keys())
+        raise ValueError(f"the files hold different photos ({len(only)} in only one of them, e.g. {only[0]}): "
+                         "a paired comparison needs the same photos")
+    rng = np.random.default_rng(seed)
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for name in sorted({r["source"] for r in rows_a.values()}) + ["all"]:
+        cases = [c for c, r in rows_a.items() if name == "all" or r["source"] == name]
+        out[name] = {}
+        for metric in PAIRED_METRICS:
+            diff = np.array([rows_b[c][metric] - rows_a[c][metric] for c in cases], float)
+            better = diff < 0 if metric == "vcdr_error" else diff > 0
+            low = high = float("nan")
+            if diff.size > 1 and np.ptp(diff) > 0:
+                ci = bootstrap((diff,), np.mean, n_resamples=n_resamples, method="percentile", rng=rng)
+                low, high = float(ci.confidence_interval.low), float(ci.confidence_interval.high)
+            elif diff.size > 1:
+                low = high = float(diff[0])
+            out[name][metric] = {"mean_difference": float(diff.mean()), "ci95_low": low, "ci95_high": high,
+                                 "n": int(diff.size), "b_better": int(better.sum()),
+                                 "b_worse": int(((diff != 0) & ~better).sum())}
+    return out
+
+
+def _print_comparison(comparison: dict[str, dict[str, dict[str, float]]]) -> None:
+    print("B - A, paired over photos (bootstrap 95 % interval); better/worse = photos where B is better/worse")
+    for src, metrics in comparison.items():
+        parts = [f"{m} {d['mean_difference']:+.4f} [{d['ci95_low']:+.4f}, {d['ci95_high']:+.4f}] "
+                 f"{d['b_better']}/{d['b_worse']}" for m, d in metrics.items()]
+        print(f"{src:8s} n={next(iter(metrics.values()))['n']:3d}  " + "  ".join(parts))
+
+
 def _print_summaries(doc: dict[str, Any]) -> None:
     for name in ("model", "baseline_summary"):
         for src, m in doc[name].items():
@@ -176,7 +224,8 @@ def _print_summaries(doc: dict[str, Any]) -> None:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     p = argparse.ArgumentParser(prog="python -m engine.fundus.evaluate", description=__doc__.split("\n\n")[0])
-    p.add_argument("--data", type=Path, help="dataset folder (any layout discover() reads); not with --merge")
+    p.add_argument("--data", type=Path,
+                   help="dataset folder (any layout discover() reads); not with --merge or --compare")
     p.add_argument("--checkpoint", type=Path, nargs="+",
                    help="disc-cup weights (default: the shipped ones); several = the mean of their probabilities")
     which = p.add_mutually_exclusive_group(required=True)
@@ -186,6 +235,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                             "(photos held out, their sources seen in training)")
     which.add_argument("--merge", type=Path, nargs="+", metavar="EVAL_JSON",
                        help="combine the evaluation files of the folds of one k-fold run into one (--out)")
+    which.add_argument("--compare", type=Path, nargs=2, metavar=("A_JSON", "B_JSON"),
+                       help="two evaluation files of the same photos: B - A per photo with a bootstrap interval")
     p.add_argument("--fold", default="holdout", help="with --split: the fold (fold1, fold2, ... or holdout)")
     p.add_argument("--out", type=Path, help="write rows and summaries as JSON here")
     args = p.parse_args(argv)
@@ -201,6 +252,22 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return 1
         _print_summaries(doc)
         if args.out:
+            atomic_write_bytes(args.out, (json.dumps(doc, indent=1) + "\n").encode())
+        return 0
+    if args.compare:
+        try:
+            docs = [read_evaluation(path) for path in args.compare]
+            comparison = compare_evaluations(*docs)
+        except ValueError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 1
+        for label, path, doc in zip("AB", args.compare, docs):
+            if doc.get("in_sample_sources"):
+                print(f"warning: {label} ({path}) is in-sample for {', '.join(doc['in_sample_sources'])}",
+                      file=sys.stderr)
+        _print_comparison(comparison)
+        if args.out:
+            doc = {"a": str(args.compare[0]), "b": str(args.compare[1]), "paired": comparison}
             atomic_write_bytes(args.out, (json.dumps(doc, indent=1) + "\n").encode())
         return 0
     if args.data is None:

@@ -217,3 +217,48 @@ def test_sources_seen_through_a_pseudo_labeller_count_as_seen():
     assert seen_sources([direct]) == {"odoc100", "pseudo"}
     assert seen_sources([labelled]) == {"odoc100", "pseudo", "drishti", "a"}
     assert seen_sources([{**direct, "pseudo_labels": {"labeller": {"trained_on": "shipped"}}}]) is None
+
+
+def _evaluation(rows):
+    return {"rows": [{"case": c, "source": s, "dice_disc": d, "dice_cup": u, "vcdr_error": v}
+                     for c, s, d, u, v in rows]}
+
+
+def test_paired_comparison_of_two_evaluations():
+    """B - A per photo: known mean differences, better/worse counts, an interval around the mean, per source."""
+    from engine.fundus.evaluate import compare_evaluations
+
+    a = _evaluation([("p0", "x", 0.90, 0.70, 0.10), ("p1", "x", 0.92, 0.80, 0.05), ("p2", "y", 0.80, 0.60, 0.20),
+                     ("p3", "y", 0.94, 0.75, 0.02)])
+    b = _evaluation([("p3", "y", 0.95, 0.70, 0.04), ("p2", "y", 0.90, 0.60, 0.10), ("p1", "x", 0.93, 0.85, 0.05),
+                     ("p0", "x", 0.92, 0.80, 0.00)])  # other order: paired by photo, not by position
+    cmp = compare_evaluations(a, b)
+    disc = cmp["all"]["dice_disc"]
+    assert disc["mean_difference"] == pytest.approx((0.02 + 0.01 + 0.10 + 0.01) / 4)
+    assert disc["b_better"] == 4 and disc["b_worse"] == 0 and disc["n"] == 4
+    assert 0.01 <= disc["ci95_low"] <= disc["mean_difference"] <= disc["ci95_high"] <= 0.10
+    cup, vcdr = cmp["all"]["dice_cup"], cmp["all"]["vcdr_error"]
+    assert (cup["b_better"], cup["b_worse"]) == (2, 1)  # one tie counts as neither
+    assert (vcdr["b_better"], vcdr["b_worse"]) == (2, 1)  # lower error is better
+    assert cmp["x"]["dice_disc"]["n"] == 2 and cmp["y"]["vcdr_error"]["mean_difference"] == pytest.approx(-0.04)
+    assert cmp["x"]["dice_cup"]["ci95_low"] < cmp["x"]["dice_cup"]["ci95_high"]
+    with pytest.raises(ValueError, match="different photos"):
+        compare_evaluations(a, _evaluation([("p0", "x", 0.9, 0.7, 0.1)]))
+
+
+def test_compare_cli(tmp_path, capsys):
+    from engine.fundus.evaluate import main
+
+    a = _evaluation([("p0", "x", 0.90, 0.70, 0.10), ("p1", "x", 0.92, 0.80, 0.05)])
+    b = _evaluation([("p0", "x", 0.95, 0.70, 0.10), ("p1", "x", 0.93, 0.82, 0.05)])
+    (tmp_path / "a.json").write_text(json.dumps({**a, "in_sample_sources": ["x"]}))
+    (tmp_path / "b.json").write_text(json.dumps(b))
+    assert main(["--compare", str(tmp_path / "a.json"), str(tmp_path / "b.json"), "--out", str(tmp_path / "c.json")]) == 0
+    out = capsys.readouterr()
+    assert "dice_disc +0.0300" in out.out and "A (" in out.err and "in-sample for x" in out.err
+    paired = json.loads((tmp_path / "c.json").read_text())["paired"]
+    assert paired["x"]["dice_cup"]["mean_difference"] == pytest.approx(0.01)
+    (tmp_path / "bad.json").write_text("[1]")
+    assert main(["--compare", str(tmp_path / "a.json"), str(tmp_path / "bad.json")]) == 1
+    line = capsys.readouterr().err.strip()
+    assert "bad.json" in line and "\n" not in line
