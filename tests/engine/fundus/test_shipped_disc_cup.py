@@ -1,0 +1,80 @@
+"""The shipped disc/cup model on the bundled real CC0 photo (no sample data needed): the same disc and ratio come
+back from 1 to 12 megapixels, with another aspect ratio or a black border, and for the mirrored (other) eye."""
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from engine.fundus import analyse_disc
+from engine.fundus.segmenter import default_weights_path
+
+PHOTO = Path(__file__).resolve().parents[3] / "resources" / "demo" / "DEMO01" / "DEMO01.jpg"  # 1411 x 1411, OS
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    if not default_weights_path().is_file() or not PHOTO.is_file():
+        pytest.skip("no shipped disc/cup weights or demo photo")
+    from engine.fundus.segmenter import load_segmenter
+
+    seg = load_segmenter()
+    image = np.ascontiguousarray(cv2.imread(str(PHOTO))[:, :, ::-1])
+    return seg, image, analyse_disc(image, eye="OS", segmenter=seg)
+
+
+def _resized(image: np.ndarray, side: int) -> np.ndarray:
+    return cv2.resize(image, (side, side), interpolation=cv2.INTER_AREA if side < image.shape[0] else cv2.INTER_CUBIC)
+
+
+def _padded_16_9(image: np.ndarray) -> np.ndarray:
+    h, w = image.shape[:2]
+    out = np.zeros((h, h * 16 // 9, 3), np.uint8)
+    out[:, (out.shape[1] - w) // 2 : (out.shape[1] - w) // 2 + w] = image
+    return out
+
+
+def _cropped_4_3(image: np.ndarray) -> np.ndarray:
+    h, w = image.shape[:2]
+    top = (h - w * 3 // 4) // 2
+    return image[top : top + w * 3 // 4]
+
+
+def _back(mask: np.ndarray, variant: str, shape: tuple[int, int]) -> np.ndarray:
+    """A variant's (H', W') disc mask in the original photo's (H, W) pixels."""
+    h, w = shape
+    if variant.endswith("MP"):
+        return cv2.resize(mask.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST).astype(bool)
+    if variant == "16:9 black border":
+        left = (mask.shape[1] - w) // 2
+        return mask[:, left : left + w]
+    out = np.zeros((h, w), bool)
+    top = (h - w * 3 // 4) // 2
+    out[top : top + mask.shape[0]] = mask
+    return out
+
+
+@pytest.mark.parametrize("variant,make", [("12 MP", lambda im: _resized(im, 3464)), ("1 MP", lambda im: _resized(im, 1000)),
+                                          ("16:9 black border", _padded_16_9), ("4:3 crop", _cropped_4_3)])
+def test_same_disc_and_ratio_at_any_size_and_aspect(shipped, variant, make):
+    seg, image, base = shipped
+    result = analyse_disc(make(image), eye="OS", segmenter=seg)
+    assert base.found and result.found and result.message == ""
+    assert result.biomarkers.vcdr == pytest.approx(base.biomarkers.vcdr, abs=0.03)
+    assert result.biomarkers.area_cdr == pytest.approx(base.biomarkers.area_cdr, abs=0.03)
+    disc = _back(result.disc_mask, variant, image.shape[:2])
+    assert 2 * (disc & base.disc_mask).sum() / (disc.sum() + base.disc_mask.sum()) > 0.95
+
+
+def test_the_mirrored_photo_of_the_other_eye_gives_the_same_rim(shipped):
+    seg, image, base = shipped
+    mirrored = analyse_disc(np.ascontiguousarray(image[:, ::-1]), eye="OD", segmenter=seg)
+    assert mirrored.found
+    back = mirrored.disc_mask[:, ::-1]
+    assert 2 * (back & base.disc_mask).sum() / (back.sum() + base.disc_mask.sum()) > 0.98
+    a, b = base.biomarkers, mirrored.biomarkers
+    assert b.vcdr == pytest.approx(a.vcdr, abs=0.01)
+    for side in ("rim_nasal_px", "rim_temporal_px", "rim_inferior_px", "rim_superior_px"):
+        assert getattr(b, side) == pytest.approx(getattr(a, side), rel=0.05), side
+    assert b.isnt == a.isnt
