@@ -168,13 +168,15 @@ def merge_evaluations(docs: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 
 PAIRED_METRICS = ("dice_disc", "dice_cup", "vcdr_error")
+MIN_PHOTOS_FOR_INTERVAL = 10
 
 
 def compare_evaluations(a: dict[str, Any], b: dict[str, Any], n_resamples: int = 2000,
                         seed: int = 0) -> dict[str, dict[str, dict[str, float]]]:
     """B - A over the same photos, per source and ``"all"``: for each of :data:`PAIRED_METRICS` the mean
-    difference, its percentile-bootstrap 95 % interval (photos resampled; NaN with one photo) and how many photos
-    B has better (higher Dice, lower ratio error) and worse. A photo without a disc counts as in :func:`evaluate_case`.
+    difference, its percentile-bootstrap 95 % interval (photos resampled; NaN with fewer than
+    :data:`MIN_PHOTOS_FOR_INTERVAL` photos, where resampling a handful says nothing) and how many photos B has
+    better (higher Dice, lower ratio error) and worse. A photo without a disc counts as in :func:`evaluate_case`.
 
     Raises:
         ValueError: the two documents (:func:`read_evaluation`) do not hold the same photos.
@@ -195,10 +197,10 @@ def compare_evaluations(a: dict[str, Any], b: dict[str, Any], n_resamples: int =
             diff = np.array([rows_b[c][metric] - rows_a[c][metric] for c in cases], float)
             better = diff < 0 if metric == "vcdr_error" else diff > 0
             low = high = float("nan")
-            if diff.size > 1 and np.ptp(diff) > 0:
+            if diff.size >= MIN_PHOTOS_FOR_INTERVAL and np.ptp(diff) > 0:
                 ci = bootstrap((diff,), np.mean, n_resamples=n_resamples, method="percentile", rng=rng)
                 low, high = float(ci.confidence_interval.low), float(ci.confidence_interval.high)
-            elif diff.size > 1:
+            elif diff.size >= MIN_PHOTOS_FOR_INTERVAL:
                 low = high = float(diff[0])
             out[name][metric] = {"mean_difference": float(diff.mean()), "ci95_low": low, "ci95_high": high,
                                  "n": int(diff.size), "b_better": int(better.sum()),
@@ -207,10 +209,12 @@ def compare_evaluations(a: dict[str, Any], b: dict[str, Any], n_resamples: int =
 
 
 def _print_comparison(comparison: dict[str, dict[str, dict[str, float]]]) -> None:
-    print("B - A, paired over photos (bootstrap 95 % interval); better/worse = photos where B is better/worse")
+    print(f"B - A, paired over photos (bootstrap 95 % interval from {MIN_PHOTOS_FOR_INTERVAL} photos on); "
+          "better/worse = photos where B is better/worse")
     for src, metrics in comparison.items():
-        parts = [f"{m} {d['mean_difference']:+.4f} [{d['ci95_low']:+.4f}, {d['ci95_high']:+.4f}] "
-                 f"{d['b_better']}/{d['b_worse']}" for m, d in metrics.items()]
+        parts = [f"{m} {d['mean_difference']:+.4f} "
+                 + ("" if np.isnan(d["ci95_low"]) else f"[{d['ci95_low']:+.4f}, {d['ci95_high']:+.4f}] ")
+                 + f"{d['b_better']}/{d['b_worse']}" for m, d in metrics.items()]
         print(f"{src:8s} n={next(iter(metrics.values()))['n']:3d}  " + "  ".join(parts))
 
 

@@ -225,32 +225,37 @@ def _evaluation(rows):
 
 
 def test_paired_comparison_of_two_evaluations():
-    """B - A per photo: known mean differences, better/worse counts, an interval around the mean, per source."""
-    from engine.fundus.evaluate import compare_evaluations
+    """B - A per photo: known mean differences, better/worse counts, an interval around the mean from 10 photos
+    on, per source; photos are paired by name, not by position."""
+    from engine.fundus.evaluate import MIN_PHOTOS_FOR_INTERVAL, compare_evaluations
 
-    a = _evaluation([("p0", "x", 0.90, 0.70, 0.10), ("p1", "x", 0.92, 0.80, 0.05), ("p2", "y", 0.80, 0.60, 0.20),
-                     ("p3", "y", 0.94, 0.75, 0.02)])
-    b = _evaluation([("p3", "y", 0.95, 0.70, 0.04), ("p2", "y", 0.90, 0.60, 0.10), ("p1", "x", 0.93, 0.85, 0.05),
-                     ("p0", "x", 0.92, 0.80, 0.00)])  # other order: paired by photo, not by position
+    assert MIN_PHOTOS_FOR_INTERVAL == 10
+    gains = np.linspace(0.01, 0.10, 10)  # source x: B better on every photo by these disc Dice gains
+    a = _evaluation([(f"x{i}", "x", 0.85, 0.70, 0.10) for i in range(10)]
+                    + [("y0", "y", 0.80, 0.60, 0.20), ("y1", "y", 0.94, 0.75, 0.02)])
+    b = _evaluation([("y1", "y", 0.95, 0.75, 0.04), ("y0", "y", 0.90, 0.62, 0.10)]
+                    + [(f"x{i}", "x", 0.85 + g, 0.70 + (0.02 if i % 2 else -0.01), 0.10) for i, g in enumerate(gains)])
     cmp = compare_evaluations(a, b)
-    disc = cmp["all"]["dice_disc"]
-    assert disc["mean_difference"] == pytest.approx((0.02 + 0.01 + 0.10 + 0.01) / 4)
-    assert disc["b_better"] == 4 and disc["b_worse"] == 0 and disc["n"] == 4
-    assert 0.01 <= disc["ci95_low"] <= disc["mean_difference"] <= disc["ci95_high"] <= 0.10
-    cup, vcdr = cmp["all"]["dice_cup"], cmp["all"]["vcdr_error"]
-    assert (cup["b_better"], cup["b_worse"]) == (2, 1)  # one tie counts as neither
-    assert (vcdr["b_better"], vcdr["b_worse"]) == (2, 1)  # lower error is better
-    assert cmp["x"]["dice_disc"]["n"] == 2 and cmp["y"]["vcdr_error"]["mean_difference"] == pytest.approx(-0.04)
-    assert cmp["x"]["dice_cup"]["ci95_low"] < cmp["x"]["dice_cup"]["ci95_high"]
+    disc = cmp["x"]["dice_disc"]
+    assert disc["mean_difference"] == pytest.approx(gains.mean())
+    assert disc["b_better"] == 10 and disc["b_worse"] == 0 and disc["n"] == 10
+    assert 0.01 < disc["ci95_low"] < disc["mean_difference"] < disc["ci95_high"] < 0.10
+    assert (cmp["x"]["dice_cup"]["b_better"], cmp["x"]["dice_cup"]["b_worse"]) == (5, 5)
+    assert cmp["x"]["vcdr_error"]["ci95_low"] == cmp["x"]["vcdr_error"]["ci95_high"] == 0.0  # no change anywhere
+    y = cmp["y"]
+    assert y["vcdr_error"]["mean_difference"] == pytest.approx(-0.04) and np.isnan(y["vcdr_error"]["ci95_low"])
+    assert (y["vcdr_error"]["b_better"], y["vcdr_error"]["b_worse"]) == (1, 1)  # lower error is better
+    assert (y["dice_cup"]["b_better"], y["dice_cup"]["b_worse"]) == (1, 0)  # a tie counts as neither
+    assert cmp["all"]["dice_disc"]["n"] == 12 and not np.isnan(cmp["all"]["dice_disc"]["ci95_low"])
     with pytest.raises(ValueError, match="different photos"):
-        compare_evaluations(a, _evaluation([("p0", "x", 0.9, 0.7, 0.1)]))
+        compare_evaluations(a, _evaluation([("x0", "x", 0.9, 0.7, 0.1)]))
 
 
 def test_compare_cli(tmp_path, capsys):
     from engine.fundus.evaluate import main
 
-    a = _evaluation([("p0", "x", 0.90, 0.70, 0.10), ("p1", "x", 0.92, 0.80, 0.05)])
-    b = _evaluation([("p0", "x", 0.95, 0.70, 0.10), ("p1", "x", 0.93, 0.82, 0.05)])
+    a = _evaluation([(f"p{i}", "x", 0.90, 0.70 + i / 100, 0.10) for i in range(10)])
+    b = _evaluation([(f"p{i}", "x", 0.93, 0.71 + i / 100, 0.10) for i in range(10)])
     (tmp_path / "a.json").write_text(json.dumps({**a, "in_sample_sources": ["x"]}))
     (tmp_path / "b.json").write_text(json.dumps(b))
     assert main(["--compare", str(tmp_path / "a.json"), str(tmp_path / "b.json"), "--out", str(tmp_path / "c.json")]) == 0
