@@ -10,8 +10,9 @@ photos whose disc was found with at least ``--min-confidence``. ``DIR`` gets the
 
 - ``DIR/images/<id><suffix>``: a copy of the photo (the original is only read);
 - ``DIR/Disc_Cup_Masks/<id>.png``: the predicted masks, 0 = cup, 128 = rim, 255 = background;
-- ``DIR/pseudo_labels.json``: the labeller (SHA-256 and what it was trained on), the threshold, and one entry
-  per photo (its path, confidence, kept or why not).
+- ``DIR/pseudo_labels.json``: the labeller (SHA-256 and what it was trained on, including what the networks that
+  labelled *its* pseudo-labelled photos were trained on, round after round), the threshold, and one entry per
+  photo (its path, confidence, kept or why not).
 
 Training reads it with ``--set data.pseudo=DIR``: its photos join every run as the source ``pseudo``. For a
 held-out figure the labeller must not have seen the held-out sources either, and the unlabelled photos must not
@@ -169,7 +170,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 1
     try:
         seg = load_members(args.checkpoint) if args.checkpoint else load_segmenter()
-        labeller = training_data(member_cards(args.checkpoint, seg))
+        labeller = training_data(member_cards(args.checkpoint, seg), with_labellers=True)
     except (CheckpointError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -209,9 +209,15 @@ def member_cards(paths: Optional[Sequence[Union[str, Path]]], segmenter: Segment
     return [load_checkpoint(Path(p), expected_task=TASK).card for p in paths or ()] or [segmenter.card]
 
 
-def training_data(cards: Sequence[Mapping[str, Any]]) -> str:
-    """The cards' training-data lines, each once, joined by ``"; "``."""
-    return "; ".join(dict.fromkeys(str(c.get("data", "")) for c in cards))
+def training_data(cards: Sequence[Mapping[str, Any]], with_labellers: bool = False) -> str:
+    """The cards' training-data lines, each once, joined by ``"; "``; ``with_labellers`` adds the lines of the
+    networks that labelled their pseudo-labelled photos (card ``pseudo_labels``, which carry their own labellers'
+    lines in turn), so that what every network up a chain of self-training rounds saw is kept."""
+    lines = [str(c.get("data", "")) for c in cards]
+    if with_labellers:
+        lines += [line for c in cards if c.get("pseudo_labels")
+                  for line in str((c["pseudo_labels"].get("labeller") or {}).get("trained_on", "")).split("; ")]
+    return "; ".join(dict.fromkeys(lines))
 
 
 def load_segmenter(path: Optional[Union[str, Path]] = None, device: str = "cpu") -> Segmenter:

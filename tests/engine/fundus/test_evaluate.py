@@ -258,7 +258,8 @@ def test_compare_cli(tmp_path, capsys):
     b = _evaluation([(f"p{i}", "x", 0.93, 0.71 + i / 100, 0.10) for i in range(10)])
     (tmp_path / "a.json").write_text(json.dumps({**a, "in_sample_sources": ["x"]}))
     (tmp_path / "b.json").write_text(json.dumps(b))
-    assert main(["--compare", str(tmp_path / "a.json"), str(tmp_path / "b.json"), "--out", str(tmp_path / "c.json")]) == 0
+    files = [str(tmp_path / "a.json"), str(tmp_path / "b.json")]
+    assert main(["--compare", *files, "--out", str(tmp_path / "c.json")]) == 0
     out = capsys.readouterr()
     assert "dice_disc +0.0300" in out.out and "A (" in out.err and "in-sample for x" in out.err
     paired = json.loads((tmp_path / "c.json").read_text())["paired"]

@@ -99,6 +99,20 @@ def test_cli_writes_a_manifest_and_names_bad_input(tmp_path, capsys):
     doc = json.loads((out / "pseudo_labels.json").read_text())
     assert doc["labeller"]["trained_on"].endswith("a 3") and len(doc["photos"]) == 1
     assert "of 1 photos pseudo-labelled" in capsys.readouterr().out
+
+    # a second round: the labeller was itself trained on pseudo labels; what their labeller saw is kept, so the
+    # in-sample guard of evaluate still sees source "a" two rounds on
+    from engine.fundus.evaluate import seen_sources
+
+    save_checkpoint(tmp_path / "round2.pt", spec, build_network(spec).state_dict(),
+                    {"name": "d", "task": "disc-cup", "pseudo_labels": {"labeller": doc["labeller"]},
+                     "data": "4 fundus photos with disc/cup masks from d: b 3, pseudo 1"})
+    round2 = [str(tmp_path / "photos"), "--out", str(tmp_path / "p2"), "--checkpoint", str(tmp_path / "round2.pt")]
+    assert main(round2) == 0
+    labeller = json.loads((tmp_path / "p2" / "pseudo_labels.json").read_text())["labeller"]
+    assert seen_sources([{"data": "1 fundus photos with disc/cup masks from d: pseudo 1",
+                          "pseudo_labels": {"labeller": labeller}}]) == {"pseudo", "b", "a"}
+    capsys.readouterr()
     assert main([str(tmp_path / "nowhere"), "--out", str(out)]) == 1
     assert main([str(tmp_path / "photos"), "--out", str(out), "--checkpoint", str(tmp_path / "none.pt")]) == 2
     assert main([str(tmp_path / "photos"), "--out", str(out), "--pattern", "*.tif"]) == 1

@@ -55,7 +55,8 @@ def _back(mask: np.ndarray, variant: str, shape: tuple[int, int]) -> np.ndarray:
     return out
 
 
-@pytest.mark.parametrize("variant,make", [("12 MP", lambda im: _resized(im, 3464)), ("1 MP", lambda im: _resized(im, 1000)),
+@pytest.mark.parametrize("variant,make", [("12 MP", lambda im: _resized(im, 3464)),
+                                          ("1 MP", lambda im: _resized(im, 1000)),
                                           ("16:9 black border", _padded_16_9), ("4:3 crop", _cropped_4_3)])
 def test_same_disc_and_ratio_at_any_size_and_aspect(shipped, variant, make):
     seg, image, base = shipped
