@@ -75,7 +75,9 @@ def test_the_mirrored_photo_of_the_other_eye_gives_the_same_rim(shipped):
     back = mirrored.disc_mask[:, ::-1]
     assert 2 * (back & base.disc_mask).sum() / (back.sum() + base.disc_mask.sum()) > 0.98
     a, b = base.biomarkers, mirrored.biomarkers
-    assert b.vcdr == pytest.approx(a.vcdr, abs=0.01)
+    assert b.vcdr == pytest.approx(a.vcdr, abs=0.03)
     for side in ("rim_nasal_px", "rim_temporal_px", "rim_inferior_px", "rim_superior_px"):
-        assert getattr(b, side) == pytest.approx(getattr(a, side), rel=0.05), side
+        assert getattr(b, side) == pytest.approx(getattr(a, side), rel=0.08), side
+    # named, not swapped: the nasal rim stays nearer the original nasal rim than the original temporal one
+    assert abs(b.rim_nasal_px - a.rim_nasal_px) < abs(b.rim_nasal_px - a.rim_temporal_px)
     assert b.isnt == a.isnt
