@@ -84,13 +84,11 @@ def evaluate_case(case: DiscCupCase, segmenter: Any = None, baseline_ratio: Opti
 def seen_sources(cards: Sequence[dict[str, Any]]) -> Optional[set[str]]:
     """Sources any of these checkpoint cards was trained on, directly or through the networks that labelled its
     pseudo-labelled photos (card ``pseudo_labels``); None when a card does not say."""
+    from engine.fundus.segmenter import training_data
+
     seen: set[str] = set()
     for card in cards:
-        lines = [str(card.get("data", ""))]
-        if card.get("pseudo_labels"):
-            labeller = card["pseudo_labels"].get("labeller") or {}
-            lines += str(labeller.get("trained_on", "")).split("; ")
-        for line in lines:
+        for line in training_data([card], with_labellers=True).split("; "):
             counts = sources_in_description(line)
             if counts is None:
                 return None
