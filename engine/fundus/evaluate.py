@@ -97,21 +97,31 @@ def seen_sources(cards: Sequence[dict[str, Any]]) -> Optional[set[str]]:
 
 
 def summarise(rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, float]]:
-    """Mean metrics per source and over all rows: ``{source|"all": {dice_disc, dice_cup, vcdr_mae, vcdr_bias, n,
-    found, disc_area_ratio}}``. Over the photos with a disc found (NaN when none): ``vcdr_bias`` = mean signed
-    error (predicted - expert vertical CDR), ``disc_area_ratio`` = median predicted / expert disc area. A large
-    bias or a ratio far from 1 with a small spread is a difference of drawing convention (or case mix) between
-    the training and held-out experts rather than noise."""
+    """Mean metrics per source and over all rows: ``{source|"all": {dice_disc, dice_cup, vcdr_mae, vcdr_bias,
+    vcdr_mae_offset_removed, vcdr_pearson, n, found, disc_area_ratio}}``. Over the photos with a disc found (NaN
+    when none): ``vcdr_bias`` = mean signed error (predicted - expert vertical CDR), ``disc_area_ratio`` = median
+    predicted / expert disc area. A large bias or a ratio far from 1 with a small spread is a difference of
+    drawing convention (or case mix) between the training and held-out experts rather than noise.
+    ``vcdr_mae_offset_removed`` = mean |signed error - vcdr_bias|, the error left once the block's own mean
+    offset is taken away (a diagnostic of how much of ``vcdr_mae`` is one constant offset: it uses the held-out
+    experts' ratios, so it is not a held-out figure); ``vcdr_pearson`` = correlation of predicted and expert
+    ratios (how well the photos are ordered, whatever the offset; NaN below 3 photos or without spread)."""
     out: dict[str, dict[str, float]] = {}
     for name in sorted({r["source"] for r in rows}) + ["all"]:
         sel = [r for r in rows if name == "all" or r["source"] == name]
-        signed = [r["vcdr_pred"] - r["vcdr_true"] for r in sel if r["vcdr_pred"] is not None]
+        found = [r for r in sel if r["vcdr_pred"] is not None]
+        pred = np.array([r["vcdr_pred"] for r in found], float)
+        true = np.array([r["vcdr_true"] for r in found], float)
+        signed = pred - true
         ratios = [r["disc_area_ratio"] for r in sel if r.get("disc_area_ratio") is not None]
+        ordered = len(found) >= 3 and np.ptp(pred) > 0 and np.ptp(true) > 0
         out[name] = {
             "dice_disc": float(np.mean([r["dice_disc"] for r in sel])),
             "dice_cup": float(np.mean([r["dice_cup"] for r in sel])),
             "vcdr_mae": float(np.mean([r["vcdr_error"] for r in sel])),
-            "vcdr_bias": float(np.mean(signed)) if signed else float("nan"),
+            "vcdr_bias": float(signed.mean()) if found else float("nan"),
+            "vcdr_mae_offset_removed": float(np.abs(signed - signed.mean()).mean()) if found else float("nan"),
+            "vcdr_pearson": float(np.corrcoef(pred, true)[0, 1]) if ordered else float("nan"),
             "disc_area_ratio": float(np.median(ratios)) if ratios else float("nan"),
             "n": len(sel),
             "found": int(sum(r["found"] for r in sel)),
@@ -221,6 +231,7 @@ def _print_summaries(doc: dict[str, Any]) -> None:
         for src, m in doc[name].items():
             print(f"{name:16s} {src:8s} n={m['n']:3d} found={m['found']:3d} disc Dice {m['dice_disc']:.3f} "
                   f"cup Dice {m['dice_cup']:.3f} vCDR MAE {m['vcdr_mae']:.3f} bias {m['vcdr_bias']:+.3f} "
+                  f"(without it {m['vcdr_mae_offset_removed']:.3f}, r {m['vcdr_pearson']:.2f}) "
                   f"disc area x{m['disc_area_ratio']:.2f}")
 
 

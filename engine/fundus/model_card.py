@@ -23,12 +23,15 @@ from typing import Any, Optional, Sequence
 
 def held_out_block(paths: Sequence[Path]) -> list[dict[str, Any]]:
     """One entry per evaluation file: held-out sources, what the evaluated checkpoint was trained on, its SHA-256,
-    model and baseline summaries.
+    model and baseline summaries (recomputed from the file's per-photo rows, when it has them, so that every
+    block carries the current :func:`engine.fundus.evaluate.summarise` fields).
 
     Raises:
         ValueError: a file cannot be read, is not an evaluation file, or evaluated sources its checkpoint was
             trained on (``in_sample_sources``).
     """
+    from engine.fundus.evaluate import summarise
+
     out = []
     for path in paths:
         try:
@@ -40,9 +43,10 @@ def held_out_block(paths: Sequence[Path]) -> list[dict[str, Any]]:
                 "held_out": doc.get("held_out", f"sources {doc['held_out_sources']}"),
                 "trained_on": doc.get("trained_on", ""),
                 "evaluated_checkpoint_sha256": doc["sha256"],
-                "model": dict(doc["model"]),
+                "model": summarise(doc["rows"]) if doc.get("rows") else dict(doc["model"]),
                 "baseline": doc["baseline"],
-                "baseline_metrics": doc["baseline_summary"],
+                "baseline_metrics": (summarise(doc["baseline_rows"]) if doc.get("baseline_rows")
+                                     else doc["baseline_summary"]),
             }
         except (OSError, ValueError) as err:
             raise ValueError(f"{path}: cannot read it ({err})") from None

@@ -191,7 +191,8 @@ def _fmt(value: object) -> str:
 
 _HELD_OUT_COLUMNS = (("n", "photos", "{:.0f}"), ("dice_disc", "disc Dice", "{:.3f}"),
                      ("dice_cup", "cup Dice", "{:.3f}"), ("vcdr_mae", "vCDR error", "{:.3f}"),
-                     ("vcdr_bias", "vCDR bias", "{:+.3f}"))
+                     ("vcdr_bias", "vCDR bias", "{:+.3f}"), ("vcdr_mae_offset_removed", "error − bias", "{:.3f}"),
+                     ("vcdr_pearson", "vCDR r", "{:.2f}"))
 
 
 def held_out_table(blocks: list) -> str:

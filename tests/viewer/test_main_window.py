@@ -363,10 +363,12 @@ def test_the_disc_cup_model_card_opens_from_the_biomarkers_with_its_held_out_tab
 def test_held_out_table_names_the_training_data_and_skips_a_repeated_total():
     from glaucoma_viewer.panels.results_panel import held_out_table
 
-    one = {"dice_disc": 0.9, "dice_cup": 0.7, "vcdr_mae": 0.1, "vcdr_bias": float("nan"), "n": 3}
+    one = {"dice_disc": 0.9, "dice_cup": 0.7, "vcdr_mae": 0.1, "vcdr_bias": float("nan"), "n": 3,
+           "vcdr_mae_offset_removed": 0.0771, "vcdr_pearson": 0.794}
     html = held_out_table([{"held_out": "sources ['a']", "trained_on": "odoc100 60",
                             "model": {"a": one, "all": one}, "baseline_metrics": {"a": one}}])
     assert "trained on odoc100 60" in html and "&nbsp;all<" not in html and html.count(">model<") == 1
+    assert "error − bias" in html and html.count(">0.077<") == html.count(">0.79<") == 2
     assert html.count("0.900") == 2 and "nan" not in html
     html = held_out_table([{"held_out": "b", "model": {"a": one, "b": one, "all": one}}])
     assert html.count(">model<") == 3 and "baseline" not in html

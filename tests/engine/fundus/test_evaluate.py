@@ -61,6 +61,17 @@ def test_model_card_ships_held_out_numbers(tmp_path):
     assert card["held_out"][0]["model"]["drishti"]["dice_disc"] == 0.9
     assert card["held_out"][0]["trained_on"] == "60 photos: odoc100 60"
     assert card["training_metrics"]["values"] == {"dice_disc": 0.5} and "metrics" not in card
+    rows = [{"case": f"o/{i}", "source": "odoc100", "dice_disc": 0.9, "dice_cup": 0.8, "vcdr_true": t,
+             "vcdr_pred": t + 0.1, "vcdr_error": 0.1, "found": True} for i, t in enumerate((0.4, 0.5, 0.6))]
+    (tmp_path / "r.json").write_text(json.dumps({"held_out_sources": ["odoc100"], "sha256": "cd", "model": summary,
+                                                 "baseline": "circles", "baseline_summary": summary, "rows": rows,
+                                                 "baseline_rows": rows}))
+    assert main(["--checkpoint", str(tmp_path / "best.pt"), "--held-out", str(tmp_path / "r.json"),
+                 "--out", str(tmp_path / "ship" / "disc_cup.pt")]) == 0
+    block = load_checkpoint(tmp_path / "ship" / "disc_cup.pt", expected_task="disc-cup").card["held_out"][0]
+    assert set(block["model"]) == set(block["baseline_metrics"]) == {"odoc100", "all"}  # from the rows
+    assert block["model"]["all"]["vcdr_mae_offset_removed"] == pytest.approx(0.0)
+    assert block["model"]["all"]["vcdr_pearson"] == pytest.approx(1.0)
 
 
 def test_members_average_their_probabilities_and_ship_as_one_checkpoint(tmp_path):
@@ -146,6 +157,23 @@ def test_summary_separates_convention_bias_from_spread():
     assert s["vcdr_bias"] == pytest.approx(-0.2) and s["found"] == 3 and s["disc_area_ratio"] == pytest.approx(0.9)
     assert s["vcdr_mae"] == pytest.approx((0.2 + 0.2 + 0.2 + 0.5) / 4)
     assert np.isnan(summarise([row(0.5, None)])["s"]["vcdr_bias"])
+    assert s["vcdr_mae_offset_removed"] == pytest.approx(0.0) and s["vcdr_pearson"] == pytest.approx(1.0)
+    assert np.isnan(summarise([row(0.7, 0.5), row(0.6, 0.5), row(0.6, 0.5)])["s"]["vcdr_pearson"])  # no spread
+
+
+def test_summary_tells_a_constant_offset_from_a_wrong_order():
+    def row(true, pred):
+        return {"source": "s", "dice_disc": 1.0, "dice_cup": 1.0, "vcdr_true": true, "vcdr_pred": pred,
+                "vcdr_error": abs(pred - true), "found": True}
+
+    true = [0.3, 0.4, 0.5, 0.6, 0.7]
+    offset = summarise([row(t, t + 0.15) for t in true])["s"]
+    assert offset["vcdr_mae"] == pytest.approx(0.15) and offset["vcdr_mae_offset_removed"] == pytest.approx(0.0)
+    assert offset["vcdr_pearson"] == pytest.approx(1.0)
+    reversed_ = summarise([row(t, p) for t, p in zip(true, true[::-1])])["s"]
+    assert reversed_["vcdr_bias"] == pytest.approx(0.0)
+    assert reversed_["vcdr_mae_offset_removed"] == pytest.approx(reversed_["vcdr_mae"]) == pytest.approx(0.24)
+    assert reversed_["vcdr_pearson"] == pytest.approx(-1.0)
 
 
 def test_training_data_line_reads_back():
