@@ -96,6 +96,11 @@ def seen_sources(cards: Sequence[dict[str, Any]]) -> Optional[set[str]]:
     return seen
 
 
+MIN_PHOTOS_FOR_SPREAD = 10
+"""Fewest photos for a statistic of their spread (a bootstrap interval, an offset-removed error, a correlation):
+resampling or correlating a handful of photos says nothing."""
+
+
 def summarise(rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, float]]:
     """Mean metrics per source and over all rows: ``{source|"all": {dice_disc, dice_cup, vcdr_mae, vcdr_bias,
     vcdr_mae_offset_removed, vcdr_pearson, n, found, disc_area_ratio}}``. Over the photos with a disc found (NaN
@@ -105,7 +110,8 @@ def summarise(rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, float]]:
     ``vcdr_mae_offset_removed`` = mean |signed error - vcdr_bias|, the error left once the block's own mean
     offset is taken away (a diagnostic of how much of ``vcdr_mae`` is one constant offset: it uses the held-out
     experts' ratios, so it is not a held-out figure); ``vcdr_pearson`` = correlation of predicted and expert
-    ratios (how well the photos are ordered, whatever the offset; NaN below 3 photos or without spread)."""
+    ratios (how well the photos are ordered, whatever the offset; NaN without spread). Both are NaN below
+    :data:`MIN_PHOTOS_FOR_SPREAD` photos with a disc found."""
     out: dict[str, dict[str, float]] = {}
     for name in sorted({r["source"] for r in rows}) + ["all"]:
         sel = [r for r in rows if name == "all" or r["source"] == name]
@@ -114,13 +120,14 @@ def summarise(rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, float]]:
         true = np.array([r["vcdr_true"] for r in found], float)
         signed = pred - true
         ratios = [r["disc_area_ratio"] for r in sel if r.get("disc_area_ratio") is not None]
-        ordered = len(found) >= 3 and np.ptp(pred) > 0 and np.ptp(true) > 0
+        enough = len(found) >= MIN_PHOTOS_FOR_SPREAD
+        ordered = enough and np.ptp(pred) > 0 and np.ptp(true) > 0
         out[name] = {
             "dice_disc": float(np.mean([r["dice_disc"] for r in sel])),
             "dice_cup": float(np.mean([r["dice_cup"] for r in sel])),
             "vcdr_mae": float(np.mean([r["vcdr_error"] for r in sel])),
             "vcdr_bias": float(signed.mean()) if found else float("nan"),
-            "vcdr_mae_offset_removed": float(np.abs(signed - signed.mean()).mean()) if found else float("nan"),
+            "vcdr_mae_offset_removed": float(np.abs(signed - signed.mean()).mean()) if enough else float("nan"),
             "vcdr_pearson": float(np.corrcoef(pred, true)[0, 1]) if ordered else float("nan"),
             "disc_area_ratio": float(np.median(ratios)) if ratios else float("nan"),
             "n": len(sel),
@@ -176,15 +183,14 @@ def merge_evaluations(docs: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 
 PAIRED_METRICS = ("dice_disc", "dice_cup", "vcdr_error")
-MIN_PHOTOS_FOR_INTERVAL = 10
 
 
 def compare_evaluations(a: dict[str, Any], b: dict[str, Any], n_resamples: int = 2000,
                         seed: int = 0) -> dict[str, dict[str, dict[str, float]]]:
     """B - A over the same photos, per source and ``"all"``: for each of :data:`PAIRED_METRICS` the mean
     difference, its percentile-bootstrap 95 % interval (photos resampled; NaN with fewer than
-    :data:`MIN_PHOTOS_FOR_INTERVAL` photos, where resampling a handful says nothing) and how many photos B has
-    better (higher Dice, lower ratio error) and worse. A photo without a disc counts as in :func:`evaluate_case`.
+    :data:`MIN_PHOTOS_FOR_SPREAD` photos) and how many photos B has better (higher Dice, lower ratio error) and
+    worse. A photo without a disc counts as in :func:`evaluate_case`.
 
     Raises:
         ValueError: the two documents (:func:`read_evaluation`) do not hold the same photos.
@@ -205,10 +211,10 @@ def compare_evaluations(a: dict[str, Any], b: dict[str, Any], n_resamples: int =
             diff = np.array([rows_b[c][metric] - rows_a[c][metric] for c in cases], float)
             better = diff < 0 if metric == "vcdr_error" else diff > 0
             low = high = float("nan")
-            if diff.size >= MIN_PHOTOS_FOR_INTERVAL and np.ptp(diff) > 0:
+            if diff.size >= MIN_PHOTOS_FOR_SPREAD and np.ptp(diff) > 0:
                 ci = bootstrap((diff,), np.mean, n_resamples=n_resamples, method="percentile", rng=rng)
                 low, high = float(ci.confidence_interval.low), float(ci.confidence_interval.high)
-            elif diff.size >= MIN_PHOTOS_FOR_INTERVAL:
+            elif diff.size >= MIN_PHOTOS_FOR_SPREAD:
                 low = high = float(diff[0])
             out[name][metric] = {"mean_difference": float(diff.mean()), "ci95_low": low, "ci95_high": high,
                                  "n": int(diff.size), "b_better": int(better.sum()),
@@ -217,7 +223,7 @@ def compare_evaluations(a: dict[str, Any], b: dict[str, Any], n_resamples: int =
 
 
 def _print_comparison(comparison: dict[str, dict[str, dict[str, float]]]) -> None:
-    print(f"B - A, paired over photos (bootstrap 95 % interval from {MIN_PHOTOS_FOR_INTERVAL} photos on); "
+    print(f"B - A, paired over photos (bootstrap 95 % interval from {MIN_PHOTOS_FOR_SPREAD} photos on); "
           "better/worse = photos where B is better/worse")
     for src, metrics in comparison.items():
         parts = [f"{m} {d['mean_difference']:+.4f} "

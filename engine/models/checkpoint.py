@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import tempfile
 from dataclasses import dataclass
@@ -74,13 +75,24 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
+def _finite_or_null(value: Any) -> Any:
+    """``value`` with every NaN or infinite float, at any depth, replaced by ``None`` (JSON has no NaN)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, Mapping):
+        return {k: _finite_or_null(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite_or_null(v) for v in value]
+    return value
+
+
 def save_checkpoint(
     path: Path, spec: Mapping[str, Any], state_dict: Mapping[str, Any], card: Mapping[str, Any]
 ) -> str:
     """Write ``path`` (.pt) and its card atomically; return the weights' SHA-256.
 
-    ``card`` must be JSON-serialisable; ``spec`` too. The card written to disk gains ``sha256``,
-    ``spec`` and ``format``.
+    ``card`` must be JSON-serialisable; ``spec`` too. A value not measured (NaN) is written as ``null``, so the
+    card is strict JSON. The card written to disk gains ``sha256``, ``spec`` and ``format``.
     """
     import io
 
@@ -88,7 +100,7 @@ def save_checkpoint(
 
     path = Path(path)
     spec = json.loads(json.dumps(spec))  # proves JSON-ability and drops tuples
-    card = json.loads(json.dumps(card))
+    card = json.loads(json.dumps(_finite_or_null(card), allow_nan=False))
     tensors = {k: v.detach().cpu().contiguous() for k, v in state_dict.items()}
     buffer = io.BytesIO()
     torch.save({"format": FORMAT, "spec": spec, "state_dict": tensors, "card": card}, buffer)

@@ -25,6 +25,19 @@ def test_round_trip_keeps_weights_spec_and_card(tmp_path):
     assert not list(tmp_path.glob("*.tmp"))
 
 
+def test_a_value_not_measured_is_written_as_null_in_strict_json(tmp_path):
+    path = tmp_path / "m.pt"
+    save_checkpoint(path, SPEC, torch.nn.Linear(3, 3).state_dict(),
+                    {"name": "m", "held_out": [{"a": {"r": float("nan"), "n": 3}}], "worst": (float("inf"), 1.5)})
+
+    def refuse(token):
+        raise ValueError(token)
+
+    card = json.loads(card_path_for(path).read_text(), parse_constant=refuse)
+    assert card["held_out"] == [{"a": {"r": None, "n": 3}}] and card["worst"] == [None, 1.5]
+    assert load_checkpoint(path, expected_task="demo").card["held_out"][0]["a"]["r"] is None
+
+
 def test_tampered_weights_are_refused(tmp_path):
     _, path, _ = _save(tmp_path)
     data = bytearray(path.read_bytes())

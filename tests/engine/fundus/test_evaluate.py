@@ -62,7 +62,7 @@ def test_model_card_ships_held_out_numbers(tmp_path):
     assert card["held_out"][0]["trained_on"] == "60 photos: odoc100 60"
     assert card["training_metrics"]["values"] == {"dice_disc": 0.5} and "metrics" not in card
     rows = [{"case": f"o/{i}", "source": "odoc100", "dice_disc": 0.9, "dice_cup": 0.8, "vcdr_true": t,
-             "vcdr_pred": t + 0.1, "vcdr_error": 0.1, "found": True} for i, t in enumerate((0.4, 0.5, 0.6))]
+             "vcdr_pred": t + 0.1, "vcdr_error": 0.1, "found": True} for i, t in enumerate(np.linspace(0.4, 0.6, 10))]
     (tmp_path / "r.json").write_text(json.dumps({"held_out_sources": ["odoc100"], "sha256": "cd", "model": summary,
                                                  "baseline": "circles", "baseline_summary": summary, "rows": rows,
                                                  "baseline_rows": rows}))
@@ -157,8 +157,9 @@ def test_summary_separates_convention_bias_from_spread():
     assert s["vcdr_bias"] == pytest.approx(-0.2) and s["found"] == 3 and s["disc_area_ratio"] == pytest.approx(0.9)
     assert s["vcdr_mae"] == pytest.approx((0.2 + 0.2 + 0.2 + 0.5) / 4)
     assert np.isnan(summarise([row(0.5, None)])["s"]["vcdr_bias"])
-    assert s["vcdr_mae_offset_removed"] == pytest.approx(0.0) and s["vcdr_pearson"] == pytest.approx(1.0)
-    assert np.isnan(summarise([row(0.7, 0.5), row(0.6, 0.5), row(0.6, 0.5)])["s"]["vcdr_pearson"])  # no spread
+    assert np.isnan(s["vcdr_mae_offset_removed"]) and np.isnan(s["vcdr_pearson"])  # 3 photos: too few for either
+    flat = summarise([row(0.7 - i / 100, 0.5) for i in range(10)])["s"]
+    assert flat["vcdr_mae_offset_removed"] == pytest.approx(0.025) and np.isnan(flat["vcdr_pearson"])  # no spread
 
 
 def test_summary_tells_a_constant_offset_from_a_wrong_order():
@@ -166,7 +167,7 @@ def test_summary_tells_a_constant_offset_from_a_wrong_order():
         return {"source": "s", "dice_disc": 1.0, "dice_cup": 1.0, "vcdr_true": true, "vcdr_pred": pred,
                 "vcdr_error": abs(pred - true), "found": True}
 
-    true = [0.3, 0.4, 0.5, 0.6, 0.7]
+    true = [0.3, 0.4, 0.5, 0.6, 0.7] * 2
     offset = summarise([row(t, t + 0.15) for t in true])["s"]
     assert offset["vcdr_mae"] == pytest.approx(0.15) and offset["vcdr_mae_offset_removed"] == pytest.approx(0.0)
     assert offset["vcdr_pearson"] == pytest.approx(1.0)
@@ -174,6 +175,7 @@ def test_summary_tells_a_constant_offset_from_a_wrong_order():
     assert reversed_["vcdr_bias"] == pytest.approx(0.0)
     assert reversed_["vcdr_mae_offset_removed"] == pytest.approx(reversed_["vcdr_mae"]) == pytest.approx(0.24)
     assert reversed_["vcdr_pearson"] == pytest.approx(-1.0)
+    assert np.isnan(summarise([row(t, t + 0.15) for t in true[:9]])["s"]["vcdr_pearson"])  # fewer than 10 photos
 
 
 def test_training_data_line_reads_back():
@@ -255,9 +257,9 @@ def _evaluation(rows):
 def test_paired_comparison_of_two_evaluations():
     """B - A per photo: known mean differences, better/worse counts, an interval around the mean from 10 photos
     on, per source; photos are paired by name, not by position."""
-    from engine.fundus.evaluate import MIN_PHOTOS_FOR_INTERVAL, compare_evaluations
+    from engine.fundus.evaluate import MIN_PHOTOS_FOR_SPREAD, compare_evaluations
 
-    assert MIN_PHOTOS_FOR_INTERVAL == 10
+    assert MIN_PHOTOS_FOR_SPREAD == 10
     gains = np.linspace(0.01, 0.10, 10)  # source x: B better on every photo by these disc Dice gains
     a = _evaluation([(f"x{i}", "x", 0.85, 0.70, 0.10) for i in range(10)]
                     + [("y0", "y", 0.80, 0.60, 0.20), ("y1", "y", 0.94, 0.75, 0.02)])
