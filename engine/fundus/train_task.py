@@ -328,9 +328,10 @@ def _cases_of(cohort: Any, indices: Sequence[int]) -> list[DiscCupCase]:
 
 def read_cohort(data: Path, config: Any) -> Any:
     """Every photo with disc/cup masks under ``data`` (any layout :func:`discover` knows); ``data.sources`` (a
-    list of source names) keeps only those sources; ``data.pseudo`` (a folder written by
-    :mod:`engine.fundus.pseudo_label`) adds its photos as the source ``pseudo``, whatever ``data.sources``; they
-    only ever train (``Cohort.train_only``): validation and source folds are photos with expert masks."""
+    list of source names) keeps only those sources. ``data.include`` (photo ids, ``DiscCupCase.case_id``) adds
+    photos of other sources (e.g. a few photos of a site whose experts draw cups differently) and ``data.pseudo``
+    (a folder written by :mod:`engine.fundus.pseudo_label`) adds its photos as the source ``pseudo``; both only
+    ever train (``Cohort.train_only``): validation and source folds are the kept sources' photos."""
     from engine.fundus.pseudo_label import read_pseudo_labels
     from engine.train.datasets.common import LayoutError
     from engine.train.tasks import Cohort
@@ -340,12 +341,18 @@ def read_cohort(data: Path, config: Any) -> Any:
         cases = discover(Path(data), layout=options.get("layout", "auto"))
     except DatasetLayoutError as err:
         raise LayoutError(data, str(err).split(": ", 1)[-1]) from None
-    wanted = options.get("sources")
+    wanted, include = options.get("sources"), set(options.get("include") or [])
+    unknown = sorted(include - {c.case_id for c in cases})
+    if unknown:
+        raise LayoutError(data, f"no photo {unknown[0]!r} ({len(unknown)} of data.include not found)")
     if wanted:
-        cases = [c for c in cases if c.source in set(wanted)]
-        if not cases:
+        kept = [c for c in cases if c.source in set(wanted)]
+        if not kept:
             raise LayoutError(data, f"no photo from the sources {', '.join(wanted)} (data.sources)")
-    labelled = len(cases)
+        cases = kept + [c for c in cases if c.case_id in include and c.source not in set(wanted)]
+        labelled = len(kept)
+    else:
+        labelled = len(cases)
     if options.get("pseudo"):
         try:
             cases += read_pseudo_labels(Path(options["pseudo"]))[0]

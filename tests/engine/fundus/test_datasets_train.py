@@ -63,3 +63,23 @@ def test_train_command_writes_a_hashed_checkpoint(tmp_path, capsys):
     seg = load_segmenter(out / "best.pt")
     assert seg.size == 48 and len(seg.sha256) == 64
     assert seg.predict(np.zeros((1, 48, 48, 3), np.uint8)).shape == (1, 3, 48, 48)
+
+
+def test_a_few_photos_of_another_source_join_training_only(tmp_path, monkeypatch):
+    """``data.include`` adds named photos of a source left out by ``data.sources``; they train, never validate."""
+    from dataclasses import replace
+    from types import SimpleNamespace
+
+    from engine.fundus import train_task as T
+    from engine.train.datasets.common import LayoutError
+
+    write_gamma_tree(tmp_path / "g", n=4, size=(160, 160))
+    cases = discover(tmp_path / "g")
+    mixed = cases[:2] + [replace(c, source="site") for c in cases[2:]]
+    monkeypatch.setattr(T, "discover", lambda *a, **k: list(mixed))
+    cohort = T.read_cohort(tmp_path / "g", SimpleNamespace(data={"sources": ["gamma"], "include": ["gamma/0003"]}))
+    assert [(it["id"], it["source"]) for it in cohort.items] == [("gamma/0000", "gamma"), ("gamma/0001", "gamma"),
+                                                                  ("gamma/0003", "site")]
+    assert cohort.train_only == [False, False, True] and cohort.description.endswith("gamma 2, site 1")
+    with pytest.raises(LayoutError, match="'gamma/0009' \\(1 of data.include not found\\)"):
+        T.read_cohort(tmp_path / "g", SimpleNamespace(data={"sources": ["gamma"], "include": ["gamma/0009"]}))
