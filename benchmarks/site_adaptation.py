@@ -77,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     from engine.fundus.datasets import discover
     from engine.fundus.evaluate import evaluate_case, summarise
     from engine.fundus.segmenter import load_segmenter
+    from engine.models.checkpoint import atomic_write_bytes
 
     site = {c.case_id: c for c in discover(data) if c.source == args.site}
     if len(site) <= max(args.photos):
@@ -104,8 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         seg = load_segmenter(train(data, args.out / f"n{n}", args.train_sources, args.pseudo, ids, args.seed,
                                    args.cache))
         record(f"trained with {n} photos of the site", [evaluate_case(site[i], seg) for i in test_ids])
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "site_adaptation.json").write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
+    atomic_write_bytes(args.out / "site_adaptation.json", (json.dumps(results, indent=1) + "\n").encode())
     return 0
 
 
