@@ -171,6 +171,24 @@ def _run_disc_analysis(exam: Exam, warnings: list[str], cancel: Optional[CancelT
     return None
 
 
+def calibrate_disc(disc: Any, calibration: Any, biomarkers: dict[str, float], warnings: list[str]) -> Any:
+    """``disc`` with the site ``calibration`` applied and its biomarkers updated in ``biomarkers`` (after grading:
+    the graders keep the uncalibrated ones); a calibration for other weights becomes a warning."""
+    if calibration is None or disc is None or not getattr(disc, "found", False):
+        return disc
+    from engine.fundus.site_calibration import CalibrationError, apply_calibration
+
+    try:
+        disc = apply_calibration(disc, calibration)
+    except CalibrationError as err:
+        warnings.append(f"site calibration not applied: {err}")
+        return disc
+    biomarkers.update(biomarkers_of(disc))
+    warnings.append(f"{calibration.describe()} applied to the disc/cup masks and biomarkers; the graders used the "
+                    "uncalibrated measurements")
+    return disc
+
+
 def disc_crop_warning(disc: Any, box: Optional[tuple[int, int, int, int]]) -> Optional[str]:
     """A warning when the disc-level models' crop ``box`` (row0, col0, row1, col1) px, placed by the localiser as
     in training, disagrees with the disc/cup analysis ``disc`` (a :class:`engine.fundus.DiscAnalysis`): no disc
@@ -220,6 +238,7 @@ def grade(
     cancel: Optional[CancelToken] = None,
     cams: bool = True,
     analyses: bool = True,
+    disc_calibration: Any = None,
 ) -> GradingResult:
     """Grade one exam with every fitting grader, combine them, and explain the result.
 
@@ -230,6 +249,9 @@ def grade(
         progress, cancel: see :mod:`engine.progress`; ``Cancelled`` is raised between stages.
         cams: compute Grad-CAM maps.
         analyses: run the disc/cup and OCT-layer analyses when available.
+        disc_calibration: a site's :class:`engine.fundus.site_calibration.SiteCalibration`, applied to the disc/cup
+            masks and biomarkers of the result (said in ``warnings``); the graders get the uncalibrated
+            measurements they were trained on. One fitted for other disc/cup weights is not applied (a warning).
 
     Raises:
         GradingError: no grader fits the exam's modalities, or no weights.
@@ -345,6 +367,7 @@ def grade(
             per_model[g.name] = ModelPrediction(g.name, probs, int(np.argmax(probs)), g.levels, g.sha256)
     combined = ensemble.combine({n: p.probabilities for n, p in per_model.items()})
     t = stage("inference", t)
+    disc_result = calibrate_disc(disc_result, disc_calibration, biomarkers, warnings)
 
     cam_maps: dict[str, Any] = {}
     if cams:

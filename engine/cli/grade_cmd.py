@@ -37,6 +37,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--salt", help="secret salt for --anonymize (or env GV_ANON_SALT); needed with --resume")
     p.add_argument("--models", type=Path, metavar="FILE", help="ensemble file (.json/.toml) or one .pt grader")
     p.add_argument("--no-analyses", action="store_true", help="skip the disc/cup and OCT-layer analyses")
+    p.add_argument("--site-calibration", type=Path, metavar="FILE",
+                   help="a site's cup-outline calibration for the disc/cup biomarkers (engine.fundus.site_calibration)")
     p.add_argument("--quiet", action="store_true", help="no per-exam progress lines")
     return p
 
@@ -105,6 +107,7 @@ def grade_one(
     cams_dir: Optional[Path],
     analyses: bool,
     loader: Callable[[Any], Any] = load_source,
+    calibration: Any = None,
 ) -> Outcome:
     """Load, grade and (optionally) draw one exam; every failure becomes an error row, never an exception."""
     from engine.io.errors import ExamLoadError
@@ -124,7 +127,8 @@ def grade_one(
     if not needs_glaucoma_grader(exam):  # brain MRI, dental X-ray: only the sibling tasks apply
         return Outcome(*sibling_only_row(exam, data_id, device, cams_dir))
     try:
-        result = grade(exam, ensemble, device=device, cams=cams_dir is not None, analyses=analyses)
+        result = grade(exam, ensemble, device=device, cams=cams_dir is not None, analyses=analyses,
+                       disc_calibration=calibration)
     except GradingError as err:
         return Outcome(error_row(data_id, str(err)), f"error: {err}")
     except Exception as err:  # one exam's failure must not stop the batch
@@ -149,19 +153,18 @@ def _safe_stem(text: str) -> str:
 _WORKER: dict[str, Any] = {}
 
 
-def _worker_init(models: Optional[str], device: str, threads: int) -> None:
+def _worker_init(models: Optional[str], device: str, threads: int, calibration: Any) -> None:
     import torch
 
     from engine.pipeline import load_models
 
     torch.set_num_threads(max(1, threads))
-    _WORKER.update(ensemble=load_models(models, device), device=device)
+    _WORKER.update(ensemble=load_models(models, device), device=device, calibration=calibration)
 
 
 def _worker_grade(source: Any, data_id: str, cams_dir: Optional[str], analyses: bool) -> Outcome:
-    return grade_one(
-        source, _WORKER["ensemble"], _WORKER["device"], data_id, Path(cams_dir) if cams_dir else None, analyses
-    )
+    return grade_one(source, _WORKER["ensemble"], _WORKER["device"], data_id, Path(cams_dir) if cams_dir else None,
+                     analyses, calibration=_WORKER["calibration"])
 
 
 def run(args: argparse.Namespace) -> int:
@@ -203,6 +206,15 @@ def run(args: argparse.Namespace) -> int:
     except GradingError as e:
         err(str(e))
         return 2
+    calibration = None
+    if args.site_calibration:
+        from engine.fundus.site_calibration import CalibrationError, load_calibration
+
+        try:
+            calibration = load_calibration(args.site_calibration)
+        except CalibrationError as e:
+            err(str(e))
+            return 2
 
     sources, skipped, given_errors = discover_sources(args.paths)
     for note in skipped:
@@ -260,7 +272,7 @@ def run(args: argparse.Namespace) -> int:
         err(f"resuming: {len(finished)} exam(s) already graded, {len(todo)} to go")
     n_total = len(todo)
     try:
-        outcomes = _run_all(args, todo, ensemble, device)
+        outcomes = _run_all(args, todo, ensemble, device, calibration)
         for k, (did, outcome) in enumerate(outcomes, 1):
             rows[did] = outcome.row
             flush()
@@ -281,7 +293,8 @@ def run(args: argparse.Namespace) -> int:
     return 1 if n_err else 0
 
 
-def _run_all(args: argparse.Namespace, todo: list[tuple[str, Any]], ensemble: Any, device: str) -> Any:
+def _run_all(args: argparse.Namespace, todo: list[tuple[str, Any]], ensemble: Any, device: str,
+             calibration: Any = None) -> Any:
     """Yield ``(data id, Outcome)`` in input order, in this process or in ``--jobs`` worker processes."""
     cams_dir = args.cams
     analyses = not args.no_analyses
@@ -291,7 +304,7 @@ def _run_all(args: argparse.Namespace, todo: list[tuple[str, Any]], ensemble: An
 
             ensemble = load_models(args.models, device)
         for did, s in todo:
-            yield did, grade_one(s, ensemble, device, did, cams_dir, analyses)
+            yield did, grade_one(s, ensemble, device, did, cams_dir, analyses, calibration=calibration)
         return
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
@@ -300,7 +313,7 @@ def _run_all(args: argparse.Namespace, todo: list[tuple[str, Any]], ensemble: An
     models = str(args.models) if args.models else None
     with ProcessPoolExecutor(
         max_workers=args.jobs, mp_context=mp.get_context("spawn"), initializer=_worker_init,
-        initargs=(models, device, threads),
+        initargs=(models, device, threads, calibration),
     ) as pool:
         cams = str(cams_dir) if cams_dir else None
         futures = [(did, pool.submit(_worker_grade, s, did, cams, analyses)) for did, s in todo]

@@ -29,6 +29,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--weights", type=Path, metavar="FILE", help="segmenter checkpoint (default: the shipped one)")
     p.add_argument("--eye", choices=("OD", "OS", "unknown"), default="unknown",
                    help="disc-cup: eye of every photo, for the nasal/temporal sectors and the ISNT rule")
+    p.add_argument("--site-calibration", type=Path, metavar="FILE",
+                   help="disc-cup: a site's cup-outline calibration (python -m engine.fundus.site_calibration)")
     p.add_argument("--method", choices=("graph", "network"), help="layers: boundary method")
     p.add_argument("--region", choices=("auto", "macula", "disc"), help="layers: scan region")
     return p

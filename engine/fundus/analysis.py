@@ -79,6 +79,9 @@ class DiscAnalysis:
         localisation: the localiser's answer.
         weights_sha256: SHA-256 of the segmenter weights used.
         model_card: the segmenter's model card (training data, held-out evaluation), for display.
+        spacing: the photo's pixel spacing the biomarkers were measured with.
+        site_calibration: the :class:`engine.fundus.site_calibration.SiteCalibration` applied to the cup outline
+            (:func:`engine.fundus.site_calibration.apply_calibration`), or None: the segmenter's own outline.
     """
 
     found: bool
@@ -93,6 +96,8 @@ class DiscAnalysis:
     weights_sha256: str = ""
     timings: dict[str, float] = field(default_factory=dict)
     model_card: dict[str, Any] = field(default_factory=dict)
+    spacing: Optional[Spacing] = None
+    site_calibration: Any = None
 
     def label_mask(self) -> np.ndarray:
         """(H, W) uint8 GAMMA-convention mask: 0 cup, 128 rim, 255 background (all 255 when not found)."""
@@ -274,6 +279,15 @@ def _scan_boxes(loc: DiscLocation, side: float) -> list[Box]:
             if np.hypot(dr, dc) <= radius]
 
 
+def measure(disc: np.ndarray, cup: np.ndarray, eye: str, spacing: Optional[Spacing]) -> DiscBiomarkers:
+    """Biomarkers of (H, W) bool photo-px disc and cup masks (disc not empty), measured on the disc's bounding
+    box plus 2 px (the rest of a 12 MP photo is background)."""
+    rows = np.flatnonzero(disc.any(axis=1))
+    cols = np.flatnonzero(disc.any(axis=0))
+    r0, r1, c0, c1 = max(0, rows[0] - 2), rows[-1] + 3, max(0, cols[0] - 2), cols[-1] + 3
+    return compute_biomarkers(disc[r0:r1, c0:c1], cup[r0:r1, c0:c1], eye=eye, spacing=spacing)
+
+
 def _not_found(message: str, loc: Optional[DiscLocation], sha: str, timings: dict[str, float],
                card: dict[str, Any]) -> DiscAnalysis:
     return DiscAnalysis(False, 0.0 if loc is None else float(loc.confidence) * 0.5, message,
@@ -372,11 +386,10 @@ def analyse_disc(
     if not disc_img.any():
         return _not_found("optic disc not found: the disc mask is empty at the photo's resolution", loc, sha,
                           timings, card)
+    markers = measure(disc_img, cup_img, eye, spacing)
+    timings["measure"] = time.perf_counter() - t
     rows = np.flatnonzero(disc_img.any(axis=1))
     cols = np.flatnonzero(disc_img.any(axis=0))
-    r0, r1, c0, c1 = max(0, rows[0] - 2), rows[-1] + 3, max(0, cols[0] - 2), cols[-1] + 3
-    markers = compute_biomarkers(disc_img[r0:r1, c0:c1], cup_img[r0:r1, c0:c1], eye=eye, spacing=spacing)
-    timings["measure"] = time.perf_counter() - t
     found_centre = ((rows[0] + rows[-1] + 1) / 2.0, (cols[0] + cols[-1] + 1) / 2.0)
     confidence = float(np.clip(certainty * (0.85 + 0.15 * loc.confidence), 0.0, 1.0))
     message = "" if confidence >= LOW_CONFIDENCE else "low confidence: check the disc outline"
@@ -385,4 +398,4 @@ def analyse_disc(
     check(cancel)
     report(progress, 1.0, "disc and cup done")
     return DiscAnalysis(True, confidence, message, found_centre, disc_img, cup_img,
-                        disc_box(disc_img, DEFAULT_MARGIN), markers, loc, sha, timings, card)
+                        disc_box(disc_img, DEFAULT_MARGIN), markers, loc, sha, timings, card, spacing)

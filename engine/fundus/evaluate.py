@@ -56,9 +56,12 @@ def baseline_masks(image: np.ndarray, cup_ratio: float) -> tuple[np.ndarray, np.
     return r2 <= loc.radius_px**2, r2 <= (cup_ratio * loc.radius_px) ** 2
 
 
-def evaluate_case(case: DiscCupCase, segmenter: Any = None, baseline_ratio: Optional[float] = None) -> dict[str, Any]:
-    """One photo's metrics (the analysis with ``segmenter``, or the baseline when ``baseline_ratio`` is given)."""
+def evaluate_case(case: DiscCupCase, segmenter: Any = None, baseline_ratio: Optional[float] = None,
+                  calibration: Any = None) -> dict[str, Any]:
+    """One photo's metrics (the analysis with ``segmenter`` and, when given, a
+    :class:`engine.fundus.site_calibration.SiteCalibration`; or the baseline when ``baseline_ratio`` is given)."""
     from engine.fundus.analysis import analyse_disc
+    from engine.fundus.site_calibration import apply_calibration
 
     image, disc, cup = load_case(case)
     v_true = vertical_ratio(disc, cup)
@@ -67,7 +70,7 @@ def evaluate_case(case: DiscCupCase, segmenter: Any = None, baseline_ratio: Opti
         pd_, pc = baseline_masks(image, baseline_ratio)
         found = True
     else:
-        result = analyse_disc(image, eye=case.eye, segmenter=segmenter)
+        result = apply_calibration(analyse_disc(image, eye=case.eye, segmenter=segmenter), calibration)
         found = result.found
         pd_, pc = result.disc_mask, result.cup_mask
         row["confidence"] = result.confidence

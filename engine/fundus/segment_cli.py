@@ -7,7 +7,9 @@ written atomically (temp file + rename); an input is never overwritten (its mask
 ``<stem>_disc_cup.png``).
 
 A photo that cannot be read, or whose disc is not found with confidence, gives one stderr line and no mask;
-the others go on. Exit status: 0 all photos segmented, 1 some failed, 2 no usable segmenter weights.
+the others go on. Exit status: 0 all photos segmented, 1 some failed, 2 no usable segmenter weights or site
+calibration (``--site-calibration FILE``: the cup outline scaled as fitted for a site, see
+:mod:`engine.fundus.site_calibration`; said in every line and in the JSON document).
 """
 
 from __future__ import annotations
@@ -52,9 +54,16 @@ def _line(name: str, b: dict[str, Any]) -> str:
 
 
 def run_disc_cup(args: Any) -> int:
-    """The ``--task disc-cup`` branch of ``segment``. ``args``: ``inputs``, ``out``, ``json``, ``weights``, ``eye``."""
+    """The ``--task disc-cup`` branch of ``segment``. ``args``: ``inputs``, ``out``, ``json``, ``weights``, ``eye``,
+    ``site_calibration``."""
     from engine.fundus.analysis import analyse_disc
     from engine.fundus.segmenter import default_weights_path, load_segmenter
+    from engine.fundus.site_calibration import (
+        CalibrationError,
+        apply_calibration,
+        check_weights,
+        load_calibration,
+    )
     from engine.io.errors import ExamLoadError
     from engine.io.images import load_image_exam
     from engine.models.checkpoint import CheckpointError
@@ -68,6 +77,14 @@ def run_disc_cup(args: Any) -> int:
               "'python -m engine train disc-cup --data DIR --out RUN' and pass --weights RUN/best.pt",
               file=sys.stderr)
         return 2
+    calibration = None
+    if getattr(args, "site_calibration", None):
+        try:
+            calibration = load_calibration(args.site_calibration)
+            check_weights(calibration, seg.sha256)
+        except CalibrationError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
     out = Path(args.out)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -84,7 +101,8 @@ def run_disc_cup(args: Any) -> int:
         row: dict[str, Any] = {"input": str(path)}
         try:
             exam = load_image_exam(path, modality="fundus", eye=eye)
-            result = analyse_disc(exam.fundus, spacing=exam.fundus_spacing, eye=eye, segmenter=seg)
+            result = apply_calibration(analyse_disc(exam.fundus, spacing=exam.fundus_spacing, eye=eye,
+                                                    segmenter=seg), calibration)
         except (ExamLoadError, ValueError, OSError) as err:
             message = str(err) if str(path) in str(err) else f"{path}: {err}"
             print(f"error: {message}", file=sys.stderr)
@@ -105,9 +123,10 @@ def run_disc_cup(args: Any) -> int:
                    crop_box=[round(float(v), 1) for v in result.crop_box], biomarkers=markers)
         results.append(row)
         if not args.json:
-            note = f" ({result.message})" if result.message else ""
+            note = "".join(f" ({m})" for m in (result.message, calibration and calibration.describe()) if m)
             print(_line(path.name, markers) + note, flush=True)
     doc = {"task": "disc-cup", "mask_convention": "0 cup, 128 rim, 255 background", "weights_sha256": seg.sha256,
+           "site_calibration": None if calibration is None else json.loads(calibration.to_json()),
            "results": results}
     text = json.dumps(doc, indent=1) + "\n"
     atomic_write_bytes(out / SUMMARY_NAME, text.encode())

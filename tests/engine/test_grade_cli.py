@@ -102,3 +102,12 @@ def test_bad_usage(cohort, tmp_path, capsys):
     cases, models = cohort
     assert main(["grade", str(cases), "--csv", str(tmp_path / "x.csv"), "--shard", "2/2"]) == 2
     assert main(["grade", str(cases), "--csv", str(tmp_path / "x.csv"), "--jobs", "0"]) == 2
+
+
+def test_unreadable_site_calibration_is_refused_with_exit_2(cohort, tmp_path, capsys):
+    cases, models = cohort
+    (tmp_path / "site.json").write_text("{}")
+    assert main(["grade", str(cases / "SYNTH0000"), "--csv", str(tmp_path / "t.csv"), "--models", str(models),
+                 "--site-calibration", str(tmp_path / "site.json")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "not a site calibration" in err[0] and not (tmp_path / "t.csv").exists()

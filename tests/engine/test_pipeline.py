@@ -122,3 +122,36 @@ def test_grade_warns_when_the_disc_crop_misses_the_analysed_disc(exam, monkeypat
     monkeypatch.setattr(pre, "locate_disc", lambda image: ((h - 10.0, w - 10.0), 10.0, "engine.fundus.localize"))
     r = grade(exam, two, device="cpu", cams=False)
     assert any("does not hold the disc" in m for m in r.warnings), r.warnings
+
+
+def _circle_disc_analysis(shape, sha="w"):
+    """A found DiscAnalysis: disc radius 30 px and cup radius 12 px around the photo's centre."""
+    from engine.fundus.analysis import DiscAnalysis, measure
+
+    rows, cols = np.ogrid[: shape[0], : shape[1]]
+    r2 = (rows - shape[0] / 2) ** 2 + (cols - shape[1] / 2) ** 2
+    disc, cup = r2 <= 30**2, r2 <= 12**2
+    return DiscAnalysis(True, 0.95, "", (shape[0] / 2, shape[1] / 2), disc, cup,
+                        biomarkers=measure(disc, cup, "OD", None), weights_sha256=sha)
+
+
+@pytest.mark.parametrize("fitted_for,applied", [("w", True), ("other", False)])
+def test_site_calibration_changes_the_reported_disc_not_the_graders_input(exam, monkeypatch, fitted_for, applied):
+    import engine.fundus as fundus
+    from engine.fundus.site_calibration import SiteCalibration
+
+    monkeypatch.setattr(fundus, "analyse_disc", lambda image, **kw: _circle_disc_analysis(image.shape[:2]))
+    g = [tiny_grader(("fundus",), name="needs_vcdr", extra_features=("vcdr",), seed=4)]
+    cal = SiteCalibration("clinic", 1.5, ("a",) * 5, fitted_for, {}, "now")
+    plain = grade(exam, g, device="cpu", cams=False)
+    calibrated = grade(exam, g, device="cpu", cams=False, disc_calibration=cal)
+    assert np.array_equal(plain.per_model["needs_vcdr"].probabilities,
+                          calibrated.per_model["needs_vcdr"].probabilities)
+    ratio = calibrated.biomarkers["vcdr"] / plain.biomarkers["vcdr"]
+    if applied:
+        assert ratio == pytest.approx(1.5, abs=0.05)
+        assert calibrated.disc.site_calibration is cal and calibrated.disc.cup_mask.sum() > 2 * plain.disc.cup_mask.sum()
+        assert any("cup outline x1.50" in w and "uncalibrated" in w for w in calibrated.warnings)
+    else:
+        assert ratio == 1.0 and calibrated.disc.site_calibration is None
+        assert any(w.startswith("site calibration not applied") for w in calibrated.warnings)

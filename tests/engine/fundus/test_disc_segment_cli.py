@@ -96,3 +96,38 @@ def test_layers_task_is_dispatched(monkeypatch, tmp_path):
     monkeypatch.setattr(oct_cli, "run_layers", lambda args: seen.setdefault("args", args) and 0)
     assert main(["segment", "scan.png", "--task", "layers", "--out", str(tmp_path)]) == 0
     assert seen["args"].inputs == ["scan.png"] and seen["args"].out == tmp_path
+
+
+def test_site_calibration_scales_the_written_cup(photos, with_oracle, tmp_path, capsys):
+    from engine.fundus.site_calibration import SiteCalibration, save_calibration
+
+    paths, _ = photos
+    cal = tmp_path / "site.json"
+    save_calibration(SiteCalibration("clinic", 1.2, ("a",) * 5, with_oracle.sha256, {}, "now"), cal)
+    plain, scaled = tmp_path / "plain", tmp_path / "scaled"
+    assert main(["segment", str(paths[0]), "--task", "disc-cup", "--out", str(plain), "--json"]) == 0
+    capsys.readouterr()
+    assert main(["segment", str(paths[0]), "--task", "disc-cup", "--out", str(scaled),
+                 "--site-calibration", str(cal)]) == 0
+    assert "cup outline x1.20" in capsys.readouterr().out
+    doc_plain = json.loads((plain / "disc_cup_biomarkers.json").read_text())
+    doc = json.loads((scaled / "disc_cup_biomarkers.json").read_text())
+    assert doc_plain["site_calibration"] is None and doc["site_calibration"]["name"] == "clinic"
+    v0, v1 = (d["results"][0]["biomarkers"]["vcdr"] for d in (doc_plain, doc))
+    assert v1 == pytest.approx(1.2 * v0, abs=0.02)
+    cup0, cup1 = ((cv2.imread(str(d / "photo0.png"), cv2.IMREAD_UNCHANGED) == 0).sum() for d in (plain, scaled))
+    assert cup1 > 1.3 * cup0
+
+
+def test_site_calibration_for_other_weights_is_refused(photos, with_oracle, tmp_path, capsys):
+    from engine.fundus.site_calibration import SiteCalibration, save_calibration
+
+    cal = tmp_path / "site.json"
+    save_calibration(SiteCalibration("clinic", 1.2, ("a",) * 5, "f" * 64, {}, "now"), cal)
+    code = main(["segment", str(photos[0][0]), "--task", "disc-cup", "--out", str(tmp_path / "o"),
+                 "--site-calibration", str(cal)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "fit it again" in err[0]
+    (tmp_path / "bad.json").write_text("{")
+    assert main(["segment", str(photos[0][0]), "--task", "disc-cup", "--out", str(tmp_path / "o"),
+                 "--site-calibration", str(tmp_path / "bad.json")]) == 2
