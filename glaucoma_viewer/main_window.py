@@ -118,6 +118,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self._current_key: Optional[str] = None
         self._closing = False
         self._default_weights_in_use = True
+        self.site_calibration: Any = None  # engine.fundus.site_calibration.SiteCalibration applied to disc/cup
 
         self._build_ui()
         self._build_menus()
@@ -248,6 +249,11 @@ class MainWindow(QtWidgets.QMainWindow):
         self.cancel_action = analysis_menu.addAction("Cancel", self.cancel_running)
         self.cancel_action.setShortcut(QtGui.QKeySequence("Esc"))
         analysis_menu.addAction("Timings…", self.show_timings)
+        analysis_menu.addSeparator()
+        analysis_menu.addAction("Site calibration of the cup…", self.choose_site_calibration)
+        self.clear_calibration_action = analysis_menu.addAction("No site calibration",
+                                                                lambda: self.set_site_calibration(None))
+        self.clear_calibration_action.setEnabled(False)
 
         help_menu = bar.addMenu("&Help")
         help_menu.addAction("Model cards…", self.show_model_cards)
@@ -284,6 +290,9 @@ class MainWindow(QtWidgets.QMainWindow):
             state = s.value(f"window/{name}_split")
             if isinstance(state, QtCore.QByteArray) and not state.isEmpty():
                 splitter.restoreState(state)
+        calibration = str(s.value("disc_cup/site_calibration", "") or "")
+        if calibration:
+            self.set_site_calibration(calibration, reanalyse=False)
         overlays = s.value("overlays")
         if overlays:
             try:
@@ -499,7 +508,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.exam_list.set_status(entry.key, "analysing", progress=0.0)
         run = jobs.analyse_exam if self.runner is None else functools.partial(self.runner.call, jobs.analyse_exam)
         entry.job = self.analysis_worker.submit(
-            run, entry.loaded, name=f"analyse {entry.label}", models=self.models,
+            run, entry.loaded, name=f"analyse {entry.label}", models=self.models, calibration=self.site_calibration,
             on_finished=lambda view, k=entry.key: self._analysed(k, view),
             on_failed=lambda failure, k=entry.key: self._failed(k, failure),
             on_progress=lambda f, m, k=entry.key: self._progress(k, f, m, "analysing"),
@@ -755,6 +764,39 @@ class MainWindow(QtWidgets.QMainWindow):
             lines += [f"{k}: {v:.2f} s" for k, v in entry.analysis.timings.items()]
         QtWidgets.QMessageBox.information(self, f"Timings — {entry.label}", "\n".join(lines))
 
+    def choose_site_calibration(self) -> None:
+        path, _ = QtWidgets.QFileDialog.getOpenFileName(
+            self, "Site calibration of the cup (python -m engine.fundus.site_calibration)", self.last_folder(),
+            "Site calibration (*.json)")
+        if path:
+            self.set_site_calibration(path)
+
+    def set_site_calibration(self, path: Optional[str], reanalyse: bool = True) -> bool:
+        """Use the site calibration file ``path`` for every disc/cup result from now on (None: none), remember it,
+        and analyse the current exam again. A file that cannot be used is said in a dialog (at start-up, in the
+        status line) and forgotten."""
+        from engine.fundus.site_calibration import CalibrationError, load_calibration
+
+        calibration = None
+        if path:
+            try:
+                calibration = load_calibration(Path(path))
+            except CalibrationError as err:
+                self.settings.remove("disc_cup/site_calibration")
+                if reanalyse:
+                    QtWidgets.QMessageBox.warning(self, "Site calibration", str(err))
+                else:
+                    self.status_label.setText(f"Site calibration not used: {err}")
+                return False
+        self.site_calibration = calibration
+        self.settings.setValue("disc_cup/site_calibration", path or "")
+        self.clear_calibration_action.setEnabled(calibration is not None)
+        self.status_label.setText(calibration.describe() if calibration else "No site calibration: the segmenter's "
+                                  "own cup outline")
+        if reanalyse and self._current_key:
+            self.reanalyse(self._current_key)
+        return True
+
     def show_about(self) -> None:
         QtWidgets.QMessageBox.about(
             self, "About Glaucoma Viewer",
@@ -767,7 +809,7 @@ class MainWindow(QtWidgets.QMainWindow):
 
         folders = [self.last_folder()] if self.last_folder() else []
         dialog = BatchExportDialog(self.worker, folders=folders, models=self.models,
-                                   isolate=self.runner is not None, parent=self)
+                                   calibration=self.site_calibration, isolate=self.runner is not None, parent=self)
         dialog.setAttribute(QtCore.Qt.WidgetAttribute.WA_DeleteOnClose)
         dialog.show()
         return dialog

@@ -519,11 +519,13 @@ def enface_projection(volume: np.ndarray) -> np.ndarray:
 LEVEL_WORDS = {"fundus": "fundus", "disc": "disc crop", "oct": "OCT"}
 
 
-def analyse_exam(loaded: "LoadedExam", progress=None, cancel=None, models: Any = None) -> "AnalysisView":
+def analyse_exam(loaded: "LoadedExam", progress=None, cancel=None, models: Any = None,
+                 calibration: Any = None) -> "AnalysisView":
     """Disc/cup, layers, grade and Grad-CAM for one loaded exam (``engine.pipeline.grade``), ready to draw.
 
     When no grader fits (no weights, a modality no model takes) the disc/cup and layer analyses still run and
-    the view says why there is no grade.
+    the view says why there is no grade. ``calibration``: a site's cup-outline calibration for the disc/cup result
+    (:mod:`engine.fundus.site_calibration`; the graders keep the uncalibrated measurements).
     """
     from engine import pipeline
     from engine.progress import check, report, sub_progress
@@ -537,11 +539,12 @@ def analyse_exam(loaded: "LoadedExam", progress=None, cancel=None, models: Any =
     glaucoma = sub_progress(progress, 0.0, 0.85)
     if needs_glaucoma_grader(exam):
         try:
-            result = pipeline.grade(exam, models=models, progress=glaucoma, cancel=cancel)
+            result = pipeline.grade(exam, models=models, progress=glaucoma, cancel=cancel,
+                                    disc_calibration=calibration)
         except pipeline.GradingError as err:
             view.messages.append(f"No grade: {err}")
             check(cancel)
-            disc, layers, timings = _analyses_without_grade(exam, view.messages, glaucoma, cancel)
+            disc, layers, timings = _analyses_without_grade(exam, view.messages, glaucoma, cancel, calibration)
             view.timings.update(timings)
         else:
             disc, layers = result.disc, result.layers
@@ -672,7 +675,8 @@ def data_details(exam: Any) -> str:
     return "\n".join(str(n) for n in (getattr(prov, "notes", None) or []))
 
 
-def _analyses_without_grade(exam: Any, messages: list[str], progress, cancel) -> tuple[Any, Any, dict[str, float]]:
+def _analyses_without_grade(exam: Any, messages: list[str], progress, cancel,
+                            calibration: Any = None) -> tuple[Any, Any, dict[str, float]]:
     """The disc/cup and OCT-layer analyses on their own (public engine entry points), each timed."""
     from engine.progress import Cancelled, check, report
 
@@ -682,6 +686,7 @@ def _analyses_without_grade(exam: Any, messages: list[str], progress, cancel) ->
         report(progress, 0.1, "optic disc and cup")
         t = time.perf_counter()
         from engine.fundus import analyse_disc
+        from engine.pipeline import calibrate_disc
 
         try:
             disc = analyse_disc(exam.fundus, spacing=exam.fundus_spacing, eye=exam.eye, cancel=cancel)
@@ -689,6 +694,7 @@ def _analyses_without_grade(exam: Any, messages: list[str], progress, cancel) ->
             raise
         except Exception as err:  # noqa: BLE001 - one failed analysis must not hide the other
             messages.append(f"disc/cup analysis failed: {user_message(err)}")
+        disc = calibrate_disc(disc, calibration, {}, messages)
         timings["disc"] = time.perf_counter() - t
     check(cancel)
     if exam.oct is not None:
@@ -794,6 +800,12 @@ def _fill_disc(view: "AnalysisView", exam: Any, disc: Any, result: Any, loaded: 
         if confidence is not None:
             method += f", confidence {float(confidence):.2f}"
         view.disc_method = method + "."
+        calibration = _field(disc, "site_calibration")
+        if calibration is not None:
+            view.disc_method += (f" Cup outline scaled x{calibration.cup_scale:.2f} by the site calibration "
+                                 f"'{calibration.name}' (fitted on {len(calibration.photos)} photos outlined by "
+                                 "that site's experts); the graders used the uncalibrated outline.")
+            view.messages = [m for m in view.messages if not m.startswith(calibration.describe())]
         card = _field(disc, "model_card")
         if card:
             from glaucoma_viewer.state import ModelRun
@@ -960,7 +972,8 @@ class BatchSummary:
     seconds: float
 
 
-def batch_export(folders: Sequence[str], out: str, progress=None, cancel=None, models: Any = None) -> BatchSummary:
+def batch_export(folders: Sequence[str], out: str, progress=None, cancel=None, models: Any = None,
+                 calibration: Any = None) -> BatchSummary:
     """Grade every exam under ``folders`` into ``out`` with the columns of ``engine grade`` (one row per exam).
 
     Rows are written atomically after each exam, with the ``OUT.partial`` marker of
@@ -991,7 +1004,7 @@ def batch_export(folders: Sequence[str], out: str, progress=None, cancel=None, m
             partial = True
             break
         report(progress, (k - 1) / max(n, 1), f"exam {k} of {n}: {source.exam_id}")
-        outcome = grade_one(source, ensemble, device, source.exam_id, None, True)
+        outcome = grade_one(source, ensemble, device, source.exam_id, None, True, calibration=calibration)
         rows.append(outcome.row)
         write_csv(out_path, rows)
         report(progress, min(k / max(n, 1), 0.999), f"exam {k} of {n}: {source.exam_id} done")

@@ -41,12 +41,13 @@ class BatchExportDialog(QtWidgets.QDialog):
     failed_export = QtCore.Signal(object)
 
     def __init__(self, worker: Worker, folders: Sequence[str] = (), out: str = "", models: Any = None,
-                 isolate: bool = False, parent: Optional[QtWidgets.QWidget] = None) -> None:
+                 calibration: Any = None, isolate: bool = False, parent: Optional[QtWidgets.QWidget] = None) -> None:
         super().__init__(parent)
         self.setWindowTitle("Batch export CSV")
         self.resize(620, 420)
         self.worker = worker
         self.models = models
+        self.calibration = calibration
         # Grading in its own child process keeps the window smooth while a large folder is exported.
         self.runner: Optional[ProcessRunner] = ProcessRunner() if isolate else None
         self.job: Optional[JobHandle] = None
@@ -155,7 +156,7 @@ class BatchExportDialog(QtWidgets.QDialog):
         self._clock.start()
         run = jobs.batch_export if self.runner is None else functools.partial(self.runner.call, jobs.batch_export)
         self.job = self.worker.submit(
-            run, folders, out, name="batch export", models=self.models,
+            run, folders, out, name="batch export", models=self.models, calibration=self.calibration,
             on_finished=self._finished, on_failed=self._failed, on_progress=self._progress,
         )
         return self.job

@@ -201,7 +201,7 @@ def test_window_level_lives_in_the_lut_and_levels_stay_fixed(qtbot, window, smal
 def test_cancel_stops_a_running_analysis_cleanly(qtbot, window, monkeypatch, small_exam):
     started, seen_tokens = [], []
 
-    def slow_analysis(loaded, progress=None, cancel=None, models=None):
+    def slow_analysis(loaded, progress=None, cancel=None, models=None, calibration=None):
         started.append(loaded.key)
         seen_tokens.append(cancel)
         for k in range(400):
@@ -229,7 +229,7 @@ def test_cancel_stops_a_running_analysis_cleanly(qtbot, window, monkeypatch, sma
 
 
 def test_an_engine_error_is_shown_in_the_window_not_raised(qtbot, window, monkeypatch, small_exam):
-    def broken_analysis(loaded, progress=None, cancel=None, models=None):
+    def broken_analysis(loaded, progress=None, cancel=None, models=None, calibration=None):
         raise RuntimeError("boom inside the engine")
 
     monkeypatch.setattr(jobs, "analyse_exam", broken_analysis)
@@ -274,7 +274,7 @@ def test_report_is_a_one_page_pdf(qtbot, window, tmp_path, small_exam, wait_idle
 def test_closing_leaves_no_running_threads(qtbot, make_window, monkeypatch, small_exam):
     window = make_window()
 
-    def slow(loaded, progress=None, cancel=None, models=None):
+    def slow(loaded, progress=None, cancel=None, models=None, calibration=None):
         while True:
             cancel.raise_if_cancelled()
             time.sleep(0.01)
@@ -292,7 +292,7 @@ def test_a_failing_exam_does_not_stop_the_next_and_results_never_mix(qtbot, wind
                                                                       wait_idle):
     real = jobs.analyse_exam
 
-    def flaky(loaded, progress=None, cancel=None, models=None):
+    def flaky(loaded, progress=None, cancel=None, models=None, calibration=None):
         if loaded.exam_id == "FAILS":
             raise RuntimeError("engine crashed on this one")
         return real(loaded, progress=progress, cancel=cancel, models=models)
@@ -469,3 +469,37 @@ def test_card_fields_render_as_readable_lists():
     assert _fmt(list(range(60))).startswith("<pre>")  # long lists keep one item per line
     records = _fmt([{"file": "a.json", "bias": -0.14}, {"file": "b.json", "bias": 0.02}])
     assert records.startswith("<ol><li><ul>") and "<i>bias</i>: -0.14" in records and "<pre>" not in records
+
+
+def test_site_calibration_scales_the_cup_says_so_and_is_remembered(qtbot, make_window, settings, small_exam, wait_idle,
+                                                                    tmp_path, monkeypatch):
+    import engine.fundus as fundus
+    from engine.fundus.analysis import DiscAnalysis, measure
+    from engine.fundus.site_calibration import SiteCalibration, save_calibration
+
+    def circles(image, **kw):
+        rows, cols = np.ogrid[: image.shape[0], : image.shape[1]]
+        r2 = (rows - 80) ** 2 + (cols - 100) ** 2
+        disc, cup = r2 <= 30**2, r2 <= 12**2
+        return DiscAnalysis(True, 0.95, "", (80.0, 100.0), disc, cup, biomarkers=measure(disc, cup, "OD", None),
+                            weights_sha256="w")
+
+    monkeypatch.setattr(fundus, "analyse_disc", circles)
+    path = tmp_path / "clinic.json"
+    save_calibration(SiteCalibration("clinic", 1.5, ("a",) * 12, "w", {}, "now"), path)
+    window = make_window()
+    assert window.set_site_calibration(str(path))
+    assert "cup outline x1.50" in window.status_label.text() and window.clear_calibration_action.isEnabled()
+    window.add_exam(small_exam(seed=2))
+    wait_idle(window)
+    view = next(iter(window.entries.values())).analysis
+    assert "scaled x1.50 by the site calibration 'clinic' (fitted on 12 photos" in view.disc_method
+    assert not any("cup outline x1.50" in m for m in view.messages)
+    vcdr = next(b.value for b in view.biomarkers if b.name == "vertical CDR")
+    assert float(vcdr) == pytest.approx(1.5 * 25 / 61, abs=0.03)
+    # remembered for the next session; a file that went bad is said in the status line and forgotten
+    assert make_window().site_calibration.name == "clinic"
+    path.write_text("{")
+    later = make_window()
+    assert later.site_calibration is None and "Site calibration not used" in later.status_label.text()
+    assert settings.value("disc_cup/site_calibration", "") in ("", None)
