@@ -804,7 +804,7 @@ def _fill_disc(view: "AnalysisView", exam: Any, disc: Any, result: Any, loaded: 
         if calibration is not None:
             view.disc_method += (f" Cup outline scaled x{calibration.cup_scale:.2f} by the site calibration "
                                  f"'{calibration.name}' (fitted on {len(calibration.photos)} photos outlined by "
-                                 "that site's experts); the graders used the uncalibrated outline.")
+                                 "that site's experts); graders are given the uncalibrated outline.")
             view.messages = [m for m in view.messages if not m.startswith(calibration.describe())]
         card = _field(disc, "model_card")
         if card:

@@ -151,6 +151,7 @@ def fit_calibration(
         segmenter, weights: as for :func:`engine.fundus.analysis.analyse_disc` (default: the shipped model).
         scales: cup scales tried; the one with the smallest mean vertical-CDR error wins (the one nearest 1 on a
             tie).
+        progress: also told "skipped ID: why" for a photo or mask that cannot be read (the fit goes on).
 
     Raises:
         CalibrationError: fewer than :data:`MIN_PHOTOS` photos with a found disc.
@@ -169,7 +170,11 @@ def fit_calibration(
     for k, case in enumerate(cases):
         check(cancel)
         report(progress, 0.9 * k / max(len(cases), 1), f"analysing {case.case_id}")
-        image, disc, cup = load_case(case)
+        try:
+            image, disc, cup = load_case(case)
+        except (OSError, ValueError) as err:  # one unreadable photo does not stop the fit
+            report(progress, 0.9 * k / max(len(cases), 1), f"skipped {case.case_id}: {err}")
+            continue
         result = analyse_disc(image, eye=case.eye, segmenter=segmenter, cancel=cancel)
         if result.found:
             found.append((result.disc_mask, result.cup_mask, vertical_ratio(disc, cup)))
@@ -252,7 +257,11 @@ def main(argv: Optional[list[str]] = None) -> int:
             if unknown:
                 raise CalibrationError(f"{args.data}: no photo with masks named {', '.join(unknown)}")
             cases = [c for c in cases if c.case_id in set(args.cases)]
-        cal = fit_calibration(cases, args.name, weights=args.weights)
+        def say_skipped(_: float, message: str) -> None:
+            if message.startswith("skipped "):
+                print(message, file=sys.stderr)
+
+        cal = fit_calibration(cases, args.name, weights=args.weights, progress=say_skipped)
         save_calibration(cal, args.out)
     except (CalibrationError, DatasetLayoutError, CheckpointError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)

@@ -146,6 +146,9 @@ def test_cli_fits_writes_and_reports(tmp_path, oracle, monkeypatch, capsys):
     assert main(["--data", str(tmp_path / "site"), "--name", "A", "--out", str(out)]) == 0
     assert load_calibration(out).cup_scale == pytest.approx(1.25, abs=0.03)
     assert "cup outline x1.2" in capsys.readouterr().out
+    (tmp_path / "site" / "0002" / "0002.jpg").write_bytes(b"\xff\xd8 truncated")  # one unreadable photo: said, skipped
+    assert main(["--data", str(tmp_path / "site"), "--name", "A", "--out", str(out)]) == 0
+    assert "skipped" in capsys.readouterr().err and len(load_calibration(out).photos) == 5
     assert main(["--data", str(tmp_path / "site"), "--name", "A", "--out", str(out), "--cases", "nope"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "nope" in err[0]
