@@ -174,7 +174,7 @@ def _run_disc_analysis(exam: Exam, warnings: list[str], cancel: Optional[CancelT
 def calibrate_disc(disc: Any, calibration: Any, biomarkers: dict[str, float], warnings: list[str]) -> Any:
     """``disc`` with the site ``calibration`` applied and its biomarkers updated in ``biomarkers`` (after grading:
     the graders keep the uncalibrated ones); a calibration for other weights becomes a warning."""
-    if calibration is None or disc is None or not getattr(disc, "found", False):
+    if calibration is None or disc is None:
         return disc
     from engine.fundus.site_calibration import CalibrationError, apply_calibration
 
@@ -183,9 +183,10 @@ def calibrate_disc(disc: Any, calibration: Any, biomarkers: dict[str, float], wa
     except CalibrationError as err:
         warnings.append(f"site calibration not applied: {err}")
         return disc
-    biomarkers.update(biomarkers_of(disc))
-    warnings.append(f"{calibration.describe()} applied to the disc/cup masks and biomarkers; the graders used the "
-                    "uncalibrated measurements")
+    if disc.site_calibration is not None:  # None: no disc found, nothing to calibrate
+        biomarkers.update(biomarkers_of(disc))
+        warnings.append(f"{calibration.describe()} applied to the disc/cup masks and biomarkers; the graders used "
+                        "the uncalibrated measurements")
     return disc
 
 

@@ -346,10 +346,11 @@ def read_cohort(data: Path, config: Any) -> Any:
     if unknown:
         raise LayoutError(data, f"no photo {unknown[0]!r} ({len(unknown)} of data.include not found)")
     if wanted:
-        kept = [c for c in cases if c.source in set(wanted)]
+        sources = set(wanted)
+        kept = [c for c in cases if c.source in sources]
         if not kept:
             raise LayoutError(data, f"no photo from the sources {', '.join(wanted)} (data.sources)")
-        cases = kept + [c for c in cases if c.case_id in include and c.source not in set(wanted)]
+        cases = kept + [c for c in cases if c.case_id in include and c.source not in sources]
         labelled = len(kept)
     else:
         labelled = len(cases)

@@ -155,3 +155,15 @@ def test_site_calibration_changes_the_reported_disc_not_the_graders_input(exam, 
     else:
         assert ratio == 1.0 and calibrated.disc.site_calibration is None
         assert any(w.startswith("site calibration not applied") for w in calibrated.warnings)
+
+
+def test_site_calibration_says_nothing_when_no_disc_was_found(exam, monkeypatch):
+    import engine.fundus as fundus
+    from engine.fundus.analysis import DiscAnalysis
+    from engine.fundus.site_calibration import SiteCalibration
+
+    monkeypatch.setattr(fundus, "analyse_disc", lambda image, **kw: DiscAnalysis(False, 0.1, "optic disc not found",
+                                                                                 None, weights_sha256="w"))
+    cal = SiteCalibration("clinic", 1.5, ("a",) * 5, "w", {}, "now")
+    r = grade(exam, [tiny_grader(("fundus",), name="f", seed=5)], device="cpu", cams=False, disc_calibration=cal)
+    assert r.disc.site_calibration is None and not any("site calibration" in w for w in r.warnings), r.warnings
