@@ -195,6 +195,12 @@ _HELD_OUT_COLUMNS = (("n", "photos", "{:.0f}"), ("dice_disc", "disc Dice", "{:.3
                      ("vcdr_pearson", "vCDR r", "{:.2f}"))
 
 
+def _number(value: float, fmt: str) -> str:
+    """``fmt.format(value)`` without a sign on a value that rounds to zero ("-0.00", "+0.000" -> "0.00", "0.000")."""
+    text = fmt.format(value)
+    return text.lstrip("+-") if float(text) == 0 else text
+
+
 def held_out_table(blocks: list) -> str:
     """A disc/cup card's ``held_out`` blocks as one HTML table: per block and source, the model's and the
     baseline's figures (missing values are blank)."""
@@ -204,7 +210,7 @@ def held_out_table(blocks: list) -> str:
         out = []
         for key, _, fmt in _HELD_OUT_COLUMNS:
             v = m.get(key)
-            out.append(f"<td align='right'>{fmt.format(v) if isinstance(v, (int, float)) and v == v else ''}</td>")
+            out.append(f"<td align='right'>{_number(v, fmt) if isinstance(v, (int, float)) and v == v else ''}</td>")
         return "".join(out)
 
     head = "".join(f"<th>{label}</th>" for _, label, _ in _HELD_OUT_COLUMNS)

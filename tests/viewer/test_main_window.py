@@ -373,6 +373,10 @@ def test_held_out_table_names_the_training_data_and_skips_a_repeated_total():
     html = held_out_table([{"held_out": "b", "model": {"a": one, "b": one, "all": one}}])
     assert html.count(">model<") == 3 and "baseline" not in html
     assert held_out_table([{"held_out": "c", "model": {"all": one}}]).count(">model<") == 1
+    near_zero = dict(one, vcdr_pearson=-0.004, vcdr_bias=-0.0004)
+    html = held_out_table([{"held_out": "d", "model": {"all": near_zero}}])
+    assert ">0.00<" in html and ">0.000<" in html and ">-0.0" not in html
+    assert ">0.000<" in held_out_table([{"held_out": "e", "model": {"all": dict(one, vcdr_bias=0.0004)}}])
 
 
 def test_vertical_cdr_carries_how_far_experts_differ_when_the_card_says():
