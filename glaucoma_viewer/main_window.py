@@ -275,7 +275,12 @@ class MainWindow(QtWidgets.QMainWindow):
         self.timings_button = QtWidgets.QToolButton()
         self.timings_button.setText("Timings ›")
         self.timings_button.clicked.connect(self.show_timings)
+        # Stays in view while a site calibration changes every cup outline (the status line is overwritten).
+        self.calibration_badge = QtWidgets.QLabel()
+        self.calibration_badge.setObjectName("calibrationBadge")
+        self.calibration_badge.hide()
         status.addWidget(self.status_label, 1)
+        status.addPermanentWidget(self.calibration_badge)
         status.addPermanentWidget(self.progress_bar)
         status.addPermanentWidget(self.cancel_button)
         status.addPermanentWidget(self.timings_button)
@@ -791,6 +796,11 @@ class MainWindow(QtWidgets.QMainWindow):
         self.site_calibration = calibration
         self.settings.setValue("disc_cup/site_calibration", path or "")
         self.clear_calibration_action.setEnabled(calibration is not None)
+        self.calibration_badge.setVisible(calibration is not None)
+        if calibration:
+            self.calibration_badge.setText(f"Cup ×{calibration.cup_scale:.2f} · {calibration.name}")
+            self.calibration_badge.setToolTip(calibration.describe()[:1].upper() + calibration.describe()[1:]
+                                              + " (Analysis → No site calibration to stop)")
         self.status_label.setText(calibration.describe() if calibration else "No site calibration: the segmenter's "
                                   "own cup outline")
         if reanalyse and self._current_key:

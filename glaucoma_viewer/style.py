@@ -13,6 +13,7 @@ QLabel#sliceLabel { color: #a5d6a7; font-weight: 600; padding-left: 8px; font-si
 QLabel#note { color: #9aa7b3; }
 QLabel#value { color: #f1f4f7; font-weight: 600; }
 QLabel#warning { color: #ffcc80; }
+QLabel#calibrationBadge { color: #ffcc80; border: 1px solid #8d6e3f; border-radius: 3px; padding: 0 6px; }
 QLabel#gradeLabel { font-size: 15pt; font-weight: 700; padding: 2px 0 4px 0; }
 QLabel#banner {
     background: #ffe082; color: #3e2723; font-weight: 700; padding: 5px 10px; border-bottom: 1px solid #c8a13a;

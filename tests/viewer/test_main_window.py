@@ -494,6 +494,8 @@ def test_site_calibration_scales_the_cup_says_so_and_is_remembered(qtbot, make_w
     window = make_window()
     assert window.set_site_calibration(str(path))
     assert "cup outline x1.50" in window.status_label.text() and window.clear_calibration_action.isEnabled()
+    badge = window.calibration_badge
+    assert not badge.isHidden() and badge.text() == "Cup ×1.50 · clinic" and "'clinic'" in badge.toolTip()
     window.add_exam(small_exam(seed=2))
     wait_idle(window)
     view = next(iter(window.entries.values())).analysis
@@ -502,8 +504,11 @@ def test_site_calibration_scales_the_cup_says_so_and_is_remembered(qtbot, make_w
     vcdr = next(b.value for b in view.biomarkers if b.name == "vertical CDR")
     assert float(vcdr) == pytest.approx(1.5 * 25 / 61, abs=0.03)
     # remembered for the next session; a file that went bad is said in the status line and forgotten
-    assert make_window().site_calibration.name == "clinic"
+    again = make_window()
+    assert again.site_calibration.name == "clinic" and not again.calibration_badge.isHidden()
     path.write_text("{")
     later = make_window()
     assert later.site_calibration is None and "Site calibration not used" in later.status_label.text()
+    assert later.calibration_badge.isHidden()
+    assert window.set_site_calibration(None) and window.calibration_badge.isHidden()
     assert settings.value("disc_cup/site_calibration", "") in ("", None)
