@@ -427,6 +427,13 @@ def _moved(grader: Any, device: str) -> Any:
     return Grader(**{**grader.__dict__, "module": grader.module.to(device), "device": device})
 
 
+def _calibration_summary(calibration: Any) -> Optional[dict[str, Any]]:
+    """The applied site calibration's name, cup scale and fitting photo count (None when none was applied)."""
+    if calibration is None:
+        return None
+    return {"name": calibration.name, "cup_scale": calibration.cup_scale, "photos": len(calibration.photos)}
+
+
 def summarize(result: GradingResult) -> dict[str, Any]:
     """A JSON-able summary (no arrays) for logs, the JSON-lines service and reports."""
     return {
@@ -444,6 +451,7 @@ def summarize(result: GradingResult) -> dict[str, Any]:
         "weights_sha256": result.weights_sha256,
         "biomarkers": result.biomarkers,
         "disc_source": result.disc_source,
+        "disc_calibration": _calibration_summary(getattr(result.disc, "site_calibration", None)),
         "timings": {k: round(v, 4) for k, v in result.timings.items()},
         "device": result.device,
         "warnings": result.warnings,

@@ -10,7 +10,8 @@ Columns (in order, see :data:`COLUMNS`):
   fundus photo, ``glioma_hgg,glioma_lgg,glioma_grade`` for an MRI, ``bone_*`` for a dental X-ray, ``task_models``;
   empty where the task does not apply or has no weights;
 - ``models``: names of the graders that ran, ``;``-separated; ``weights_sha256``: their weights' SHA-256 in the
-  same order; ``disc_source``: where the disc crop came from;
+  same order; ``disc_source``: where the disc crop came from; ``disc_calibration``: the site calibration that
+  scaled the cup outline and the disc biomarkers (``NAME x1.07``; empty when none was applied);
 - ``status``: ``ok`` or ``error``; ``message``: the error (one line) or warnings.
 
 The file is always replaced atomically (temp file + rename), so a reader or a crash sees either the previous
@@ -33,7 +34,7 @@ from engine.tasks import SIBLING_COLUMNS
 
 GAMMA_COLUMNS = ("data", "non", "early", "mid_advanced")
 BIOMARKER_COLUMNS = ("vcdr", "hcdr", "area_cdr", "rim_to_disc", "isnt", "rnfl_mean")
-TAIL_COLUMNS = ("models", "weights_sha256", "disc_source", "status", "message")
+TAIL_COLUMNS = ("models", "weights_sha256", "disc_source", "disc_calibration", "status", "message")
 COLUMNS = (*GAMMA_COLUMNS, "grade", *BIOMARKER_COLUMNS, *SIBLING_COLUMNS, *TAIL_COLUMNS)
 
 _ALIASES = {
@@ -71,6 +72,11 @@ def _one_line(text: str) -> str:
     return " ".join(str(text).split())
 
 
+def calibration_label(calibration: Any) -> str:
+    """The ``disc_calibration`` cell of a site calibration (``NAME x1.07``; empty for None)."""
+    return f"{calibration.name} x{calibration.cup_scale:.2f}" if calibration is not None else ""
+
+
 def row_from_result(result: Any, data_id: Optional[str] = None) -> dict[str, str]:
     """A CSV row for a :class:`engine.pipeline.GradingResult` (``data_id`` replaces the exam id)."""
     probs = [float(p) for p in result.probabilities]
@@ -87,6 +93,7 @@ def row_from_result(result: Any, data_id: Optional[str] = None) -> dict[str, str
     row["models"] = ";".join(result.models_used)
     row["weights_sha256"] = ";".join(result.weights_sha256.get(n, "") for n in result.models_used)
     row["disc_source"] = result.disc_source or ""
+    row["disc_calibration"] = calibration_label(getattr(result.disc, "site_calibration", None))
     row["status"] = "ok"
     row["message"] = _one_line("; ".join(result.warnings))
     return row
@@ -147,6 +154,18 @@ def clear_partial(path: Path) -> None:
 
 def is_partial(path: Path) -> bool:
     return partial_marker(path).exists()
+
+
+def calibration_conflict(rows: Sequence[Mapping[str, str]], label: str) -> Optional[str]:
+    """Why rows with a measured disc cannot be joined by rows graded with the calibration ``label`` (see
+    :func:`calibration_label`; empty: none), or None when they agree."""
+    for row in rows:
+        if row.get("status") == "ok" and row.get("vcdr") and row.get("disc_calibration", "") != label:
+            then = row.get("disc_calibration")
+            then = f"site calibration '{then}'" if then else "no site calibration"
+            now = f"site calibration '{label}'" if label else "none"
+            return f"{row['data']} was graded with {then}, this run with {now}"
+    return None
 
 
 def done_ids(rows: Sequence[Mapping[str, str]]) -> set[str]:

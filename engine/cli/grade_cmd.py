@@ -174,6 +174,8 @@ def run(args: argparse.Namespace) -> int:
     from engine.results_csv import (
         ResultsCsvError,
         anonymize_id,
+        calibration_conflict,
+        calibration_label,
         clear_partial,
         done_ids,
         mark_partial,
@@ -208,10 +210,13 @@ def run(args: argparse.Namespace) -> int:
         return 2
     calibration = None
     if args.site_calibration:
-        from engine.fundus.site_calibration import CalibrationError, load_calibration
+        from engine.fundus.site_calibration import CalibrationError, check_weights, load_calibration
+
+        from engine.fundus.segmenter import load_segmenter
 
         try:
             calibration = load_calibration(args.site_calibration)
+            check_weights(calibration, load_segmenter().sha256)  # the segmenter every exam's analysis uses
         except CalibrationError as e:
             err(str(e))
             return 2
@@ -233,6 +238,10 @@ def run(args: argparse.Namespace) -> int:
             previous = [r for r in read_csv(args.csv) if r.get("status") == "ok"]
         except (ResultsCsvError, OSError, UnicodeDecodeError) as e:
             err(f"cannot resume: {e}")
+            return 2
+        conflict = calibration_conflict(previous, calibration_label(calibration))
+        if conflict:
+            err(f"cannot resume {args.csv}: {conflict} (give the same --site-calibration, or grade into a new CSV)")
             return 2
     finished = done_ids(previous)
     todo = [(d, s) for d, s in jobs if d not in finished]

@@ -74,6 +74,47 @@ def test_resume_keeps_finished_rows(cohort, tmp_path, capsys):
     assert [r["data"] for r in rows] == ["SYNTH0000", "SYNTH0001", "SYNTH0002"] and rows[0] == first
 
 
+def test_resume_refuses_to_mix_site_calibrations_and_other_weights_are_refused(cohort, tmp_path, capsys):
+    from engine.fundus.segmenter import load_segmenter
+    from engine.fundus.site_calibration import SiteCalibration, save_calibration
+    from engine.results_csv import calibration_label, write_csv
+
+    cases, models = cohort
+    good = [str(p) for p in sorted(cases.iterdir()) if p.name != "BROKEN"]
+    cal = SiteCalibration("clinic", 1.5, ("a",) * 5, load_segmenter().sha256, {}, "now")
+    save_calibration(cal, tmp_path / "clinic.json")
+    out = tmp_path / "r.csv"
+    finished = {c: "" for c in COLUMNS}
+    finished.update(data="SYNTH0000", status="ok", vcdr="0.6", disc_calibration=calibration_label(cal))
+    write_csv(out, [finished])
+    capsys.readouterr()
+    assert main(["grade", *good, "--csv", str(out), "--models", str(models), "--resume", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "SYNTH0000 was graded with site calibration 'clinic x1.50', this run with none" in err[0]
+    assert _rows(out) == [{c: str(v) for c, v in finished.items()}]  # untouched
+    assert main(["grade", *good, "--csv", str(out), "--models", str(models), "--resume", "--quiet",
+                 "--site-calibration", str(tmp_path / "clinic.json")]) in (0, 1)
+    assert [r["data"] for r in _rows(out)] == ["SYNTH0000", "SYNTH0001", "SYNTH0002"]
+    save_calibration(SiteCalibration("other", 1.5, ("a",) * 5, "f" * 64, {}, "now"), tmp_path / "other.json")
+    capsys.readouterr()
+    assert main(["grade", good[0], "--csv", str(tmp_path / "o.csv"), "--models", str(models),
+                 "--site-calibration", str(tmp_path / "other.json")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "fit it again for these weights" in err[0] and not (tmp_path / "o.csv").exists()
+
+
+def test_calibration_conflict_reads_only_rows_with_a_measured_disc():
+    from engine.results_csv import calibration_conflict
+
+    rows = [{"data": "a", "status": "ok", "vcdr": "", "disc_calibration": ""},  # no disc: nothing to compare
+            {"data": "b", "status": "error", "vcdr": "", "disc_calibration": ""}]
+    assert calibration_conflict(rows, "clinic x1.50") is None
+    rows.append({"data": "c", "status": "ok", "vcdr": "0.5", "disc_calibration": ""})
+    assert calibration_conflict(rows, "") is None
+    assert calibration_conflict(rows, "clinic x1.50") == ("c was graded with no site calibration, "
+                                                          "this run with site calibration 'clinic x1.50'")
+
+
 def test_anonymize_replaces_ids_and_needs_a_salt(cohort, tmp_path, capsys):
     cases, models = cohort
     out = tmp_path / "a.csv"

@@ -7,6 +7,7 @@ from engine.io.exam import Exam
 from engine.models.ensemble import Ensemble
 from engine.models.tiny import tiny_grader
 from engine.pipeline import GradingError, grade, summarize
+from engine.results_csv import row_from_result
 from engine.progress import CancelToken, Cancelled
 from engine.synthetic import synthetic_exam
 
@@ -152,8 +153,12 @@ def test_site_calibration_changes_the_reported_disc_not_the_graders_input(exam, 
         assert ratio == pytest.approx(1.5, abs=0.05)
         assert calibrated.disc.site_calibration is cal and calibrated.disc.cup_mask.sum() > 2 * plain.disc.cup_mask.sum()
         assert any("cup outline x1.50" in w and "uncalibrated" in w for w in calibrated.warnings)
+        assert row_from_result(calibrated)["disc_calibration"] == "clinic x1.50"
+        assert summarize(calibrated)["disc_calibration"] == {"name": "clinic", "cup_scale": 1.5, "photos": 5}
     else:
         assert ratio == 1.0 and calibrated.disc.site_calibration is None
+        assert row_from_result(calibrated)["disc_calibration"] == ""
+        assert summarize(calibrated)["disc_calibration"] is None
         assert any(w.startswith("site calibration not applied") for w in calibrated.warnings)
 
 
