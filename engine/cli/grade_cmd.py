@@ -210,9 +210,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     calibration = None
     if args.site_calibration:
-        from engine.fundus.site_calibration import CalibrationError, check_weights, load_calibration
-
         from engine.fundus.segmenter import load_segmenter
+        from engine.fundus.site_calibration import CalibrationError, check_weights, load_calibration
 
         try:
             calibration = load_calibration(args.site_calibration)
