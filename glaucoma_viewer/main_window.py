@@ -72,6 +72,18 @@ class ClickableLabel(QtWidgets.QLabel):
         super().mousePressEvent(event)
 
 
+def _shipped_disc_cup_sha256() -> str:
+    """The shipped disc/cup weights' SHA-256 from their model card (a JSON read, no weights loaded); "" when the
+    card cannot be read (the analysis then says why the weights are unusable)."""
+    from engine.fundus.segmenter import default_weights_path
+    from engine.models.checkpoint import CheckpointError, read_card
+
+    try:
+        return str(read_card(default_weights_path()).get("sha256", ""))
+    except CheckpointError:
+        return ""
+
+
 class MainWindow(QtWidgets.QMainWindow):
     """The clinician's window.
 
@@ -778,14 +790,15 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def set_site_calibration(self, path: Optional[str], reanalyse: bool = True) -> bool:
         """Use the site calibration file ``path`` for every disc/cup result from now on (None: none), remember it,
-        and analyse the current exam again. A file that cannot be used is said in a dialog (at start-up, in the
-        status line) and forgotten."""
-        from engine.fundus.site_calibration import CalibrationError, load_calibration
+        and analyse the current exam again. A file that cannot be used (unreadable, or fitted for other disc/cup
+        weights than the shipped ones) is said in a dialog (at start-up, in the status line) and forgotten."""
+        from engine.fundus.site_calibration import CalibrationError, check_weights, load_calibration
 
         calibration = None
         if path:
             try:
                 calibration = load_calibration(Path(path))
+                check_weights(calibration, _shipped_disc_cup_sha256())
             except CalibrationError as err:
                 self.settings.remove("disc_cup/site_calibration")
                 if reanalyse:

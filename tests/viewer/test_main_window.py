@@ -479,19 +479,27 @@ def test_site_calibration_scales_the_cup_says_so_and_is_remembered(qtbot, make_w
                                                                     tmp_path, monkeypatch):
     import engine.fundus as fundus
     from engine.fundus.analysis import DiscAnalysis, measure
+    from engine.fundus.segmenter import default_weights_path
     from engine.fundus.site_calibration import SiteCalibration, save_calibration
+    from engine.models.checkpoint import read_card
+
+    shipped = read_card(default_weights_path())["sha256"]
 
     def circles(image, **kw):
         rows, cols = np.ogrid[: image.shape[0], : image.shape[1]]
         r2 = (rows - 80) ** 2 + (cols - 100) ** 2
         disc, cup = r2 <= 30**2, r2 <= 12**2
         return DiscAnalysis(True, 0.95, "", (80.0, 100.0), disc, cup, biomarkers=measure(disc, cup, "OD", None),
-                            weights_sha256="w")
+                            weights_sha256=shipped)
 
     monkeypatch.setattr(fundus, "analyse_disc", circles)
     path = tmp_path / "clinic.json"
-    save_calibration(SiteCalibration("clinic", 1.5, ("a",) * 12, "w", {}, "now"), path)
+    save_calibration(SiteCalibration("clinic", 1.5, ("a",) * 12, shipped, {}, "now"), path)
     window = make_window()
+    other = tmp_path / "other.json"  # fitted for other disc/cup weights: refused when it is chosen
+    save_calibration(SiteCalibration("other", 1.5, ("a",) * 12, "f" * 64, {}, "now"), other)
+    assert not window.set_site_calibration(str(other), reanalyse=False)
+    assert "fit it again for these weights" in window.status_label.text() and window.site_calibration is None
     assert window.set_site_calibration(str(path))
     assert "cup outline x1.50" in window.status_label.text() and window.clear_calibration_action.isEnabled()
     badge = window.calibration_badge
