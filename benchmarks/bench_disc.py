@@ -1,6 +1,7 @@
 """Time one fundus photo from pixels to cup-to-disc biomarkers, against a naive full-resolution pipeline.
 
     .venv/bin/python benchmarks/bench_disc.py [--photos N] [--threads 2] [--weights resources/models/disc_cup.pt]
+    (several --weights: the mean of those networks, as engine.fundus.evaluate runs them)
 
 Photos: the first ``--photos`` real photos with disc/cup masks under ``GV_SAMPLE_DATA`` (Drishti-GS1 ~3.6 MP,
 odoc100 ~1.9 MP, ...), else synthetic 2000 x 1800 fundi. Each photo is decoded before timing starts.
@@ -69,7 +70,8 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--photos", type=int, default=8)
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--weights", type=Path, help="disc-cup checkpoint (default: the shipped one)")
+    p.add_argument("--weights", type=Path, nargs="+", help="disc-cup checkpoint(s) (default: the shipped one); "
+                   "several = the mean of their probabilities")
     p.add_argument("--naive-photos", type=int, default=3, help="photos for the (slow) naive pipeline")
     args = p.parse_args()
     os.environ["OMP_NUM_THREADS"] = str(args.threads)
@@ -79,9 +81,9 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     cv2.setNumThreads(args.threads)
     from engine.fundus import analyse_disc
-    from engine.fundus.segmenter import load_segmenter
+    from engine.fundus.segmenter import load_members, load_segmenter
 
-    seg = load_segmenter(args.weights)
+    seg = load_members(args.weights) if args.weights else load_segmenter()
     photos = _photos(args.photos)
     analyse_disc(photos[0][1], segmenter=seg)  # warm-up (first-call allocations)
     ours, stages = [], {}
