@@ -811,9 +811,9 @@ class MainWindow(QtWidgets.QMainWindow):
         self.clear_calibration_action.setEnabled(calibration is not None)
         self.calibration_badge.setVisible(calibration is not None)
         if calibration:
+            said = calibration.describe()
             self.calibration_badge.setText(f"Cup ×{calibration.cup_scale:.2f} · {calibration.name}")
-            self.calibration_badge.setToolTip(calibration.describe()[:1].upper() + calibration.describe()[1:]
-                                              + " (Analysis → No site calibration to stop)")
+            self.calibration_badge.setToolTip(f"{said[:1].upper()}{said[1:]} (Analysis → No site calibration to stop)")
         self.status_label.setText(calibration.describe() if calibration else "No site calibration: the segmenter's "
                                   "own cup outline")
         if reanalyse and self._current_key:

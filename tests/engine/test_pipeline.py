@@ -7,8 +7,8 @@ from engine.io.exam import Exam
 from engine.models.ensemble import Ensemble
 from engine.models.tiny import tiny_grader
 from engine.pipeline import GradingError, grade, summarize
-from engine.results_csv import row_from_result
 from engine.progress import CancelToken, Cancelled
+from engine.results_csv import row_from_result
 from engine.synthetic import synthetic_exam
 
 
