@@ -813,7 +813,8 @@ class MainWindow(QtWidgets.QMainWindow):
         if calibration:
             said = calibration.describe()
             self.calibration_badge.setText(f"Cup ×{calibration.cup_scale:.2f} · {calibration.name}")
-            self.calibration_badge.setToolTip(f"{said[:1].upper()}{said[1:]} (Analysis → No site calibration to stop)")
+            self.calibration_badge.setToolTip(f"{said[:1].upper()}{said[1:]} "
+                                              "(Analysis → No site calibration to stop)")
         self.status_label.setText(calibration.describe() if calibration else "No site calibration: the segmenter's "
                                   "own cup outline")
         if reanalyse and self._current_key:
