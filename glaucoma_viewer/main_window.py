@@ -815,8 +815,9 @@ class MainWindow(QtWidgets.QMainWindow):
             self.calibration_badge.setText(f"Cup ×{calibration.cup_scale:.2f} · {calibration.name}")
             self.calibration_badge.setToolTip(f"{said[:1].upper()}{said[1:]} "
                                               "(Analysis → No site calibration to stop)")
-        self.status_label.setText(calibration.describe() if calibration else "No site calibration: the segmenter's "
-                                  "own cup outline")
+            self.status_label.setText(said)
+        else:
+            self.status_label.setText("No site calibration: the segmenter's own cup outline")
         if reanalyse and self._current_key:
             self.reanalyse(self._current_key)
         return True

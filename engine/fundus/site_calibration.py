@@ -248,19 +248,21 @@ def main(argv: Optional[list[str]] = None) -> int:
     from engine.fundus.datasets import DatasetLayoutError, discover
     from engine.models.checkpoint import CheckpointError
 
+    def say_skipped(_: float, message: str) -> None:
+        if message.startswith("skipped "):
+            print(message, file=sys.stderr)
+
     try:
         cases = discover(args.data)
         if args.sources:
-            cases = [c for c in cases if c.source in set(args.sources)]
+            sources = set(args.sources)
+            cases = [c for c in cases if c.source in sources]
         if args.cases:
-            unknown = sorted(set(args.cases) - {c.case_id for c in cases})
+            wanted = set(args.cases)
+            unknown = sorted(wanted - {c.case_id for c in cases})
             if unknown:
                 raise CalibrationError(f"{args.data}: no photo with masks named {', '.join(unknown)}")
-            cases = [c for c in cases if c.case_id in set(args.cases)]
-        def say_skipped(_: float, message: str) -> None:
-            if message.startswith("skipped "):
-                print(message, file=sys.stderr)
-
+            cases = [c for c in cases if c.case_id in wanted]
         cal = fit_calibration(cases, args.name, weights=args.weights, progress=say_skipped)
         save_calibration(cal, args.out)
     except (CalibrationError, DatasetLayoutError, CheckpointError, OSError) as err:
