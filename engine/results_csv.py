@@ -168,6 +168,23 @@ def calibration_conflict(rows: Sequence[Mapping[str, str]], label: str) -> Optio
     return None
 
 
+def grader_conflict(rows: Sequence[Mapping[str, str]], weights: Mapping[str, str]) -> Optional[str]:
+    """Why ``ok`` rows cannot be joined by rows graded with the graders ``weights`` (``{name: SHA-256}``), or None.
+
+    Each row names the graders that ran on its exam (which of them run depends on the exam's images); every one
+    of them must be among ``weights`` with the same weights. A grader added since is not detected.
+    """
+    for row in rows:
+        if row.get("status") != "ok" or not row.get("models"):
+            continue
+        for name, sha in zip(row["models"].split(";"), row.get("weights_sha256", "").split(";")):
+            if weights.get(name) != sha:
+                now = (f"this run's {name} has weights {weights[name][:12]}" if name in weights
+                       else "this run's models do not include it")
+                return f"{row['data']} was graded by {name} (weights {sha[:12]}), {now}"
+    return None
+
+
 def done_ids(rows: Sequence[Mapping[str, str]]) -> set[str]:
     """``data`` ids whose row is ``ok`` (errors are retried on resume)."""
     return {r["data"] for r in rows if r.get("status") == "ok"}

@@ -31,7 +31,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--jobs", type=int, default=1, metavar="N", help="exams graded in parallel (processes)")
     p.add_argument("--shard", metavar="I/N", help="grade only exams I, I+N, I+2N ... (0 <= I < N) of the sorted list")
-    p.add_argument("--resume", action="store_true", help="keep the ok rows of an existing OUT and grade the rest")
+    p.add_argument("--resume", action="store_true", help="keep the ok rows of an existing OUT and grade the rest (refused when they were graded "
+                   "by other models or another site calibration)")
     p.add_argument("--anonymize", action="store_true",
                    help="replace exam ids by a salted hash (without --salt a random salt is made and printed once)")
     p.add_argument("--salt", help="secret salt for --anonymize (or env GV_ANON_SALT); needed with --resume")
@@ -178,6 +179,7 @@ def run(args: argparse.Namespace) -> int:
         calibration_label,
         clear_partial,
         done_ids,
+        grader_conflict,
         mark_partial,
         read_csv,
         write_csv,
@@ -249,13 +251,16 @@ def run(args: argparse.Namespace) -> int:
         write_csv(args.csv, [])
         return 1
 
-    try:
-        ensemble = load_models(args.models, device) if args.jobs == 1 else None
-        if ensemble is None:
-            load_models(args.models, "cpu")  # fail fast in the parent on bad or tampered weights
+    try:  # with --jobs N the workers load their own; the parent's copy fails fast on bad or tampered weights
+        loaded = load_models(args.models, device if args.jobs == 1 else "cpu")
     except (GradingError, CheckpointError, EnsembleError) as e:
         err(str(e))
         return 2
+    conflict = grader_conflict(previous, {g.name: g.sha256 for g in loaded.members})
+    if conflict:
+        err(f"cannot resume {args.csv}: {conflict} (give the same --models, or grade into a new CSV)")
+        return 2
+    ensemble = loaded if args.jobs == 1 else None
 
     from engine.results_csv import error_row
 

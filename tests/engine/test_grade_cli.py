@@ -103,6 +103,40 @@ def test_resume_refuses_to_mix_site_calibrations_and_other_weights_are_refused(c
     assert len(err) == 1 and "fit it again for these weights" in err[0] and not (tmp_path / "o.csv").exists()
 
 
+def test_resume_refuses_rows_graded_by_other_models(cohort, tmp_path, capsys):
+    from engine.models.tiny import save_tiny_grader
+
+    cases, models = cohort
+    good = [str(p) for p in sorted(cases.iterdir()) if p.name != "BROKEN"]
+    out = tmp_path / "r.csv"
+    assert main(["grade", good[0], "--csv", str(out), "--models", str(models), "--quiet"]) == 0
+    before = out.read_bytes()
+    other = save_tiny_grader(tmp_path / "fundus.pt", ("fundus",), "concat", seed=7, name="fundus")
+    for given, says in ((models.parent / "fundus.pt", "two_level (weights "),
+                        (other, "this run's fundus has weights")):
+        capsys.readouterr()
+        assert main(["grade", *good, "--csv", str(out), "--models", str(given), "--resume", "--quiet"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "SYNTH0000 was graded by " in err[0] and says in err[0], err
+        assert out.read_bytes() == before  # untouched
+    for jobs in ("1", "2"):
+        assert main(["grade", *good, "--csv", str(out), "--models", str(models), "--resume", "--quiet",
+                     "--jobs", jobs]) == 0
+
+
+def test_grader_conflict_reads_only_ok_rows_that_name_graders():
+    from engine.results_csv import grader_conflict
+
+    weights = {"a": "1" * 64, "b": "2" * 64}
+    rows = [{"data": "x", "status": "error", "models": "z", "weights_sha256": "9"},
+            {"data": "y", "status": "ok", "models": "", "weights_sha256": ""},  # an MRI: no glaucoma grader ran
+            {"data": "w", "status": "ok", "models": "a", "weights_sha256": "1" * 64}]  # fewer graders: its images
+    assert grader_conflict(rows, weights) is None
+    rows.append({"data": "v", "status": "ok", "models": "a;b", "weights_sha256": "1" * 64 + ";" + "3" * 64})
+    assert grader_conflict(rows, weights) == ("v was graded by b (weights 333333333333), "
+                                              "this run's b has weights 222222222222")
+
+
 def test_calibration_conflict_reads_only_rows_with_a_measured_disc():
     from engine.results_csv import calibration_conflict
 
