@@ -56,7 +56,8 @@ class GradingResult:
         model_cards: ``{name: card dict}``.
         disc: the disc/cup analysis result (``engine.fundus``) or None.
         disc_box: ``(row0, col0, row1, col1)`` px of the disc crop on the fundus, or None.
-        disc_source: ``"engine.fundus"`` or ``"brightness heuristic"`` (or None without a disc level).
+        disc_source: where the disc-level crop was centred: ``"engine.fundus.localize"``, ``"brightness
+            heuristic"`` or ``"user"`` (``disc_at``); None without a disc level.
         layers: the OCT layer analysis result (``engine.oct``) or None.
         biomarkers: ``{name: float}`` (CDRs, rim, RNFL ...), from the analyses.
         cams: ``{level: CamMap}`` in original coordinates (see :mod:`engine.explain`), for the ensemble's grade,
@@ -158,12 +159,14 @@ def _as_float_dict(obj: Any) -> dict[str, float]:
     return out
 
 
-def _run_disc_analysis(exam: Exam, warnings: list[str], cancel: Optional[CancelToken] = None) -> Any:
-    """:func:`engine.fundus.analyse_disc` on the exam's photo (with its eye, for ISNT); a failure is a warning."""
+def _run_disc_analysis(exam: Exam, warnings: list[str], cancel: Optional[CancelToken] = None,
+                       disc_at: Optional[tuple[float, float]] = None) -> Any:
+    """:func:`engine.fundus.analyse_disc` on the exam's photo (with its eye, for ISNT; ``disc_at``: the disc's
+    (row, col) px placed by the user); a failure is a warning."""
     from engine.fundus import analyse_disc
 
     try:
-        return analyse_disc(exam.fundus, spacing=exam.fundus_spacing, eye=exam.eye, cancel=cancel)
+        return analyse_disc(exam.fundus, spacing=exam.fundus_spacing, eye=exam.eye, disc_at=disc_at, cancel=cancel)
     except Cancelled:
         raise
     except Exception as err:  # an analysis failure must not stop grading
@@ -188,6 +191,14 @@ def calibrate_disc(disc: Any, calibration: Any, biomarkers: dict[str, float], wa
         warnings.append(f"{calibration.describe()} applied to the disc/cup masks and biomarkers; the graders used "
                         "the uncalibrated measurements")
     return disc
+
+
+def user_disc_centre(disc: Any, disc_at: tuple[float, float]) -> tuple[float, float]:
+    """Centre (row, col) px of the disc-level crop when the user placed the disc at ``disc_at``: the centre of the
+    disc the analysis found there, else the place itself."""
+    if disc is not None and getattr(disc, "found", False) and getattr(disc, "placed_at", None) == disc_at:
+        return tuple(float(v) for v in disc.center)  # type: ignore[return-value]
+    return float(disc_at[0]), float(disc_at[1])
 
 
 def disc_crop_warning(disc: Any, box: Optional[tuple[int, int, int, int]]) -> Optional[str]:
@@ -240,6 +251,7 @@ def grade(
     cams: bool = True,
     analyses: bool = True,
     disc_calibration: Any = None,
+    disc_at: Optional[tuple[float, float]] = None,
 ) -> GradingResult:
     """Grade one exam with every fitting grader, combine them, and explain the result.
 
@@ -253,6 +265,9 @@ def grade(
         disc_calibration: a site's :class:`engine.fundus.site_calibration.SiteCalibration`, applied to the disc/cup
             masks and biomarkers of the result (said in ``warnings``); the graders get the uncalibrated
             measurements they were trained on. One fitted for other disc/cup weights is not applied (a warning).
+        disc_at: (row, col) photo px where the user placed the optic disc: the disc/cup analysis looks there only
+            and the disc-level models' crop is centred there (on the disc found there, when one is);
+            ``disc_source`` is then ``"user"``.
 
     Raises:
         GradingError: no grader fits the exam's modalities, or no weights.
@@ -294,7 +309,7 @@ def grade(
     if analyses and exam.fundus is not None:
         check(cancel)
         report(progress, 0.05, "optic disc and cup")
-        disc_result = _run_disc_analysis(exam, warnings, cancel)
+        disc_result = _run_disc_analysis(exam, warnings, cancel, disc_at)
         biomarkers.update(biomarkers_of(disc_result))
         t = stage("disc", t)
     if analyses and exam.oct is not None:
@@ -333,6 +348,8 @@ def grade(
                     # The same localiser as in training (engine.models.train_task), so the crop matches.
                     if disc_found is None:
                         disc_found = locate_disc(exam.fundus)
+                        if disc_at is not None:  # the localiser's disc size (as in training), the user's place
+                            disc_found = (user_disc_centre(disc_result, disc_at), disc_found[1], "user")
                     center, diameter, disc_source = disc_found
                     box = crop_box_around(exam.fundus.shape[:2], center, diameter, spec.crop_scale)
                     disc_box = disc_box or box

@@ -31,6 +31,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="disc-cup: eye of every photo, for the nasal/temporal sectors and the ISNT rule")
     p.add_argument("--site-calibration", type=Path, metavar="FILE",
                    help="disc-cup: a site's cup-outline calibration (python -m engine.fundus.site_calibration)")
+    p.add_argument("--disc-at", metavar="X,Y",
+                   help="disc-cup, one IMAGE: the optic disc is at column X, row Y (photo px), for a photo where "
+                   "the automatic search chose another region")
     p.add_argument("--method", choices=("graph", "network"), help="layers: boundary method")
     p.add_argument("--region", choices=("auto", "macula", "disc"), help="layers: scan region")
     return p

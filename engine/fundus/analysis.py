@@ -17,6 +17,10 @@
    the photo's pixels (:func:`engine.fundus.crop.map_to_image`). When another candidate centred outside the
    winner's disc passed the fine pass too, the result says so (:data:`RIVAL_MESSAGE`).
 
+A disc placed by hand (``disc_at``, e.g. a click in the viewer on a photo where the localiser chose a bright
+lesion) replaces step 1's candidates: the coarse and fine passes look at that point only, and a disc found away
+from it is "not found" rather than another region's mask.
+
 Masks in files follow the GAMMA convention (:func:`label_mask`): 0 = cup, 128 = neuro-retinal rim,
 255 = background.
 """
@@ -82,6 +86,7 @@ class DiscAnalysis:
         spacing: the photo's pixel spacing the biomarkers were measured with.
         site_calibration: the :class:`engine.fundus.site_calibration.SiteCalibration` applied to the cup outline
             (:func:`engine.fundus.site_calibration.apply_calibration`), or None: the segmenter's own outline.
+        placed_at: the (row, col) photo px where the user placed the disc (``disc_at``), or None: the localiser's.
     """
 
     found: bool
@@ -98,6 +103,7 @@ class DiscAnalysis:
     model_card: dict[str, Any] = field(default_factory=dict)
     spacing: Optional[Spacing] = None
     site_calibration: Any = None
+    placed_at: Optional[tuple[float, float]] = None
 
     def label_mask(self) -> np.ndarray:
         """(H, W) uint8 GAMMA-convention mask: 0 cup, 128 rim, 255 background (all 255 when not found)."""
@@ -289,10 +295,20 @@ def measure(disc: np.ndarray, cup: np.ndarray, eye: str, spacing: Optional[Spaci
 
 
 def _not_found(message: str, loc: Optional[DiscLocation], sha: str, timings: dict[str, float],
-               card: dict[str, Any]) -> DiscAnalysis:
-    return DiscAnalysis(False, 0.0 if loc is None else float(loc.confidence) * 0.5, message,
-                        None if loc is None else loc.center, localisation=loc, weights_sha256=sha, timings=timings,
-                        model_card=card)
+               card: dict[str, Any], placed_at: Optional[tuple[float, float]] = None) -> DiscAnalysis:
+    centre = placed_at or (None if loc is None else loc.center)
+    return DiscAnalysis(False, 0.0 if loc is None else float(loc.confidence) * 0.5, message, centre,
+                        localisation=loc, weights_sha256=sha, timings=timings, model_card=card, placed_at=placed_at)
+
+
+def _placed_at(disc_at: Optional[Sequence[float]], shape: Sequence[int]) -> Optional[tuple[float, float]]:
+    """``disc_at`` as (row, col) floats, checked to lie on the photo of ``shape`` (H, W, ...)."""
+    if disc_at is None:
+        return None
+    r, c = (float(v) for v in disc_at)
+    if not (0.0 <= r < shape[0] and 0.0 <= c < shape[1]):
+        raise ValueError(f"the disc position x {c:.0f}, y {r:.0f} px is outside the {shape[1]} x {shape[0]} px photo")
+    return r, c
 
 
 def analyse_disc(
@@ -302,6 +318,7 @@ def analyse_disc(
     *,
     segmenter: Any = None,
     weights: Any = None,
+    disc_at: Optional[Sequence[float]] = None,
     progress: Optional[ProgressCallback] = None,
     cancel: Optional[CancelToken] = None,
 ) -> DiscAnalysis:
@@ -314,10 +331,12 @@ def analyse_disc(
         segmenter: an object with ``size``, ``crop_scale``, ``sha256`` and ``predict((B, S, S, 3) uint8) ->
             (B, 3, S, S)`` probabilities; default: :func:`engine.fundus.segmenter.load_segmenter` (``weights``
             path or the shipped ``resources/models/disc_cup.pt``).
+        disc_at: (row, col) photo px where the user says the disc is: the networks look there only, no rival
+            region is considered, and a disc centred over one disc diameter away counts as not found.
         progress, cancel: see :mod:`engine.progress`.
 
     Raises:
-        ValueError: ``image`` is not (H, W, 3).
+        ValueError: ``image`` is not (H, W, 3), or ``disc_at`` lies outside it.
         engine.models.checkpoint.CheckpointError: no usable segmenter weights.
         engine.progress.Cancelled: ``cancel`` was set.
     """
@@ -330,6 +349,7 @@ def analyse_disc(
         raise ValueError(f"expected an (H, W, 3) RGB photo, got an array of shape {image.shape}")
     if image.dtype != np.uint8:
         image = np.clip(image, 0, 255).astype(np.uint8)
+    placed_at = _placed_at(disc_at, image.shape)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     if segmenter is None:
@@ -350,9 +370,12 @@ def analyse_disc(
     check(cancel)
     report(progress, 0.3, "checking disc candidates")
     t = time.perf_counter()
-    centres = [c.center for c in loc.candidates[:N_COARSE]] or [loc.center]
+    if placed_at is None:
+        centres, penalties = [c.center for c in loc.candidates[:N_COARSE]] or [loc.center], _localiser_penalties(loc)
+    else:
+        centres, penalties = [placed_at], [0.0]
     coarse = _passing_crops(image, segmenter, [square_box(c, COARSE_SCALE * expected) for c in centres], expected,
-                            _localiser_penalties(loc))
+                            penalties)
     timings["coarse"] = time.perf_counter() - t
 
     # fine passes, centred on the measured disc, best coarse crop first
@@ -360,7 +383,17 @@ def analyse_disc(
     report(progress, 0.6, "segmenting disc and cup")
     t = time.perf_counter()
     fine, rival = _best_fine(image, segmenter, coarse[:N_COARSE], expected)
-    if fine is None:
+    if placed_at is not None:
+        rival = False  # the user chose the region
+        if fine is not None:
+            (r, c), diameter = _box_of(fine[1], fine[0])
+            if np.hypot(r - placed_at[0], c - placed_at[1]) > diameter:
+                fine = None
+        if fine is None:
+            timings["fine"] = time.perf_counter() - t
+            return _not_found(f"optic disc not found at the place given (x {placed_at[1]:.0f}, y {placed_at[0]:.0f} "
+                              "px): the segmenter saw no whole disc there", loc, sha, timings, card, placed_at)
+    elif fine is None:
         # no candidate holds a disc (a disc cut by the edge of the field of view, bright lesions ...): the
         # network scans the whole field of view in overlapping coarse crops
         boxes = _scan_boxes(loc, COARSE_SCALE * expected)
@@ -385,17 +418,20 @@ def analyse_disc(
     cup_img &= disc_img
     if not disc_img.any():
         return _not_found("optic disc not found: the disc mask is empty at the photo's resolution", loc, sha,
-                          timings, card)
+                          timings, card, placed_at)
     markers = measure(disc_img, cup_img, eye, spacing)
     timings["measure"] = time.perf_counter() - t
     rows = np.flatnonzero(disc_img.any(axis=1))
     cols = np.flatnonzero(disc_img.any(axis=0))
     found_centre = ((rows[0] + rows[-1] + 1) / 2.0, (cols[0] + cols[-1] + 1) / 2.0)
-    confidence = float(np.clip(certainty * (0.85 + 0.15 * loc.confidence), 0.0, 1.0))
+    # the localiser's confidence counts only where it chose the place
+    located = 1.0 if placed_at is not None else 0.85 + 0.15 * loc.confidence
+    confidence = float(np.clip(certainty * located, 0.0, 1.0))
     message = "" if confidence >= LOW_CONFIDENCE else "low confidence: check the disc outline"
     if rival and not message:
         message = RIVAL_MESSAGE
     check(cancel)
     report(progress, 1.0, "disc and cup done")
     return DiscAnalysis(True, confidence, message, found_centre, disc_img, cup_img,
-                        disc_box(disc_img, DEFAULT_MARGIN), markers, loc, sha, timings, card, spacing)
+                        disc_box(disc_img, DEFAULT_MARGIN), markers, loc, sha, timings, card, spacing,
+                        placed_at=placed_at)

@@ -7,9 +7,12 @@ written atomically (temp file + rename); an input is never overwritten (its mask
 ``<stem>_disc_cup.png``).
 
 A photo that cannot be read, or whose disc is not found with confidence, gives one stderr line and no mask;
-the others go on. Exit status: 0 all photos segmented, 1 some failed, 2 no usable segmenter weights or site
-calibration (``--site-calibration FILE``: the cup outline scaled as fitted for a site, see
+the others go on. Exit status: 0 all photos segmented, 1 some failed, 2 bad usage, no usable segmenter weights or
+site calibration (``--site-calibration FILE``: the cup outline scaled as fitted for a site, see
 :mod:`engine.fundus.site_calibration`; said in every line and in the JSON document).
+
+``--disc-at X,Y`` (one photo): the disc is at column X, row Y px; the networks look there only (see
+:func:`engine.fundus.analysis.analyse_disc`), for a photo where the automatic search chose another region.
 """
 
 from __future__ import annotations
@@ -53,9 +56,20 @@ def _line(name: str, b: dict[str, Any]) -> str:
             f"disc {b['disc_height_px']:.0f}x{b['disc_width_px']:.0f} px{mm}, ISNT {b['isnt_rule']}")
 
 
+def parse_disc_at(text: str) -> tuple[float, float]:
+    """``"X,Y"`` (column, row px) -> (row, col). Raises ValueError with a one-line message."""
+    try:
+        x, y = (float(v) for v in text.split(","))
+    except ValueError:
+        raise ValueError(f"--disc-at must look like X,Y in photo pixels (e.g. 812,640), got {text!r}") from None
+    if not (np.isfinite(x) and np.isfinite(y)):
+        raise ValueError(f"--disc-at must be finite pixel coordinates, got {text!r}")
+    return y, x
+
+
 def run_disc_cup(args: Any) -> int:
     """The ``--task disc-cup`` branch of ``segment``. ``args``: ``inputs``, ``out``, ``json``, ``weights``, ``eye``,
-    ``site_calibration``."""
+    ``site_calibration``, ``disc_at``."""
     from engine.fundus.analysis import analyse_disc
     from engine.fundus.segmenter import default_weights_path, load_segmenter
     from engine.fundus.site_calibration import (
@@ -68,6 +82,16 @@ def run_disc_cup(args: Any) -> int:
     from engine.io.images import load_image_exam
     from engine.models.checkpoint import CheckpointError
 
+    disc_at = None
+    if getattr(args, "disc_at", None):
+        try:
+            disc_at = parse_disc_at(args.disc_at)
+        except ValueError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        if len(args.inputs) != 1:
+            print(f"error: --disc-at places the disc on one photo; {len(args.inputs)} were given", file=sys.stderr)
+            return 2
     weights = getattr(args, "weights", None)
     try:
         seg = load_segmenter(weights)
@@ -102,7 +126,7 @@ def run_disc_cup(args: Any) -> int:
         try:
             exam = load_image_exam(path, modality="fundus", eye=eye)
             result = apply_calibration(analyse_disc(exam.fundus, spacing=exam.fundus_spacing, eye=eye,
-                                                    segmenter=seg), calibration)
+                                                    segmenter=seg, disc_at=disc_at), calibration)
         except (ExamLoadError, ValueError, OSError) as err:
             message = str(err) if str(path) in str(err) else f"{path}: {err}"
             print(f"error: {message}", file=sys.stderr)
@@ -111,6 +135,8 @@ def run_disc_cup(args: Any) -> int:
             continue
         row.update(status="ok" if result.found else "not_found", confidence=round(result.confidence, 4),
                    message=result.message)
+        if disc_at is not None:
+            row["disc_at"] = {"x": disc_at[1], "y": disc_at[0]}
         if not result.found:
             print(f"error: {path}: {result.message}", file=sys.stderr)
             results.append(row)
@@ -123,7 +149,8 @@ def run_disc_cup(args: Any) -> int:
                    crop_box=[round(float(v), 1) for v in result.crop_box], biomarkers=markers)
         results.append(row)
         if not args.json:
-            note = "".join(f" ({m})" for m in (result.message, calibration and calibration.describe()) if m)
+            placed = disc_at and f"disc placed at x {disc_at[1]:.0f}, y {disc_at[0]:.0f} px"
+            note = "".join(f" ({m})" for m in (result.message, placed, calibration and calibration.describe()) if m)
             print(_line(path.name, markers) + note, flush=True)
     doc = {"task": "disc-cup", "mask_convention": "0 cup, 128 rim, 255 background", "weights_sha256": seg.sha256,
            "site_calibration": None if calibration is None else json.loads(calibration.to_json()),

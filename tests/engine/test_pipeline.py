@@ -172,3 +172,27 @@ def test_site_calibration_says_nothing_when_no_disc_was_found(exam, monkeypatch)
     cal = SiteCalibration("clinic", 1.5, ("a",) * 5, "w", {}, "now")
     r = grade(exam, [tiny_grader(("fundus",), name="f", seed=5)], device="cpu", cams=False, disc_calibration=cal)
     assert r.disc.site_calibration is None and not any("site calibration" in w for w in r.warnings), r.warnings
+
+
+@pytest.mark.parametrize("found", [True, False])
+def test_a_disc_placed_by_hand_centres_the_disc_crop(exam, monkeypatch, found):
+    import engine.fundus as fundus
+    from engine.fundus.analysis import DiscAnalysis
+
+    asked = []
+
+    def analyse(image, **kw):
+        asked.append(kw["disc_at"])
+        centre = (kw["disc_at"][0] + 4.0, kw["disc_at"][1] - 2.0) if found else kw["disc_at"]
+        return DiscAnalysis(found, 0.9 if found else 0.1, "" if found else "optic disc not found at the place given",
+                            centre, placed_at=kw["disc_at"])
+
+    monkeypatch.setattr(fundus, "analyse_disc", analyse)
+    two = [tiny_grader(("fundus", "disc"), "add", name="two", seed=1)]
+    r = grade(exam, two, device="cpu", cams=False, disc_at=(50.0, 60.0))
+    assert asked == [(50.0, 60.0)] and r.disc_source == "user" and row_from_result(r)["disc_source"] == "user"
+    r0, c0, r1, c1 = r.disc_box
+    expected = (54.0, 58.0) if found else (50.0, 60.0)
+    assert abs((r0 + r1) / 2 - expected[0]) <= 1 and abs((c0 + c1) / 2 - expected[1]) <= 1, r.disc_box
+    monkeypatch.undo()
+    assert grade(exam, two, device="cpu", cams=False).disc_source == "engine.fundus.localize"

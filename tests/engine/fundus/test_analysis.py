@@ -143,3 +143,35 @@ def test_a_second_disc_like_region_is_said(oracle, monkeypatch):
     result = analyse_disc(image, segmenter=oracle)
     assert result.found and result.message == analysis.RIVAL_MESSAGE
     assert result.confidence > analysis.LOW_CONFIDENCE  # said even when each region alone looks certain
+
+
+def test_a_disc_placed_by_hand_is_the_one_outlined(oracle, monkeypatch):
+    """A twin of the disc that the localiser prefers (a bright lesion in a real photo): placed by hand, the
+    outline goes where the user put it; a place without a disc gives "not found" there, not another region."""
+    import cv2
+
+    from engine.fundus import analysis
+    from engine.fundus.localize import Candidate, locate_disc
+
+    f = synthetic_fundus((600, 600), cdr=0.5, eye="OD", seed=3)
+    image = f.image.copy()
+    r, c = f.disc_center
+    radius = int(round(np.sqrt(f.disc_mask.sum() / np.pi)))
+    twin = (r, 600.0 - c)
+    cv2.circle(image, (int(twin[1]), int(twin[0])), radius, tuple(int(v) for v in f.image[int(r), int(c)]), -1)
+    loc = locate_disc(image)
+    loc.candidates = [Candidate(twin, 9.0), Candidate((r, c), 5.0)]  # the localiser is sure of the twin
+    monkeypatch.setattr(analysis, "locate_disc", lambda _: loc)
+    auto = analyse_disc(image, segmenter=oracle)
+    assert auto.found and auto.placed_at is None and abs(auto.center[1] - twin[1]) < radius
+
+    placed = analyse_disc(image, segmenter=oracle, disc_at=(r + 0.3 * radius, c - 0.3 * radius))
+    assert placed.found and placed.placed_at == (r + 0.3 * radius, c - 0.3 * radius) and placed.message == ""
+    dice = 2 * (placed.disc_mask & f.disc_mask).sum() / (placed.disc_mask.sum() + f.disc_mask.sum())
+    assert dice > 0.9 and placed.biomarkers.vcdr == pytest.approx(f.vcdr, abs=0.05)
+
+    nowhere = analyse_disc(image, segmenter=oracle, disc_at=(r + 200, 300.0))
+    assert not nowhere.found and nowhere.disc_mask is None and nowhere.center == (r + 200, 300.0)
+    assert nowhere.message.startswith("optic disc not found at the place given (x 300, y ")
+    with pytest.raises(ValueError, match="outside the 600 x 600 px photo"):
+        analyse_disc(image, segmenter=oracle, disc_at=(10, 600))

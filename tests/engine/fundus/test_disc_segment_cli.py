@@ -131,3 +131,22 @@ def test_site_calibration_for_other_weights_is_refused(photos, with_oracle, tmp_
     (tmp_path / "bad.json").write_text("{")
     assert main(["segment", str(photos[0][0]), "--task", "disc-cup", "--out", str(tmp_path / "o"),
                  "--site-calibration", str(tmp_path / "bad.json")]) == 2
+
+
+def test_disc_placed_by_hand(photos, with_oracle, tmp_path, capsys):
+    paths, truths = photos
+    (r, c), out = truths[0].disc_center, tmp_path / "out"
+    assert main(["segment", str(paths[0]), "--task", "disc-cup", "--out", str(out), "--disc-at", f"{c:.0f},{r:.0f}"]) == 0
+    line = capsys.readouterr().out.strip()
+    assert line.startswith("photo0.png: vertical CDR") and f"(disc placed at x {c:.0f}, y {r:.0f} px)" in line
+    doc = json.loads((out / "disc_cup_biomarkers.json").read_text())
+    assert doc["results"][0]["disc_at"] == {"x": round(c), "y": round(r)} and doc["results"][0]["status"] == "ok"
+    assert main(["segment", str(paths[0]), "--task", "disc-cup", "--out", str(out), "--disc-at", "5,5"]) == 1
+    assert "optic disc not found at the place given (x 5, y 5 px)" in capsys.readouterr().err
+    for images, at, says in ((paths[:1], "12;7", "must look like X,Y"), (paths[:1], "nan,3", "finite"),
+                             (paths, "1,2", "one photo; 2 were given")):
+        assert main(["segment", *map(str, images), "--task", "disc-cup", "--out", str(out), "--disc-at", at]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and says in err[0], err
+    assert main(["segment", str(paths[0]), "--task", "disc-cup", "--out", str(out), "--disc-at", "9999,1"]) == 1
+    assert "outside the 560 x 480 px photo" in capsys.readouterr().err
