@@ -56,6 +56,7 @@ class ExamEntry:
     started: float = field(default_factory=time.perf_counter)
     candidate: Any = None  # what loads it again (an engine.io.discover.ExamSource), None for in-memory exams
     last_used: float = field(default_factory=time.perf_counter)
+    disc_at: Optional[tuple[float, float]] = None  # (row, col) photo px where the user placed the optic disc
 
     @property
     def reloadable(self) -> bool:
@@ -201,6 +202,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self.results.modelCardRequested.connect(self.show_model_card)
         self.results.photoCamRequested.connect(self._show_photo_cam)
         self.fundus_view.overlaysChanged.connect(self._save_overlays)
+        self.fundus_view.discPlaced.connect(lambda row, col: self.place_disc((row, col)))
+        self.fundus_view.discPlacementCleared.connect(lambda: self.place_disc(None))
         self.oct_view.overlaysChanged.connect(self._save_overlays)
         self.resize(1500, 940)
         self._set_drops_to_window(self.centralWidget())
@@ -460,8 +463,9 @@ class MainWindow(QtWidgets.QMainWindow):
         self._first_selection()
         return key
 
-    def _start_load(self, key: str, label: str, source: str, candidate: Any) -> None:
-        entry = ExamEntry(key, label, source, candidate=candidate)
+    def _start_load(self, key: str, label: str, source: str, candidate: Any,
+                    disc_at: Optional[tuple[float, float]] = None) -> None:
+        entry = ExamEntry(key, label, source, candidate=candidate, disc_at=disc_at)
         self.entries[key] = entry
         self.exam_list.add_exam(key, label, "loading")
         entry.job = self.worker.submit(
@@ -512,9 +516,9 @@ class MainWindow(QtWidgets.QMainWindow):
         self.exam_list.set_status(entry.key, "unloaded", "not in memory: select it to read it again")
 
     def _reload(self, entry: ExamEntry) -> None:
-        """Read an unloaded exam again from disk (and analyse it again), keeping its row and slice."""
+        """Read an unloaded exam again from disk (and analyse it again), keeping its row, slice and placed disc."""
         bscan = entry.current_bscan
-        self._start_load(entry.key, entry.label, entry.source, entry.candidate)
+        self._start_load(entry.key, entry.label, entry.source, entry.candidate, entry.disc_at)
         self.entries[entry.key].current_bscan = bscan
 
     def _start_analysis(self, entry: ExamEntry) -> None:
@@ -526,6 +530,7 @@ class MainWindow(QtWidgets.QMainWindow):
         run = jobs.analyse_exam if self.runner is None else functools.partial(self.runner.call, jobs.analyse_exam)
         entry.job = self.analysis_worker.submit(
             run, entry.loaded, name=f"analyse {entry.label}", models=self.models, calibration=self.site_calibration,
+            disc_at=entry.disc_at,
             on_finished=lambda view, k=entry.key: self._analysed(k, view),
             on_failed=lambda failure, k=entry.key: self._failed(k, failure),
             on_progress=lambda f, m, k=entry.key: self._progress(k, f, m, "analysing"),
@@ -551,9 +556,12 @@ class MainWindow(QtWidgets.QMainWindow):
         entry = self.entries.get(key)
         if entry is None or self._closing:
             return
+        entry.job = None
+        if view.disc_at != entry.disc_at:  # the disc was placed (or the placement cleared) while this one ran
+            self._start_analysis(entry)
+            return
         entry.analysis = view
         entry.status = "done"
-        entry.job = None
         message = "; ".join(view.messages)
         self.exam_list.set_status(key, "done", message)
         if key == self._current_key:
@@ -645,6 +653,8 @@ class MainWindow(QtWidgets.QMainWindow):
             oct_synthetic = exam.oct is not None and exam.is_synthetic_modality("oct")
             self.oct_view.set_title("OCT B-scan — SYNTHETIC (generated, not acquired)" if oct_synthetic
                                     else "OCT B-scan")
+        self.fundus_view.set_disc_placed(entry.disc_at)
+        self.fundus_view.placing_enabled = loaded.photo_kind == "fundus" and exam.fundus is not None
         self.fundus_view.set_geometry(exam.bscan_positions, n, loaded.enface, loaded.enface_aspect)
         self.fundus_view.set_current(self.oct_view.current_index)
         if entry.analysis is not None:
@@ -658,6 +668,19 @@ class MainWindow(QtWidgets.QMainWindow):
             elif entry.status in ("error", "cancelled"):
                 self.results.set_pending(f"{entry.status.capitalize()}: {entry.message}")
         self._update_banner()
+
+    def place_disc(self, point: Optional[tuple[float, float]]) -> None:
+        """Analyse the shown exam again with its optic disc at ``point`` ((row, col) photo px), or found by the
+        engine itself (None). An analysis already running finishes first; the new one follows it."""
+        entry = self.current_entry()
+        if entry is None or entry.loaded is None or entry.loaded.exam.fundus is None or entry.disc_at == point:
+            return
+        entry.disc_at = point
+        self.fundus_view.set_disc_placed(point)
+        where = "found automatically" if point is None else f"placed at x {point[1]:.0f}, y {point[0]:.0f}"
+        self.status_label.setText(f"{entry.label}: optic disc {where}; analysing again")
+        if entry.job is None or not entry.job.is_active:
+            self._start_analysis(entry)
 
     def _apply_analysis(self, entry: ExamEntry) -> None:
         view = entry.analysis

@@ -132,6 +132,8 @@ class AnalysisView:
         crop_box: (r0, c0, r1, c1) px of the disc-region crop on the photo, or None.
         disc_note: disc localisation outcome for the user (e.g. "disc not found").
         disc_method: which method and weights made the disc/cup masks, for the user.
+        disc_at: (row, col) photo px where the user placed the disc for this analysis, or None (found by itself).
+        disc_hint: what the user can do about the disc outline (place it by hand), shown in the window only.
         fundus_cam: (h, w) uint8 Grad-CAM on the photo (stretched over it), or None.
         oct_labels: (N, H, W) uint8 layer labels 0..8 per B-scan (0 = outside the retina), or None.
         oct_cam: (N, h, w) uint8 Grad-CAM per B-scan (stretched over each B-scan), or None.
@@ -163,6 +165,8 @@ class AnalysisView:
     crop_box: Optional[tuple[float, float, float, float]] = None
     disc_note: str = ""
     disc_method: str = ""
+    disc_at: Optional[tuple[float, float]] = None
+    disc_hint: str = ""
     fundus_cam: Optional[np.ndarray] = None
     oct_labels: Optional[np.ndarray] = None
     oct_cam: Optional[np.ndarray] = None

@@ -520,12 +520,13 @@ LEVEL_WORDS = {"fundus": "fundus", "disc": "disc crop", "oct": "OCT"}
 
 
 def analyse_exam(loaded: "LoadedExam", progress=None, cancel=None, models: Any = None,
-                 calibration: Any = None) -> "AnalysisView":
+                 calibration: Any = None, disc_at: Optional[tuple[float, float]] = None) -> "AnalysisView":
     """Disc/cup, layers, grade and Grad-CAM for one loaded exam (``engine.pipeline.grade``), ready to draw.
 
     When no grader fits (no weights, a modality no model takes) the disc/cup and layer analyses still run and
     the view says why there is no grade. ``calibration``: a site's cup-outline calibration for the disc/cup result
-    (:mod:`engine.fundus.site_calibration`; the graders keep the uncalibrated measurements).
+    (:mod:`engine.fundus.site_calibration`; the graders keep the uncalibrated measurements). ``disc_at``: (row, col)
+    photo px where the user placed the optic disc (the disc/cup analysis and the disc crop go there).
     """
     from engine import pipeline
     from engine.progress import check, report, sub_progress
@@ -533,18 +534,19 @@ def analyse_exam(loaded: "LoadedExam", progress=None, cancel=None, models: Any =
     from glaucoma_viewer.state import AnalysisView
 
     exam = loaded.exam
-    view = AnalysisView()
+    view = AnalysisView(disc_at=disc_at)
     t0 = time.perf_counter()
     result = disc = layers = None
     glaucoma = sub_progress(progress, 0.0, 0.85)
     if needs_glaucoma_grader(exam):
         try:
             result = pipeline.grade(exam, models=models, progress=glaucoma, cancel=cancel,
-                                    disc_calibration=calibration)
+                                    disc_calibration=calibration, disc_at=disc_at)
         except pipeline.GradingError as err:
             view.messages.append(f"No grade: {err}")
             check(cancel)
-            disc, layers, timings = _analyses_without_grade(exam, view.messages, glaucoma, cancel, calibration)
+            disc, layers, timings = _analyses_without_grade(exam, view.messages, glaucoma, cancel, calibration,
+                                                            disc_at)
             view.timings.update(timings)
         else:
             disc, layers = result.disc, result.layers
@@ -675,8 +677,8 @@ def data_details(exam: Any) -> str:
     return "\n".join(str(n) for n in (getattr(prov, "notes", None) or []))
 
 
-def _analyses_without_grade(exam: Any, messages: list[str], progress, cancel,
-                            calibration: Any = None) -> tuple[Any, Any, dict[str, float]]:
+def _analyses_without_grade(exam: Any, messages: list[str], progress, cancel, calibration: Any = None,
+                            disc_at: Optional[tuple[float, float]] = None) -> tuple[Any, Any, dict[str, float]]:
     """The disc/cup and OCT-layer analyses on their own (public engine entry points), each timed."""
     from engine.progress import Cancelled, check, report
 
@@ -689,7 +691,8 @@ def _analyses_without_grade(exam: Any, messages: list[str], progress, cancel,
         from engine.pipeline import calibrate_disc
 
         try:
-            disc = analyse_disc(exam.fundus, spacing=exam.fundus_spacing, eye=exam.eye, cancel=cancel)
+            disc = analyse_disc(exam.fundus, spacing=exam.fundus_spacing, eye=exam.eye, disc_at=disc_at,
+                                cancel=cancel)
         except Cancelled:
             raise
         except Exception as err:  # noqa: BLE001 - one failed analysis must not hide the other
@@ -794,9 +797,16 @@ def _fill_disc(view: "AnalysisView", exam: Any, disc: Any, result: Any, loaded: 
         note = _field(disc, "message", "note")
         found = _field(disc, "found", "ok")
         view.disc_note = str(note) if note else ("" if found in (None, True) else "Optic disc not found.")
+        if view.disc_at is not None:
+            view.disc_hint = "Right-click the photo to place the disc elsewhere or to find it automatically."
+        elif view.disc_note:  # not found, low confidence, another disc-like region
+            view.disc_hint = "Right-click the photo on the disc to place it by hand."
         sha = str(_field(disc, "weights_sha256") or "")
         confidence = _field(disc, "confidence")
         method = "Disc and cup by the segmentation network" + (f" (weights {sha[:12]}…)" if sha else "")
+        placed = _field(disc, "placed_at")
+        if placed is not None:
+            method = f"Disc placed by hand at x {placed[1]:.0f}, y {placed[0]:.0f} px; d{method[1:]}"
         if confidence is not None:
             method += f", confidence {float(confidence):.2f}"
         view.disc_method = method + "."

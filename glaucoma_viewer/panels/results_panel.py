@@ -531,7 +531,8 @@ class ResultsPanel(QtWidgets.QWidget):
             f'<span style="color:#8a949e;">(how it was trained and tested on unseen cameras)</span>'
             for k, run in enumerate(view.anatomy_models)))
         if not view.biomarkers:
-            self.bio_note.setText(view.disc_note or "No disc/cup measurements for this exam.")
+            self.bio_note.setText(" ".join(t for t in (view.disc_note or "No disc/cup measurements for this exam.",
+                                                       view.disc_hint) if t))
             return
         for row, marker in enumerate(view.biomarkers):
             name = QtWidgets.QLabel(marker.name)
@@ -543,7 +544,7 @@ class ResultsPanel(QtWidgets.QWidget):
             self.bio_grid.addWidget(value, row // 2, 2 * (row % 2) + 1)
         self.bio_grid.setColumnStretch(1, 1)
         self.bio_grid.setColumnStretch(3, 1)
-        self.bio_note.setText(" ".join(t for t in (view.disc_method, view.disc_note) if t))
+        self.bio_note.setText(" ".join(t for t in (view.disc_method, view.disc_note, view.disc_hint) if t))
 
     def _show_rnfl(self, view: AnalysisView) -> None:
         unit = view.rnfl_unit

@@ -88,10 +88,12 @@ class ImageViewBox(pg.ViewBox):
 
     Signals:
         clicked(x, y): a left click, in the view's coordinates (x = column px, y = row px).
+        contextRequested(x, y, QPoint): a right click there, with its screen position (for a context menu).
         wheelStep(int): +1 / -1 per wheel notch when ``wheel_steps_slices`` (Ctrl+wheel still zooms).
     """
 
     clicked = QtCore.Signal(float, float)
+    contextRequested = QtCore.Signal(float, float, QtCore.QPoint)
     wheelStep = QtCore.Signal(int)
 
     def __init__(self, wheel_steps_slices: bool = False, lock_aspect: bool = True) -> None:
@@ -117,6 +119,11 @@ class ImageViewBox(pg.ViewBox):
         if ev.button() == QtCore.Qt.MouseButton.LeftButton:
             pos = self.mapSceneToView(ev.scenePos())
             self.clicked.emit(float(pos.x()), float(pos.y()))
+            ev.accept()
+            return
+        if ev.button() == QtCore.Qt.MouseButton.RightButton:
+            pos = self.mapSceneToView(ev.scenePos())
+            self.contextRequested.emit(float(pos.x()), float(pos.y()), ev.screenPos().toPoint())
             ev.accept()
             return
         super().mouseClickEvent(ev)

@@ -7,6 +7,9 @@ the engine can be drawn in the photo's own ``(row, col)`` px.
 When the exam has an OCT volume but the B-scan positions on the photo are unknown, an **en-face projection**
 of the volume (one row per B-scan, computed once per volume on the worker) is shown beside the photo and
 labelled as such; the current B-scan is a line across it and a click on it selects a B-scan.
+
+A right click on the photo offers to place the optic disc there (for a photo where the automatic search chose
+another region, or found none); a placed disc is marked with a cross until the automatic search is asked back.
 """
 
 from __future__ import annotations
@@ -31,10 +34,14 @@ class FundusView(QtWidgets.QWidget):
     Signals:
         bscanSelected(int): a click on (or near) a B-scan line, or on a row of the en-face projection.
         overlaysChanged(): a toggle or the opacity changed (the main window saves them).
+        discPlaced(row, col): the user placed the optic disc there (photo px) from the context menu.
+        discPlacementCleared(): the user asked for the automatic disc search back.
     """
 
     bscanSelected = QtCore.Signal(int)
     overlaysChanged = QtCore.Signal()
+    discPlaced = QtCore.Signal(float, float)
+    discPlacementCleared = QtCore.Signal()
 
     def __init__(self, parent: Optional[QtWidgets.QWidget] = None) -> None:
         super().__init__(parent)
@@ -43,6 +50,9 @@ class FundusView(QtWidgets.QWidget):
         self._enface_rows: int = 0
         self._enface_row_h: float = 1.0
         self._current = 0
+        self._placed: Optional[tuple[float, float]] = None
+        self._menu: Optional[QtWidgets.QMenu] = None
+        self.placing_enabled = False  # the main window allows it on a fundus photo (not on a radiograph)
 
         self.title = QtWidgets.QLabel("Fundus")
         self.title.setObjectName("panelTitle")
@@ -64,7 +74,8 @@ class FundusView(QtWidgets.QWidget):
         self.opacity.setToolTip("Grad-CAM opacity")
         self.fit_button = QtWidgets.QToolButton()
         self.fit_button.setText("Fit")
-        self.fit_button.setToolTip("Fit the image to the view (zoom: wheel, pan: drag)")
+        self.fit_button.setToolTip("Fit the image to the view (zoom: wheel, pan: drag; right-click: place the "
+                                   "optic disc)")
 
         header = QtWidgets.QHBoxLayout()
         header.setContentsMargins(6, 2, 6, 2)
@@ -90,6 +101,9 @@ class FundusView(QtWidgets.QWidget):
         for z, item in ((10, self.area_item), (11, self.line_item)):
             item.setZValue(z)
             self.photo_box.addItem(item)
+        self.placed_item = pg.ScatterPlotItem(symbol="+", size=24, pen=pen(DISC_RGB, 2.5), brush=None)
+        self.placed_item.setZValue(12)
+        self.photo_box.addItem(self.placed_item)
         self.photo_placeholder = pg.TextItem("", color=(150, 160, 170), anchor=(0.5, 0.5))
         self.photo_box.addItem(self.photo_placeholder)
 
@@ -139,6 +153,7 @@ class FundusView(QtWidgets.QWidget):
         self.opacity.valueChanged.connect(self._apply_visibility)
         self.fit_button.clicked.connect(self.fit)
         self.photo_box.clicked.connect(self._photo_clicked)
+        self.photo_box.contextRequested.connect(self._photo_context)
         self.enface_box.clicked.connect(self._enface_clicked)
         self.clear()
 
@@ -152,6 +167,8 @@ class FundusView(QtWidgets.QWidget):
         self.cam_item.clear()
         self.enface_item.clear()
         self.set_disc_overlay([], [], None)
+        self.set_disc_placed(None)
+        self.placing_enabled = False
         self.line_item.setData([], [])
         self.area_item.setData([], [])
         self.enface_line.setData([], [])
@@ -248,6 +265,14 @@ class FundusView(QtWidgets.QWidget):
             self.crop_item.setData([c0, c1, c1, c0, c0], [r0, r0, r1, r1, r0])
         self._apply_visibility()
 
+    def set_disc_placed(self, point: Optional[tuple[float, float]]) -> None:
+        """Mark where the user placed the optic disc ((row, col) photo px), or nowhere (None)."""
+        self._placed = None if point is None else (float(point[0]), float(point[1]))
+        if self._placed is None:
+            self.placed_item.setData([], [])
+        else:
+            self.placed_item.setData([self._placed[1]], [self._placed[0]])
+
     def set_cam(self, cam: Optional[np.ndarray]) -> None:
         """Grad-CAM heat map over the photo: (h, w) uint8 (0..255), stretched over the photo."""
         if cam is None or self._photo_shape is None:
@@ -333,6 +358,28 @@ class FundusView(QtWidgets.QWidget):
         k = self.bscan_at(y, x)
         if k is not None:
             self.bscanSelected.emit(k)
+
+    def disc_menu(self, row: float, col: float) -> QtWidgets.QMenu:
+        """The photo's context menu at (row, col) px: place the optic disc there, or back to the automatic search."""
+        menu = QtWidgets.QMenu(self)
+        place = menu.addAction(f"Optic disc is here (x {col:.0f}, y {row:.0f})")
+        place.setToolTip("Outline the disc and cup around this point, for a photo where the automatic search chose "
+                         "another region or found none")
+        place.triggered.connect(lambda: self.discPlaced.emit(float(row), float(col)))
+        auto = menu.addAction("Find the optic disc automatically")
+        auto.setEnabled(self._placed is not None)
+        auto.triggered.connect(self.discPlacementCleared.emit)
+        menu.setToolTipsVisible(True)
+        return menu
+
+    def _photo_context(self, x: float, y: float, screen: QtCore.QPoint) -> None:
+        shape = self._photo_shape
+        if not self.placing_enabled or shape is None or not (0 <= y < shape[0] and 0 <= x < shape[1]):
+            return
+        if self._menu is not None:
+            self._menu.deleteLater()
+        self._menu = self.disc_menu(y, x)
+        self._menu.popup(screen)
 
     def _enface_clicked(self, x: float, y: float) -> None:
         if not self._enface_rows:

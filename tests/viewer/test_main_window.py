@@ -201,7 +201,7 @@ def test_window_level_lives_in_the_lut_and_levels_stay_fixed(qtbot, window, smal
 def test_cancel_stops_a_running_analysis_cleanly(qtbot, window, monkeypatch, small_exam):
     started, seen_tokens = [], []
 
-    def slow_analysis(loaded, progress=None, cancel=None, models=None, calibration=None):
+    def slow_analysis(loaded, progress=None, cancel=None, models=None, **kw):
         started.append(loaded.key)
         seen_tokens.append(cancel)
         for k in range(400):
@@ -229,7 +229,7 @@ def test_cancel_stops_a_running_analysis_cleanly(qtbot, window, monkeypatch, sma
 
 
 def test_an_engine_error_is_shown_in_the_window_not_raised(qtbot, window, monkeypatch, small_exam):
-    def broken_analysis(loaded, progress=None, cancel=None, models=None, calibration=None):
+    def broken_analysis(loaded, progress=None, cancel=None, models=None, **kw):
         raise RuntimeError("boom inside the engine")
 
     monkeypatch.setattr(jobs, "analyse_exam", broken_analysis)
@@ -274,7 +274,7 @@ def test_report_is_a_one_page_pdf(qtbot, window, tmp_path, small_exam, wait_idle
 def test_closing_leaves_no_running_threads(qtbot, make_window, monkeypatch, small_exam):
     window = make_window()
 
-    def slow(loaded, progress=None, cancel=None, models=None, calibration=None):
+    def slow(loaded, progress=None, cancel=None, models=None, **kw):
         while True:
             cancel.raise_if_cancelled()
             time.sleep(0.01)
@@ -292,10 +292,10 @@ def test_a_failing_exam_does_not_stop_the_next_and_results_never_mix(qtbot, wind
                                                                       wait_idle):
     real = jobs.analyse_exam
 
-    def flaky(loaded, progress=None, cancel=None, models=None, calibration=None):
+    def flaky(loaded, progress=None, cancel=None, models=None, **kw):
         if loaded.exam_id == "FAILS":
             raise RuntimeError("engine crashed on this one")
-        return real(loaded, progress=progress, cancel=cancel, models=models)
+        return real(loaded, progress=progress, cancel=cancel, models=models, **kw)
 
     monkeypatch.setattr(jobs, "analyse_exam", flaky)
     bad = window.add_exam(small_exam(seed=11, n=4, exam_id="FAILS"))
@@ -520,3 +520,84 @@ def test_site_calibration_scales_the_cup_says_so_and_is_remembered(qtbot, make_w
     assert later.calibration_badge.isHidden()
     assert window.set_site_calibration(None) and window.calibration_badge.isHidden()
     assert settings.value("disc_cup/site_calibration", "") in ("", None)
+
+
+def test_placing_the_disc_by_hand_analyses_again_there_and_can_be_undone(qtbot, window, small_exam, wait_idle,
+                                                                          monkeypatch):
+    import engine.fundus as fundus
+    from engine.fundus.analysis import DiscAnalysis, measure
+
+    asked = []
+
+    def circles(image, disc_at=None, **kw):  # a disc where it is placed, else at (80, 100)
+        asked.append(disc_at)
+        if disc_at == (5.0, 5.0):
+            return DiscAnalysis(False, 0.1, "optic disc not found at the place given", disc_at, placed_at=disc_at)
+        r, c = disc_at or (80.0, 100.0)
+        rows, cols = np.ogrid[: image.shape[0], : image.shape[1]]
+        r2 = (rows - r) ** 2 + (cols - c) ** 2
+        disc, cup = r2 <= 20**2, r2 <= 8**2
+        return DiscAnalysis(True, 0.95, "", (r, c), disc, cup, biomarkers=measure(disc, cup, "OD", None),
+                            weights_sha256="w", placed_at=disc_at)
+
+    monkeypatch.setattr(fundus, "analyse_disc", circles)
+    key = window.add_exam(small_exam(seed=3))
+    wait_idle(window)
+    fundus_view, entry = window.fundus_view, window.entries[key]
+    assert asked == [None] and fundus_view.placing_enabled and entry.analysis.disc_hint == ""
+
+    def centre_of_disc_contour():
+        poly = np.concatenate(entry.analysis.disc_contours)
+        return tuple(np.round(poly.mean(axis=0)))
+
+    # a right click on the photo opens the menu there
+    viewport = fundus_view.photo_view.viewport()
+    at = fundus_view.photo_view.mapFromScene(fundus_view.photo_box.mapViewToScene(QtCore.QPointF(60, 40)))
+    qtbot.mouseClick(viewport, QtCore.Qt.MouseButton.RightButton, pos=at)
+    menu = fundus_view._menu
+    assert menu is not None and menu.isVisible()
+    place, auto = menu.actions()
+    assert place.text().startswith("Optic disc is here (x 6") and not auto.isEnabled()
+    menu.close()
+
+    fundus_view.disc_menu(40.0, 60.0).actions()[0].trigger()
+    wait_idle(window)
+    assert asked[-1] == (40.0, 60.0) and entry.disc_at == (40.0, 60.0) and entry.analysis.disc_at == (40.0, 60.0)
+    assert entry.analysis.disc_method.startswith("Disc placed by hand at x 60, y 40 px; disc and cup by the")
+    assert entry.analysis.raw.disc_source == "user" and centre_of_disc_contour() == (40, 60)
+    assert [list(v) for v in fundus_view.placed_item.getData()] == [[60.0], [40.0]]
+    assert "Right-click the photo to place the disc elsewhere" in window.results.bio_note.text()
+
+    window.place_disc((5.0, 5.0))
+    wait_idle(window)
+    note = window.results.bio_note.text()
+    assert "optic disc not found at the place given" in note and "to place the disc elsewhere" in note
+    assert not entry.analysis.disc_contours
+
+    auto = fundus_view.disc_menu(10.0, 10.0).actions()[1]
+    assert auto.isEnabled()
+    auto.trigger()
+    wait_idle(window)
+    assert asked[-1] is None and entry.disc_at is None and "placed" not in entry.analysis.disc_method
+    assert centre_of_disc_contour() == (80, 100) and len(fundus_view.placed_item.getData()[0]) == 0
+
+
+def test_a_disc_placed_while_the_analysis_runs_is_analysed_next(qtbot, window, small_exam, wait_idle, monkeypatch):
+    real, release, calls = jobs.analyse_exam, [], []
+
+    def held(loaded, progress=None, cancel=None, models=None, **kw):
+        calls.append(kw.get("disc_at"))
+        while not release and len(calls) == 1:
+            cancel.raise_if_cancelled()
+            time.sleep(0.01)
+        return real(loaded, progress=progress, cancel=cancel, models=models, **kw)
+
+    monkeypatch.setattr(jobs, "analyse_exam", held)
+    key = window.add_exam(small_exam(seed=4))
+    qtbot.waitUntil(lambda: bool(calls), timeout=10000)
+    window.place_disc((70.0, 90.0))
+    assert len(calls) == 1  # the running one finishes first
+    release.append(True)
+    wait_idle(window)
+    assert calls == [None, (70.0, 90.0)] and window.entries[key].analysis.disc_at == (70.0, 90.0)
+    assert window.entries[key].status == "done"
