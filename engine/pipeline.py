@@ -270,7 +270,7 @@ def grade(
             ``disc_source`` is then ``"user"``.
 
     Raises:
-        GradingError: no grader fits the exam's modalities, or no weights.
+        GradingError: no grader fits the exam's modalities, no weights, or ``disc_at`` lies outside the photo.
         engine.progress.Cancelled: ``cancel`` was set.
     """
     import torch
@@ -294,6 +294,13 @@ def grade(
         timings[name] = timings.get(name, 0.0) + now - t0
         return now
 
+    if disc_at is not None and exam.fundus is not None:
+        from engine.fundus.analysis import check_disc_at
+
+        try:
+            disc_at = check_disc_at(disc_at, exam.fundus.shape)
+        except ValueError as err:
+            raise GradingError(str(err)) from None
     check(cancel)
     dev = resolve_device(device)
     report(progress, 0.0, "loading models")

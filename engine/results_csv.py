@@ -10,7 +10,8 @@ Columns (in order, see :data:`COLUMNS`):
   fundus photo, ``glioma_hgg,glioma_lgg,glioma_grade`` for an MRI, ``bone_*`` for a dental X-ray, ``task_models``;
   empty where the task does not apply or has no weights;
 - ``models``: names of the graders that ran, ``;``-separated; ``weights_sha256``: their weights' SHA-256 in the
-  same order; ``disc_source``: where the disc crop came from; ``disc_calibration``: the site calibration that
+  same order; ``disc_source``: where the disc crop was centred (``engine.fundus.localize``, ``brightness
+  heuristic`` or ``user``: placed by hand, ``grade --disc-positions``); ``disc_calibration``: the site calibration that
   scaled the cup outline and the disc biomarkers (``NAME x1.07``; empty when none was applied);
 - ``status``: ``ok`` or ``error``; ``message``: the error (one line) or warnings.
 

@@ -40,6 +40,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--no-analyses", action="store_true", help="skip the disc/cup and OCT-layer analyses")
     p.add_argument("--site-calibration", type=Path, metavar="FILE",
                    help="a site's cup-outline calibration for the disc/cup biomarkers (engine.fundus.site_calibration)")
+    p.add_argument("--disc-positions", type=Path, metavar="CSV",
+                   help="optic discs placed by hand: a CSV with columns exam,x,y (exam id, column and row in photo "
+                   "px); those exams' disc analysis and disc crop go there, the others are found automatically")
     p.add_argument("--quiet", action="store_true", help="no per-exam progress lines")
     return p
 
@@ -89,6 +92,37 @@ def load_source(source: Any) -> Any:
     return source.load()
 
 
+def read_disc_positions(path: Path) -> dict[str, tuple[float, float]]:
+    """``exam,x,y`` rows (exam id, column and row in photo px) -> ``{exam id: (row, col)}``.
+
+    Raises:
+        ValueError: unreadable file, other columns, a repeated exam or a value that is no finite number (one line).
+    """
+    import csv
+    import math
+
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            reader = csv.DictReader(fh)
+            if [c.strip() for c in reader.fieldnames or ()] != ["exam", "x", "y"]:
+                raise ValueError(f"{path}: the columns must be exam,x,y (got {','.join(reader.fieldnames or ())})")
+            out: dict[str, tuple[float, float]] = {}
+            for n, row in enumerate(reader, start=2):
+                exam = (row.get("exam") or "").strip()
+                try:
+                    x, y = float(row["x"]), float(row["y"])
+                except (TypeError, ValueError):
+                    raise ValueError(f"{path}, line {n}: x and y must be numbers") from None
+                if not exam or not (math.isfinite(x) and math.isfinite(y)):
+                    raise ValueError(f"{path}, line {n}: needs an exam id and finite x, y")
+                if exam in out:
+                    raise ValueError(f"{path}, line {n}: exam {exam} is listed twice")
+                out[exam] = (y, x)
+    except (OSError, UnicodeDecodeError, csv.Error) as err:
+        raise ValueError(f"cannot read {path}: {err}") from None
+    return out
+
+
 # --------------------------------------------------------------------------------------------- grading
 
 
@@ -109,6 +143,7 @@ def grade_one(
     analyses: bool,
     loader: Callable[[Any], Any] = load_source,
     calibration: Any = None,
+    disc_at: Optional[tuple[float, float]] = None,
 ) -> Outcome:
     """Load, grade and (optionally) draw one exam; every failure becomes an error row, never an exception."""
     from engine.io.errors import ExamLoadError
@@ -129,7 +164,7 @@ def grade_one(
         return Outcome(*sibling_only_row(exam, data_id, device, cams_dir))
     try:
         result = grade(exam, ensemble, device=device, cams=cams_dir is not None, analyses=analyses,
-                       disc_calibration=calibration)
+                       disc_calibration=calibration, disc_at=disc_at)
     except GradingError as err:
         return Outcome(error_row(data_id, str(err)), f"error: {err}")
     except Exception as err:  # one exam's failure must not stop the batch
@@ -163,9 +198,10 @@ def _worker_init(models: Optional[str], device: str, threads: int, calibration: 
     _WORKER.update(ensemble=load_models(models, device), device=device, calibration=calibration)
 
 
-def _worker_grade(source: Any, data_id: str, cams_dir: Optional[str], analyses: bool) -> Outcome:
+def _worker_grade(source: Any, data_id: str, cams_dir: Optional[str], analyses: bool,
+                  disc_at: Optional[tuple[float, float]]) -> Outcome:
     return grade_one(source, _WORKER["ensemble"], _WORKER["device"], data_id, Path(cams_dir) if cams_dir else None,
-                     analyses, calibration=_WORKER["calibration"])
+                     analyses, calibration=_WORKER["calibration"], disc_at=disc_at)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -222,9 +258,21 @@ def run(args: argparse.Namespace) -> int:
             err(str(e))
             return 2
 
+    positions: dict[str, tuple[float, float]] = {}
+    if args.disc_positions:
+        try:
+            positions = read_disc_positions(args.disc_positions)
+        except ValueError as e:
+            err(str(e))
+            return 2
+
     sources, skipped, given_errors = discover_sources(args.paths)
     for note in skipped:
         err(f"skipped {note}")
+    unknown = sorted(set(positions) - {s.exam_id for s in sources})
+    if unknown:
+        err(f"{len(unknown)} exam(s) of {args.disc_positions} not among the exams found (left alone): "
+            + ", ".join(unknown[:5]) + (" ..." if len(unknown) > 5 else ""))
     sources = sources[shard_i::shard_n]
     given_errors = given_errors[shard_i::shard_n]
 
@@ -285,7 +333,7 @@ def run(args: argparse.Namespace) -> int:
         err(f"resuming: {len(finished)} exam(s) already graded, {len(todo)} to go")
     n_total = len(todo)
     try:
-        outcomes = _run_all(args, todo, ensemble, device, calibration)
+        outcomes = _run_all(args, todo, ensemble, device, calibration, positions)
         for k, (did, outcome) in enumerate(outcomes, 1):
             rows[did] = outcome.row
             flush()
@@ -307,8 +355,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run_all(args: argparse.Namespace, todo: list[tuple[str, Any]], ensemble: Any, device: str,
-             calibration: Any = None) -> Any:
-    """Yield ``(data id, Outcome)`` in input order, in this process or in ``--jobs`` worker processes."""
+             calibration: Any = None, positions: Optional[dict[str, tuple[float, float]]] = None) -> Any:
+    """Yield ``(data id, Outcome)`` in input order, in this process or in ``--jobs`` worker processes
+    (``positions``: exam id -> (row, col) px of a disc placed by hand)."""
+    positions = positions or {}
     cams_dir = args.cams
     analyses = not args.no_analyses
     if args.jobs == 1 or len(todo) <= 1:
@@ -317,7 +367,8 @@ def _run_all(args: argparse.Namespace, todo: list[tuple[str, Any]], ensemble: An
 
             ensemble = load_models(args.models, device)
         for did, s in todo:
-            yield did, grade_one(s, ensemble, device, did, cams_dir, analyses, calibration=calibration)
+            yield did, grade_one(s, ensemble, device, did, cams_dir, analyses, calibration=calibration,
+                                 disc_at=positions.get(s.exam_id))
         return
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
@@ -329,6 +380,7 @@ def _run_all(args: argparse.Namespace, todo: list[tuple[str, Any]], ensemble: An
         initargs=(models, device, threads, calibration),
     ) as pool:
         cams = str(cams_dir) if cams_dir else None
-        futures = [(did, pool.submit(_worker_grade, s, did, cams, analyses)) for did, s in todo]
+        futures = [(did, pool.submit(_worker_grade, s, did, cams, analyses, positions.get(s.exam_id)))
+                   for did, s in todo]
         for did, f in futures:
             yield did, f.result()

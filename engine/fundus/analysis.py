@@ -301,8 +301,12 @@ def _not_found(message: str, loc: Optional[DiscLocation], sha: str, timings: dic
                         localisation=loc, weights_sha256=sha, timings=timings, model_card=card, placed_at=placed_at)
 
 
-def _placed_at(disc_at: Optional[Sequence[float]], shape: Sequence[int]) -> Optional[tuple[float, float]]:
-    """``disc_at`` as (row, col) floats, checked to lie on the photo of ``shape`` (H, W, ...)."""
+def check_disc_at(disc_at: Optional[Sequence[float]], shape: Sequence[int]) -> Optional[tuple[float, float]]:
+    """``disc_at`` as (row, col) floats, checked to lie on the photo of ``shape`` (H, W, ...).
+
+    Raises:
+        ValueError: it lies outside (one line for the user, in x / y photo px).
+    """
     if disc_at is None:
         return None
     r, c = (float(v) for v in disc_at)
@@ -349,7 +353,7 @@ def analyse_disc(
         raise ValueError(f"expected an (H, W, 3) RGB photo, got an array of shape {image.shape}")
     if image.dtype != np.uint8:
         image = np.clip(image, 0, 255).astype(np.uint8)
-    placed_at = _placed_at(disc_at, image.shape)
+    placed_at = check_disc_at(disc_at, image.shape)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     if segmenter is None:

@@ -124,6 +124,33 @@ def test_resume_refuses_rows_graded_by_other_models(cohort, tmp_path, capsys):
                      "--jobs", jobs]) == 0
 
 
+def test_disc_positions_place_the_disc_of_the_exams_they_name(cohort, tmp_path, capsys):
+    cases, models = cohort
+    good = [str(p) for p in sorted(cases.iterdir()) if p.name != "BROKEN"]
+    positions = tmp_path / "discs.csv"
+    positions.write_text("exam,x,y\nSYNTH0000,40,60\nSYNTH0001,900,10\nNOPE,1,1\n")
+    out = tmp_path / "p.csv"
+    for jobs in ("1", "2"):
+        capsys.readouterr()
+        assert main(["grade", *good, "--csv", str(out), "--models", str(models), "--disc-positions", str(positions),
+                     "--quiet", "--jobs", jobs]) == 1
+        assert "1 exam(s) of " in capsys.readouterr().err
+        by_id = {r["data"]: r for r in _rows(out)}
+        assert by_id["SYNTH0000"]["status"] == "ok" and by_id["SYNTH0000"]["disc_source"] == "user"
+        assert by_id["SYNTH0001"]["status"] == "error" and "x 900, y 10 px is outside the 150 x 120 px photo" in \
+            by_id["SYNTH0001"]["message"]
+        assert by_id["SYNTH0002"]["disc_source"] == "engine.fundus.localize"
+    for text, says in (("exam,x\nA,1\n", "columns must be exam,x,y"), ("exam,x,y\nA,1,b\n", "line 2: x and y"),
+                       ("exam,x,y\nA,1,2\nA,3,4\n", "line 3: exam A is listed twice")):
+        positions.write_text(text)
+        assert main(["grade", good[0], "--csv", str(tmp_path / "q.csv"), "--models", str(models),
+                     "--disc-positions", str(positions)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and says in err[0], err
+    assert main(["grade", good[0], "--csv", str(tmp_path / "q.csv"), "--disc-positions", str(tmp_path / "no.csv")]) == 2
+    assert "cannot read" in capsys.readouterr().err and not (tmp_path / "q.csv").exists()
+
+
 def test_grader_conflict_reads_only_ok_rows_that_name_graders():
     from engine.results_csv import grader_conflict
 

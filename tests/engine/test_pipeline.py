@@ -196,3 +196,5 @@ def test_a_disc_placed_by_hand_centres_the_disc_crop(exam, monkeypatch, found):
     assert abs((r0 + r1) / 2 - expected[0]) <= 1 and abs((c0 + c1) / 2 - expected[1]) <= 1, r.disc_box
     monkeypatch.undo()
     assert grade(exam, two, device="cpu", cams=False).disc_source == "engine.fundus.localize"
+    with pytest.raises(GradingError, match=r"x 0, y 10000 px is outside the 200 x 160 px photo"):
+        grade(exam, two, device="cpu", cams=False, disc_at=(1e4, 0.0))
