@@ -11,8 +11,8 @@ Columns (in order, see :data:`COLUMNS`):
   empty where the task does not apply or has no weights;
 - ``models``: names of the graders that ran, ``;``-separated; ``weights_sha256``: their weights' SHA-256 in the
   same order; ``disc_source``: where the disc crop was centred (``engine.fundus.localize``, ``brightness
-  heuristic`` or ``user``: placed by hand, ``grade --disc-positions``); ``disc_calibration``: the site calibration that
-  scaled the cup outline and the disc biomarkers (``NAME x1.07``; empty when none was applied);
+  heuristic`` or ``user``: placed by hand, ``grade --disc-positions``); ``disc_calibration``: the site
+  calibration that scaled the cup outline and the disc biomarkers (``NAME x1.07``; empty when none was applied);
 - ``status``: ``ok`` or ``error``; ``message``: the error (one line) or warnings.
 
 The file is always replaced atomically (temp file + rename), so a reader or a crash sees either the previous

@@ -31,7 +31,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--jobs", type=int, default=1, metavar="N", help="exams graded in parallel (processes)")
     p.add_argument("--shard", metavar="I/N", help="grade only exams I, I+N, I+2N ... (0 <= I < N) of the sorted list")
-    p.add_argument("--resume", action="store_true", help="keep the ok rows of an existing OUT and grade the rest (refused when they were graded "
+    p.add_argument("--resume", action="store_true",
+                   help="keep the ok rows of an existing OUT and grade the rest (refused when they were graded "
                    "by other models or another site calibration)")
     p.add_argument("--anonymize", action="store_true",
                    help="replace exam ids by a salted hash (without --salt a random salt is made and printed once)")

@@ -184,8 +184,8 @@ def test_a_disc_placed_by_hand_centres_the_disc_crop(exam, monkeypatch, found):
     def analyse(image, **kw):
         asked.append(kw["disc_at"])
         centre = (kw["disc_at"][0] + 4.0, kw["disc_at"][1] - 2.0) if found else kw["disc_at"]
-        return DiscAnalysis(found, 0.9 if found else 0.1, "" if found else "optic disc not found at the place given",
-                            centre, placed_at=kw["disc_at"])
+        message = "" if found else "optic disc not found at the place given"
+        return DiscAnalysis(found, 0.9 if found else 0.1, message, centre, placed_at=kw["disc_at"])
 
     monkeypatch.setattr(fundus, "analyse_disc", analyse)
     two = [tiny_grader(("fundus", "disc"), "add", name="two", seed=1)]

@@ -136,7 +136,8 @@ def test_site_calibration_for_other_weights_is_refused(photos, with_oracle, tmp_
 def test_disc_placed_by_hand(photos, with_oracle, tmp_path, capsys):
     paths, truths = photos
     (r, c), out = truths[0].disc_center, tmp_path / "out"
-    assert main(["segment", str(paths[0]), "--task", "disc-cup", "--out", str(out), "--disc-at", f"{c:.0f},{r:.0f}"]) == 0
+    assert main(["segment", str(paths[0]), "--task", "disc-cup", "--out", str(out),
+                 "--disc-at", f"{c:.0f},{r:.0f}"]) == 0
     line = capsys.readouterr().out.strip()
     assert line.startswith("photo0.png: vertical CDR") and f"(disc placed at x {c:.0f}, y {r:.0f} px)" in line
     doc = json.loads((out / "disc_cup_biomarkers.json").read_text())
