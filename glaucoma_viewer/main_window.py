@@ -856,8 +856,11 @@ class MainWindow(QtWidgets.QMainWindow):
         from glaucoma_viewer.dialogs.batch_export import BatchExportDialog
 
         folders = [self.last_folder()] if self.last_folder() else []
+        placed = {jobs.photo_key(e.candidate): e.disc_at for e in self.entries.values()
+                  if e.disc_at is not None and jobs.photo_key(e.candidate)}
         dialog = BatchExportDialog(self.worker, folders=folders, models=self.models,
-                                   calibration=self.site_calibration, isolate=self.runner is not None, parent=self)
+                                   calibration=self.site_calibration, isolate=self.runner is not None, parent=self,
+                                   disc_positions=placed)
         dialog.setAttribute(QtCore.Qt.WidgetAttribute.WA_DeleteOnClose)
         dialog.show()
         return dialog

@@ -980,11 +980,23 @@ class BatchSummary:
     partial: bool
     skipped: list[str]
     seconds: float
+    placed: int = 0  # exams graded with the disc placed by hand in the window
+
+
+def photo_key(source: Any) -> Optional[str]:
+    """The resolved path of an ``engine.io.discover.ExamSource``'s photo (None without files): what a disc placed
+    by hand in the window is remembered by for the batch export."""
+    path = getattr(source, "fundus", None) or next(iter(getattr(source, "paths", None) or ()), None)
+    return None if path is None else str(Path(path).resolve())
 
 
 def batch_export(folders: Sequence[str], out: str, progress=None, cancel=None, models: Any = None,
-                 calibration: Any = None) -> BatchSummary:
+                 calibration: Any = None, disc_positions: Optional[dict[str, tuple[float, float]]] = None
+                 ) -> BatchSummary:
     """Grade every exam under ``folders`` into ``out`` with the columns of ``engine grade`` (one row per exam).
+
+    ``disc_positions``: :func:`photo_key` -> (row, col) px of discs placed by hand in the window; those exams are
+    graded with the disc there (their rows say ``disc_source`` = ``user``).
 
     Rows are written atomically after each exam, with the ``OUT.partial`` marker of
     :mod:`engine.results_csv` until the end; a cancel keeps the rows finished so far and leaves the marker
@@ -1009,12 +1021,17 @@ def batch_export(folders: Sequence[str], out: str, progress=None, cancel=None, m
     mark_partial(out_path, {"total": n, "done": 0, "reason": "running"})
     write_csv(out_path, rows)
     partial = False
+    positions = disc_positions or {}
+    placed = 0
     for k, source in enumerate(sources, start=len(rows) + 1):
         if cancel is not None and cancel.cancelled:
             partial = True
             break
         report(progress, (k - 1) / max(n, 1), f"exam {k} of {n}: {source.exam_id}")
-        outcome = grade_one(source, ensemble, device, source.exam_id, None, True, calibration=calibration)
+        disc_at = positions.get(photo_key(source) or "")
+        placed += disc_at is not None
+        outcome = grade_one(source, ensemble, device, source.exam_id, None, True, calibration=calibration,
+                            disc_at=disc_at)
         rows.append(outcome.row)
         write_csv(out_path, rows)
         report(progress, min(k / max(n, 1), 0.999), f"exam {k} of {n}: {source.exam_id} done")
@@ -1024,4 +1041,4 @@ def batch_export(folders: Sequence[str], out: str, progress=None, cancel=None, m
         clear_partial(out_path)
     errors = sum(1 for r in rows if r.get("status") != "ok")
     return BatchSummary(str(out_path), n, len(rows) - errors, errors, partial, list(skipped),
-                        time.perf_counter() - t0)
+                        time.perf_counter() - t0, placed)

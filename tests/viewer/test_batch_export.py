@@ -88,3 +88,24 @@ def test_durations_read_like_a_clock():
     assert format_duration(0) == "0:00"
     assert format_duration(75.4) == "1:15"
     assert format_duration(3725) == "1:02:05"
+
+
+def test_discs_placed_in_the_window_are_used_by_the_batch_export(qtbot, window, cohort, tmp_path, wait_idle):
+    window.open_paths([str(cohort)], remember=False)
+    wait_idle(window)
+    key = next(k for k, e in window.entries.items() if e.label.startswith("SYNTH0000"))
+    window.show_exam(key)
+    window.place_disc((60.0, 50.0))
+    wait_idle(window)
+    assert window.entries[key].analysis.raw.disc_source == "user"
+    dialog = window.open_batch_export()
+    dialog.folders.clear()
+    dialog.folders.addItem(str(cohort))
+    dialog.out_edit.setText(str(tmp_path / "placed.csv"))
+    with qtbot.waitSignal(dialog.finished_export, timeout=120000) as signal:
+        dialog.start()
+    assert signal.args[0].placed == 1 and "1 exam(s) graded with the optic disc placed by hand" in \
+        dialog.result_label.text()
+    by_id = {r["data"]: r for r in _rows(tmp_path / "placed.csv")[1]}
+    assert by_id["SYNTH0000"]["disc_source"] == "user" and by_id["SYNTH0001"]["disc_source"] != "user"
+    dialog.close()
