@@ -984,9 +984,13 @@ class BatchSummary:
 
 
 def photo_key(source: Any) -> Optional[str]:
-    """The resolved path of an ``engine.io.discover.ExamSource``'s photo (None without files): what a disc placed
-    by hand in the window is remembered by for the batch export."""
-    path = getattr(source, "fundus", None) or next(iter(getattr(source, "paths", None) or ()), None)
+    """The resolved path of an ``engine.io.discover.ExamSource``'s photo (None without files, or for an exam
+    opened from memory): what a disc placed by hand in the window is remembered by for the batch export."""
+    from engine.io.discover import ExamSource
+
+    if not isinstance(source, ExamSource):
+        return None
+    path = source.fundus or (source.paths[0] if source.paths else None)
     return None if path is None else str(Path(path).resolve())
 
 
