@@ -195,8 +195,8 @@ def calibrate_disc(disc: Any, calibration: Any, biomarkers: dict[str, float], wa
 
 def user_disc_centre(disc: Any, disc_at: tuple[float, float]) -> tuple[float, float]:
     """Centre (row, col) px of the disc-level crop when the user placed the disc at ``disc_at``: the centre of the
-    disc the analysis found there, else the place itself."""
-    if disc is not None and getattr(disc, "found", False) and getattr(disc, "placed_at", None) == disc_at:
+    disc that the analysis run with ``disc_at`` found there, else the place itself."""
+    if getattr(disc, "found", False):
         return tuple(float(v) for v in disc.center)  # type: ignore[return-value]
     return float(disc_at[0]), float(disc_at[1])
 

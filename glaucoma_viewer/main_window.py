@@ -856,8 +856,8 @@ class MainWindow(QtWidgets.QMainWindow):
         from glaucoma_viewer.dialogs.batch_export import BatchExportDialog
 
         folders = [self.last_folder()] if self.last_folder() else []
-        placed = {jobs.photo_key(e.candidate): e.disc_at for e in self.entries.values()
-                  if e.disc_at is not None and jobs.photo_key(e.candidate)}
+        placed = {key: e.disc_at for e in self.entries.values()
+                  if e.disc_at is not None and (key := jobs.photo_key(e.candidate))}
         dialog = BatchExportDialog(self.worker, folders=folders, models=self.models,
                                    calibration=self.site_calibration, isolate=self.runner is not None, parent=self,
                                    disc_positions=placed)
