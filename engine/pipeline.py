@@ -193,6 +193,23 @@ def calibrate_disc(disc: Any, calibration: Any, biomarkers: dict[str, float], wa
     return disc
 
 
+def outline_disc(disc: Any, outlines: Any, biomarkers: dict[str, float], warnings: list[str]) -> Any:
+    """``disc`` with the user's hand-drawn ``outlines`` in place of the segmenter's and its biomarkers updated in
+    ``biomarkers`` (after grading: the graders keep the automatic ones); an unusable outline becomes a warning."""
+    if outlines is None or not outlines.parts or disc is None:
+        return disc
+    from engine.fundus.hand_outline import OutlineError, apply_outlines
+
+    try:
+        disc = apply_outlines(disc, outlines)
+    except OutlineError as err:
+        warnings.append(f"{outlines.describe()} drawn by hand not applied: {err}")
+        return disc
+    biomarkers.update(biomarkers_of(disc))
+    warnings.append(f"{outlines.describe()} drawn by hand; the graders used the automatic outline")
+    return disc
+
+
 def user_disc_centre(disc: Any, disc_at: tuple[float, float]) -> tuple[float, float]:
     """Centre (row, col) px of the disc-level crop when the user placed the disc at ``disc_at``: the centre of the
     disc that the analysis run with ``disc_at`` found there, else the place itself."""
@@ -252,6 +269,7 @@ def grade(
     analyses: bool = True,
     disc_calibration: Any = None,
     disc_at: Optional[tuple[float, float]] = None,
+    disc_outlines: Any = None,
 ) -> GradingResult:
     """Grade one exam with every fitting grader, combine them, and explain the result.
 
@@ -268,6 +286,10 @@ def grade(
         disc_at: (row, col) photo px where the user placed the optic disc: the disc/cup analysis looks there only
             and the disc-level models' crop is centred there (on the disc found there, when one is);
             ``disc_source`` is then ``"user"``.
+        disc_outlines: :class:`engine.fundus.hand_outline.HandOutlines` drawn by the user, in place of the
+            segmenter's disc and/or cup outline in the result's masks and biomarkers (said in ``warnings``; after
+            any ``disc_calibration``); the graders get the automatic measurements. One that cannot be used (no
+            disc found, a cup outside the disc) is not applied (a warning).
 
     Raises:
         GradingError: no grader fits the exam's modalities, no weights, or ``disc_at`` lies outside the photo.
@@ -392,7 +414,8 @@ def grade(
             per_model[g.name] = ModelPrediction(g.name, probs, int(np.argmax(probs)), g.levels, g.sha256)
     combined = ensemble.combine({n: p.probabilities for n, p in per_model.items()})
     t = stage("inference", t)
-    disc_result = calibrate_disc(disc_result, disc_calibration, biomarkers, warnings)
+    disc_result = outline_disc(calibrate_disc(disc_result, disc_calibration, biomarkers, warnings), disc_outlines,
+                               biomarkers, warnings)
 
     cam_maps: dict[str, Any] = {}
     if cams:
@@ -476,6 +499,7 @@ def summarize(result: GradingResult) -> dict[str, Any]:
         "biomarkers": result.biomarkers,
         "disc_source": result.disc_source,
         "disc_calibration": _calibration_summary(getattr(result.disc, "site_calibration", None)),
+        "disc_outlined_by_hand": list(getattr(result.disc, "hand_outlined", ())),
         "timings": {k: round(v, 4) for k, v in result.timings.items()},
         "device": result.device,
         "warnings": result.warnings,

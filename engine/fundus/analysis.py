@@ -87,6 +87,8 @@ class DiscAnalysis:
         site_calibration: the :class:`engine.fundus.site_calibration.SiteCalibration` applied to the cup outline
             (:func:`engine.fundus.site_calibration.apply_calibration`), or None: the segmenter's own outline.
         placed_at: the (row, col) photo px where the user placed the disc (``disc_at``), or None: the localiser's.
+        hand_outlined: which outlines a user drew in place of the segmenter's (:mod:`engine.fundus.hand_outline`):
+            a subset of ("disc", "cup"); () when both are the segmenter's.
     """
 
     found: bool
@@ -104,6 +106,7 @@ class DiscAnalysis:
     spacing: Optional[Spacing] = None
     site_calibration: Any = None
     placed_at: Optional[tuple[float, float]] = None
+    hand_outlined: tuple[str, ...] = ()
 
     def label_mask(self) -> np.ndarray:
         """(H, W) uint8 GAMMA-convention mask: 0 cup, 128 rim, 255 background (all 255 when not found)."""

@@ -174,6 +174,30 @@ def test_site_calibration_says_nothing_when_no_disc_was_found(exam, monkeypatch)
     assert r.disc.site_calibration is None and not any("site calibration" in w for w in r.warnings), r.warnings
 
 
+def test_outlines_drawn_by_hand_change_the_reported_disc_not_the_graders_input(exam, monkeypatch):
+    import engine.fundus as fundus
+    from engine.fundus.hand_outline import HandOutlines
+    from engine.fundus.site_calibration import SiteCalibration
+
+    monkeypatch.setattr(fundus, "analyse_disc", lambda image, **kw: _circle_disc_analysis(image.shape[:2]))
+    g = [tiny_grader(("fundus",), name="needs_vcdr", extra_features=("vcdr",), seed=4)]
+    h, w = exam.fundus.shape[:2]
+    t = np.linspace(0, 2 * np.pi, 64, endpoint=False)
+    cup = np.stack([h / 2 + 24 * np.sin(t), w / 2 + 24 * np.cos(t)], axis=1)  # radius 24 instead of 12
+    plain = grade(exam, g, device="cpu", cams=False)
+    cal = SiteCalibration("clinic", 1.5, ("a",) * 5, "w", {}, "now")
+    drawn = grade(exam, g, device="cpu", cams=False, disc_calibration=cal, disc_outlines=HandOutlines(cup=cup))
+    assert np.array_equal(plain.per_model["needs_vcdr"].probabilities, drawn.per_model["needs_vcdr"].probabilities)
+    assert drawn.biomarkers["vcdr"] == pytest.approx(49 / 61, abs=0.02)  # the drawn cup, not the calibrated one
+    assert drawn.disc.hand_outlined == ("cup",) and drawn.disc.site_calibration is None
+    assert any(m == "cup outline drawn by hand; the graders used the automatic outline" for m in drawn.warnings)
+    assert summarize(drawn)["disc_outlined_by_hand"] == ["cup"] and summarize(plain)["disc_outlined_by_hand"] == []
+    outside = grade(exam, g, device="cpu", cams=False, disc_outlines=HandOutlines(cup=cup / 8))  # in a corner
+    assert outside.biomarkers["vcdr"] == plain.biomarkers["vcdr"] and outside.disc.hand_outlined == ()
+    assert any(m.startswith("cup outline drawn by hand not applied: the cup outline drawn lies outside the disc")
+               for m in outside.warnings), outside.warnings
+
+
 @pytest.mark.parametrize("found", [True, False])
 def test_a_disc_placed_by_hand_centres_the_disc_crop(exam, monkeypatch, found):
     import engine.fundus as fundus
