@@ -57,6 +57,7 @@ class ExamEntry:
     candidate: Any = None  # what loads it again (an engine.io.discover.ExamSource), None for in-memory exams
     last_used: float = field(default_factory=time.perf_counter)
     disc_at: Optional[tuple[float, float]] = None  # (row, col) photo px where the user placed the optic disc
+    outlines: Any = None  # engine.fundus.hand_outline.HandOutlines the user drew (None: the segmenter's)
 
     @property
     def reloadable(self) -> bool:
@@ -204,6 +205,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self.fundus_view.overlaysChanged.connect(self._save_overlays)
         self.fundus_view.discPlaced.connect(lambda row, col: self.place_disc((row, col)))
         self.fundus_view.discPlacementCleared.connect(lambda: self.place_disc(None))
+        self.fundus_view.outlineEdited.connect(self.correct_outline)
+        self.fundus_view.outlinesReset.connect(lambda: self.set_outlines(None))
         self.oct_view.overlaysChanged.connect(self._save_overlays)
         self.resize(1500, 940)
         self._set_drops_to_window(self.centralWidget())
@@ -464,8 +467,8 @@ class MainWindow(QtWidgets.QMainWindow):
         return key
 
     def _start_load(self, key: str, label: str, source: str, candidate: Any,
-                    disc_at: Optional[tuple[float, float]] = None) -> None:
-        entry = ExamEntry(key, label, source, candidate=candidate, disc_at=disc_at)
+                    disc_at: Optional[tuple[float, float]] = None, outlines: Any = None) -> None:
+        entry = ExamEntry(key, label, source, candidate=candidate, disc_at=disc_at, outlines=outlines)
         self.entries[key] = entry
         self.exam_list.add_exam(key, label, "loading")
         entry.job = self.worker.submit(
@@ -516,9 +519,10 @@ class MainWindow(QtWidgets.QMainWindow):
         self.exam_list.set_status(entry.key, "unloaded", "not in memory: select it to read it again")
 
     def _reload(self, entry: ExamEntry) -> None:
-        """Read an unloaded exam again from disk (and analyse it again), keeping its row, slice and placed disc."""
+        """Read an unloaded exam again from disk (and analyse it again), keeping its row, slice, placed disc and
+        outlines drawn by hand."""
         bscan = entry.current_bscan
-        self._start_load(entry.key, entry.label, entry.source, entry.candidate, entry.disc_at)
+        self._start_load(entry.key, entry.label, entry.source, entry.candidate, entry.disc_at, entry.outlines)
         self.entries[entry.key].current_bscan = bscan
 
     def _start_analysis(self, entry: ExamEntry) -> None:
@@ -526,11 +530,13 @@ class MainWindow(QtWidgets.QMainWindow):
         entry.status = "analysing"
         entry.progress, entry.progress_text = 0.0, "queued"
         entry.analysis = None
+        if self._current_key == entry.key:
+            self.fundus_view.set_outline_vertices({}, ())  # nothing to correct until the analysis is back
         self.exam_list.set_status(entry.key, "analysing", progress=0.0)
         run = jobs.analyse_exam if self.runner is None else functools.partial(self.runner.call, jobs.analyse_exam)
         entry.job = self.analysis_worker.submit(
             run, entry.loaded, name=f"analyse {entry.label}", models=self.models, calibration=self.site_calibration,
-            disc_at=entry.disc_at,
+            disc_at=entry.disc_at, outlines=entry.outlines,
             on_finished=lambda view, k=entry.key: self._analysed(k, view),
             on_failed=lambda failure, k=entry.key: self._failed(k, failure),
             on_progress=lambda f, m, k=entry.key: self._progress(k, f, m, "analysing"),
@@ -675,17 +681,72 @@ class MainWindow(QtWidgets.QMainWindow):
         entry = self.current_entry()
         if entry is None or entry.loaded is None or entry.loaded.exam.fundus is None or entry.disc_at == point:
             return
-        entry.disc_at = point
+        entry.disc_at, entry.outlines = point, None  # outlines drawn on the previous disc do not carry over
+        self.fundus_view.stop_editing()
         self.fundus_view.set_disc_placed(point)
         where = "found automatically" if point is None else f"placed at x {point[1]:.0f}, y {point[0]:.0f}"
         self.status_label.setText(f"{entry.label}: optic disc {where}; analysing again")
         if entry.job is None or not entry.job.is_active:
             self._start_analysis(entry)
 
+    def correct_outline(self, part: str, points: Any) -> None:
+        """Measure the shown exam again with its "disc" or "cup" outline drawn by hand as ``points`` ((K, 2) (row,
+        col) photo px); nothing is segmented or graded again. A polygon that cannot be used is said in the status
+        line and the editor goes back to the last outline measured."""
+        from engine.fundus.hand_outline import HandOutlines, OutlineError
+
+        entry = self.current_entry()
+        if entry is None or entry.analysis is None or entry.analysis.disc_analysis is None:
+            return
+        try:
+            outlines = (entry.outlines or HandOutlines()).replace(part, points)
+        except OutlineError as err:
+            self._outline_refused(entry, str(err))
+            return
+        self.set_outlines(outlines)
+
+    def set_outlines(self, outlines: Any) -> None:
+        """Show and measure the shown exam with ``outlines`` (:class:`engine.fundus.hand_outline.HandOutlines`; None:
+        the segmenter's), on the worker (a few ms; the contours of a 12 MP photo take longer)."""
+        entry = self.current_entry()
+        if entry is None or entry.analysis is None or entry.loaded is None or entry.outlines is outlines:
+            return
+        entry.outlines = outlines
+        self.worker.submit(jobs.correct_outlines, entry.analysis, entry.loaded.exam, outlines,
+                           name=f"outlines {entry.label}",
+                           on_finished=lambda view, k=entry.key: self._outlines_measured(k, view, outlines),
+                           on_failed=lambda failure, k=entry.key: self._outlines_failed(k, failure, outlines))
+
+    def _outlines_measured(self, key: str, view: AnalysisView, outlines: Any) -> None:
+        entry = self.entries.get(key)
+        if entry is None or entry.analysis is None or entry.outlines is not outlines:
+            return  # a newer change (or a new analysis) follows
+        entry.analysis = view
+        if key == self._current_key:
+            self._apply_analysis(entry)
+        vcdr = next((b.value for b in view.biomarkers if b.name == "vertical CDR"), "?")
+        what = outlines.describe() + " drawn by hand" if outlines is not None else "automatic outlines"
+        self.status_label.setText(f"{entry.label}: {what}; vertical CDR {vcdr}")
+
+    def _outlines_failed(self, key: str, failure: JobFailure, outlines: Any) -> None:
+        entry = self.entries.get(key)
+        if entry is not None and entry.analysis is not None and entry.outlines is outlines:
+            self._outline_refused(entry, failure.message)
+
+    def _outline_refused(self, entry: ExamEntry, why: str) -> None:
+        """Back to the last outlines measured (the editor too), saying why in the status line."""
+        assert entry.analysis is not None
+        entry.outlines = entry.analysis.outlines
+        self.status_label.setText(f"{entry.label}: outline not used: {why}")
+        if entry.key == self._current_key:
+            self._apply_analysis(entry)
+
     def _apply_analysis(self, entry: ExamEntry) -> None:
         view = entry.analysis
         assert view is not None
         self.fundus_view.set_disc_overlay(view.disc_contours, view.cup_contours, view.crop_box)
+        drawn = () if view.outlines is None else view.outlines.parts
+        self.fundus_view.set_outline_vertices(view.outline_vertices, drawn)
         self.oct_view.set_overlays(view.oct_labels, view.oct_cam)
         self.results.set_analysis(view, self.oct_view.current_index)
         choice = self.results.cam_choice
@@ -856,11 +917,12 @@ class MainWindow(QtWidgets.QMainWindow):
         from glaucoma_viewer.dialogs.batch_export import BatchExportDialog
 
         folders = [self.last_folder()] if self.last_folder() else []
-        placed = {key: e.disc_at for e in self.entries.values()
-                  if e.disc_at is not None and (key := jobs.photo_key(e.candidate))}
+        keys = {e.key: jobs.photo_key(e.candidate) for e in self.entries.values()}
+        placed = {keys[e.key]: e.disc_at for e in self.entries.values() if e.disc_at is not None and keys[e.key]}
+        drawn = {keys[e.key]: e.outlines for e in self.entries.values() if e.outlines is not None and keys[e.key]}
         dialog = BatchExportDialog(self.worker, folders=folders, models=self.models,
                                    calibration=self.site_calibration, isolate=self.runner is not None, parent=self,
-                                   disc_positions=placed)
+                                   disc_positions=placed, disc_outlines=drawn)
         dialog.setAttribute(QtCore.Qt.WidgetAttribute.WA_DeleteOnClose)
         dialog.show()
         return dialog

@@ -134,6 +134,11 @@ class AnalysisView:
         disc_method: which method and weights made the disc/cup masks, for the user.
         disc_at: (row, col) photo px where the user placed the disc for this analysis, or None (found by itself).
         disc_hint: what the user can do about the disc outline (place it by hand), shown in the window only.
+        disc_analysis: the engine's disc/cup analysis before any outline drawn by hand (what a correction starts
+            from), or None.
+        outlines: the :class:`engine.fundus.hand_outline.HandOutlines` applied to it, or None.
+        outline_vertices: "disc" / "cup" -> (K, 2) float (row, col) px vertices the outline editor starts from (the
+            drawn polygon for an outline drawn by hand; points along the shown outline otherwise).
         fundus_cam: (h, w) uint8 Grad-CAM on the photo (stretched over it), or None.
         oct_labels: (N, H, W) uint8 layer labels 0..8 per B-scan (0 = outside the retina), or None.
         oct_cam: (N, h, w) uint8 Grad-CAM per B-scan (stretched over each B-scan), or None.
@@ -167,6 +172,9 @@ class AnalysisView:
     disc_method: str = ""
     disc_at: Optional[tuple[float, float]] = None
     disc_hint: str = ""
+    disc_analysis: Any = None
+    outlines: Any = None
+    outline_vertices: dict[str, np.ndarray] = field(default_factory=dict)
     fundus_cam: Optional[np.ndarray] = None
     oct_labels: Optional[np.ndarray] = None
     oct_cam: Optional[np.ndarray] = None

@@ -23,7 +23,7 @@ import re
 import threading
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
 
@@ -67,10 +67,11 @@ def user_message(exc: BaseException) -> str:
 
 def _expected_error_types() -> tuple[type, ...]:
     """Error types whose message is written for users (no traceback needed)."""
+    from engine.fundus.hand_outline import OutlineError
     from engine.io.errors import ExamLoadError
     from engine.models.checkpoint import CheckpointError
 
-    return (ExamLoadError, CheckpointError, FileNotFoundError, PermissionError)
+    return (ExamLoadError, CheckpointError, OutlineError, FileNotFoundError, PermissionError)
 
 
 class JobSignals(QtCore.QObject):
@@ -520,13 +521,16 @@ LEVEL_WORDS = {"fundus": "fundus", "disc": "disc crop", "oct": "OCT"}
 
 
 def analyse_exam(loaded: "LoadedExam", progress=None, cancel=None, models: Any = None,
-                 calibration: Any = None, disc_at: Optional[tuple[float, float]] = None) -> "AnalysisView":
+                 calibration: Any = None, disc_at: Optional[tuple[float, float]] = None,
+                 outlines: Any = None) -> "AnalysisView":
     """Disc/cup, layers, grade and Grad-CAM for one loaded exam (``engine.pipeline.grade``), ready to draw.
 
     When no grader fits (no weights, a modality no model takes) the disc/cup and layer analyses still run and
     the view says why there is no grade. ``calibration``: a site's cup-outline calibration for the disc/cup result
     (:mod:`engine.fundus.site_calibration`; the graders keep the uncalibrated measurements). ``disc_at``: (row, col)
     photo px where the user placed the optic disc (the disc/cup analysis and the disc crop go there).
+    ``outlines``: :class:`engine.fundus.hand_outline.HandOutlines` drawn by the user, shown and measured in place
+    of the segmenter's (the graders keep the automatic outline); one that cannot be used is said in the messages.
     """
     from engine import pipeline
     from engine.progress import check, report, sub_progress
@@ -562,7 +566,15 @@ def analyse_exam(loaded: "LoadedExam", progress=None, cancel=None, models: Any =
     check(cancel)
     report(progress, 0.97, "preparing overlays")
     view.messages = [friendly_message(m) for m in view.messages]
-    _fill_disc(view, exam, disc, result, loaded)
+    view.disc_analysis = disc
+    if outlines is not None and outlines.parts and disc is not None:
+        from engine.fundus.hand_outline import OutlineError, apply_outlines
+
+        try:
+            disc, view.outlines = apply_outlines(disc, outlines), outlines
+        except OutlineError as err:
+            view.messages.append(f"{outlines.describe().capitalize()} drawn by hand not used: {err}")
+    _fill_disc(view, exam, disc, result)
     _fill_layers(view, exam, layers)
     _fill_cams(view, result, loaded)
     view.raw = result
@@ -780,11 +792,40 @@ def _field(obj: Any, *names: str) -> Any:
     return None
 
 
-def _fill_disc(view: "AnalysisView", exam: Any, disc: Any, result: Any, loaded: "LoadedExam") -> None:
+def correct_outlines(view: "AnalysisView", exam: Any, outlines: Any, progress=None, cancel=None) -> "AnalysisView":
+    """``view`` drawn again with the user's ``outlines`` (:class:`engine.fundus.hand_outline.HandOutlines`; None:
+    the segmenter's) in place of the segmenter's: contours, biomarkers, method line and editor vertices. Nothing is
+    segmented or graded again (the graders keep the automatic outline): a few ms, plus the contours of a 12 MP photo.
+
+    Raises:
+        engine.fundus.hand_outline.OutlineError: an outline that cannot be used (one line, for the status bar).
+    """
+    from engine.fundus.hand_outline import apply_outlines
+
+    disc = view.disc_analysis
+    if disc is None:
+        raise ValueError("no disc/cup analysis to correct")
+    new = replace(view, anatomy_models=[], messages=list(view.messages), outline_vertices={},
+                  outlines=outlines if outlines is not None and outlines.parts else None)
+    _fill_disc(new, exam, apply_outlines(disc, new.outlines), view.raw)
+    return new
+
+
+def _fill_disc(view: "AnalysisView", exam: Any, disc: Any, result: Any) -> None:
+    """The disc/cup part of ``view`` from the analysis ``disc`` (outlines drawn by hand already applied) and the
+    grading ``result`` (None without a grade)."""
     if exam.fundus is None:
         return
-    view.disc_contours = mask_contours(_field(disc, "disc_mask"))
-    view.cup_contours = mask_contours(_field(disc, "cup_mask"))
+    disc_mask, cup_mask = _field(disc, "disc_mask"), _field(disc, "cup_mask")
+    view.disc_contours = mask_contours(disc_mask)
+    view.cup_contours = mask_contours(cup_mask)
+    drawn = tuple(_field(disc, "hand_outlined") or ())
+    if _field(disc, "found") and disc_mask is not None:
+        from engine.fundus.hand_outline import outline_vertices
+
+        for part, mask in (("disc", disc_mask), ("cup", cup_mask)):
+            polygon = getattr(view.outlines, part, None) if part in drawn else None
+            view.outline_vertices[part] = np.asarray(polygon if polygon is not None else outline_vertices(mask))
     box = getattr(result, "disc_box", None) if result is not None else None
     if box is None:
         box = _field(disc, "crop_box", "disc_box")
@@ -799,8 +840,11 @@ def _fill_disc(view: "AnalysisView", exam: Any, disc: Any, result: Any, loaded: 
         view.disc_note = str(note) if note else ("" if found in (None, True) else "Optic disc not found.")
         if view.disc_at is not None:
             view.disc_hint = "Right-click the photo to place the disc elsewhere or to find it automatically."
+        elif drawn:
+            view.disc_hint = "Right-click the photo to correct the outlines again or to use the automatic ones."
         elif view.disc_note:  # not found, low confidence, another disc-like region
-            view.disc_hint = "Right-click the photo on the disc to place it by hand."
+            view.disc_hint = "Right-click the photo on the disc to place it by hand" + (
+                " or to correct its outline." if found else ".")
         sha = str(_field(disc, "weights_sha256") or "")
         confidence = _field(disc, "confidence")
         method = "Disc and cup by the segmentation network" + (f" (weights {sha[:12]}…)" if sha else "")
@@ -816,6 +860,10 @@ def _fill_disc(view: "AnalysisView", exam: Any, disc: Any, result: Any, loaded: 
                                  f"'{calibration.name}' (fitted on {len(calibration.photos)} photos outlined by "
                                  "that site's experts); graders are given the uncalibrated outline.")
             view.messages = [m for m in view.messages if not m.startswith(calibration.describe())]
+        if drawn:
+            what = "Disc and cup outlines" if len(drawn) > 1 else f"{drawn[0].capitalize()} outline"
+            view.disc_method += (f" {what} drawn by hand: the masks and biomarkers are measured on "
+                                 f"{'them' if len(drawn) > 1 else 'it'}; graders are given the automatic outline.")
         card = _field(disc, "model_card")
         if card:
             from glaucoma_viewer.state import ModelRun
@@ -826,11 +874,15 @@ def _fill_disc(view: "AnalysisView", exam: Any, disc: Any, result: Any, loaded: 
     source = getattr(result, "disc_source", None) if result is not None else None
     if source == "brightness heuristic":
         view.disc_note = (view.disc_note + " Disc crop located by a brightness heuristic.").strip()
-    markers = result.biomarkers if result is not None else {}
-    if not markers and disc is not None:
+    markers = dict(result.biomarkers) if result is not None else {}
+    if disc is not None:
         from engine.pipeline import _as_float_dict  # the pipeline's own flattening of a biomarker object
 
-        markers = _as_float_dict(_field(disc, "biomarkers") or disc)
+        own = _field(disc, "biomarkers")  # those of the outline shown (drawn by hand, calibrated), not the graders'
+        if own is not None:
+            markers.update(_as_float_dict(own))
+        elif not markers:
+            markers = _as_float_dict(disc)
     spread = expert_spread_note(_field(disc, "model_card"))
     view.biomarkers = format_biomarkers(markers, exam, vcdr_note=spread)
     if spread and view.biomarkers:
@@ -981,11 +1033,13 @@ class BatchSummary:
     skipped: list[str]
     seconds: float
     placed: int = 0  # exams graded with the disc placed by hand in the window
+    outlined: int = 0  # exams whose outlines drawn by hand in the window were used
 
 
 def photo_key(source: Any) -> Optional[str]:
     """The resolved path of an ``engine.io.discover.ExamSource``'s photo (None without files, or for an exam
-    opened from memory): what a disc placed by hand in the window is remembered by for the batch export."""
+    opened from memory): what a disc placed or an outline drawn by hand in the window is remembered by for the
+    batch export."""
     from engine.io.discover import ExamSource
 
     if not isinstance(source, ExamSource):
@@ -995,12 +1049,14 @@ def photo_key(source: Any) -> Optional[str]:
 
 
 def batch_export(folders: Sequence[str], out: str, progress=None, cancel=None, models: Any = None,
-                 calibration: Any = None, disc_positions: Optional[dict[str, tuple[float, float]]] = None
-                 ) -> BatchSummary:
+                 calibration: Any = None, disc_positions: Optional[dict[str, tuple[float, float]]] = None,
+                 disc_outlines: Optional[dict[str, Any]] = None) -> BatchSummary:
     """Grade every exam under ``folders`` into ``out`` with the columns of ``engine grade`` (one row per exam).
 
     ``disc_positions``: :func:`photo_key` -> (row, col) px of discs placed by hand in the window; those exams are
-    graded with the disc there (their rows say ``disc_source`` = ``user``).
+    graded with the disc there (their rows say ``disc_source`` = ``user``). ``disc_outlines``: :func:`photo_key` ->
+    :class:`engine.fundus.hand_outline.HandOutlines` drawn in the window; those exams' biomarkers are measured on
+    them (their message column says so; graders keep the automatic outline).
 
     Rows are written atomically after each exam, with the ``OUT.partial`` marker of
     :mod:`engine.results_csv` until the end; a cancel keeps the rows finished so far and leaves the marker
@@ -1025,17 +1081,19 @@ def batch_export(folders: Sequence[str], out: str, progress=None, cancel=None, m
     mark_partial(out_path, {"total": n, "done": 0, "reason": "running"})
     write_csv(out_path, rows)
     partial = False
-    positions = disc_positions or {}
-    placed = 0
+    positions, drawn = disc_positions or {}, disc_outlines or {}
+    placed = outlined = 0
     for k, source in enumerate(sources, start=len(rows) + 1):
         if cancel is not None and cancel.cancelled:
             partial = True
             break
         report(progress, (k - 1) / max(n, 1), f"exam {k} of {n}: {source.exam_id}")
-        disc_at = positions.get(photo_key(source) or "")
+        key = photo_key(source) or ""
+        disc_at, outlines = positions.get(key), drawn.get(key)
         placed += disc_at is not None
+        outlined += outlines is not None
         outcome = grade_one(source, ensemble, device, source.exam_id, None, True, calibration=calibration,
-                            disc_at=disc_at)
+                            disc_at=disc_at, disc_outlines=outlines)
         rows.append(outcome.row)
         write_csv(out_path, rows)
         report(progress, min(k / max(n, 1), 0.999), f"exam {k} of {n}: {source.exam_id} done")
@@ -1045,4 +1103,4 @@ def batch_export(folders: Sequence[str], out: str, progress=None, cancel=None, m
         clear_partial(out_path)
     errors = sum(1 for r in rows if r.get("status") != "ok")
     return BatchSummary(str(out_path), n, len(rows) - errors, errors, partial, list(skipped),
-                        time.perf_counter() - t0, placed)
+                        time.perf_counter() - t0, placed, outlined)

@@ -145,8 +145,10 @@ def grade_one(
     loader: Callable[[Any], Any] = load_source,
     calibration: Any = None,
     disc_at: Optional[tuple[float, float]] = None,
+    disc_outlines: Any = None,
 ) -> Outcome:
-    """Load, grade and (optionally) draw one exam; every failure becomes an error row, never an exception."""
+    """Load, grade and (optionally) draw one exam; every failure becomes an error row, never an exception.
+    ``disc_at`` / ``disc_outlines``: the disc placed / outlines drawn by hand (:func:`engine.pipeline.grade`)."""
     from engine.io.errors import ExamLoadError
     from engine.pipeline import GradingError, grade
     from engine.results_csv import error_row, row_from_result
@@ -165,7 +167,7 @@ def grade_one(
         return Outcome(*sibling_only_row(exam, data_id, device, cams_dir))
     try:
         result = grade(exam, ensemble, device=device, cams=cams_dir is not None, analyses=analyses,
-                       disc_calibration=calibration, disc_at=disc_at)
+                       disc_calibration=calibration, disc_at=disc_at, disc_outlines=disc_outlines)
     except GradingError as err:
         return Outcome(error_row(data_id, str(err)), f"error: {err}")
     except Exception as err:  # one exam's failure must not stop the batch

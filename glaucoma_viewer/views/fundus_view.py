@@ -10,6 +10,9 @@ labelled as such; the current B-scan is a line across it and a click on it selec
 
 A right click on the photo offers to place the optic disc there (for a photo where the automatic search chose
 another region, or found none); a placed disc is marked with a cross until the automatic search is asked back.
+The same menu opens the **outline editor** on the disc or the cup: the outline becomes a polygon whose points can
+be dragged (a click on an edge adds a point, a right click on a point removes it, dragging inside moves it all);
+each change is sent to be measured again (``outlineEdited``) and "Done" closes the editor.
 """
 
 from __future__ import annotations
@@ -36,12 +39,17 @@ class FundusView(QtWidgets.QWidget):
         overlaysChanged(): a toggle or the opacity changed (the main window saves them).
         discPlaced(row, col): the user placed the optic disc there (photo px) from the context menu.
         discPlacementCleared(): the user asked for the automatic disc search back.
+        outlineEdited(part, points): the user changed the "disc" or "cup" outline in the editor: (K, 2) float
+            (row, col) photo px.
+        outlinesReset(): the user asked for the segmenter's outlines back.
     """
 
     bscanSelected = QtCore.Signal(int)
     overlaysChanged = QtCore.Signal()
     discPlaced = QtCore.Signal(float, float)
     discPlacementCleared = QtCore.Signal()
+    outlineEdited = QtCore.Signal(str, object)
+    outlinesReset = QtCore.Signal()
 
     def __init__(self, parent: Optional[QtWidgets.QWidget] = None) -> None:
         super().__init__(parent)
@@ -52,6 +60,10 @@ class FundusView(QtWidgets.QWidget):
         self._current = 0
         self._placed: Optional[tuple[float, float]] = None
         self._menu: Optional[QtWidgets.QMenu] = None
+        self._editable: dict[str, np.ndarray] = {}  # "disc" / "cup" -> (K, 2) (row, col) px the editor starts from
+        self._drawn: tuple[str, ...] = ()  # the outlines drawn by hand in the analysis shown
+        self.editing: Optional[str] = None  # the outline being corrected
+        self.outline_roi: Optional[pg.PolyLineROI] = None
         self.placing_enabled = False  # the main window allows it on a fundus photo (not on a radiograph)
 
         self.title = QtWidgets.QLabel("Fundus")
@@ -75,7 +87,7 @@ class FundusView(QtWidgets.QWidget):
         self.fit_button = QtWidgets.QToolButton()
         self.fit_button.setText("Fit")
         self.fit_button.setToolTip("Fit the image to the view (zoom: wheel, pan: drag; right-click: place the "
-                                   "optic disc)")
+                                   "optic disc or correct its outline)")
 
         header = QtWidgets.QHBoxLayout()
         header.setContentsMargins(6, 2, 6, 2)
@@ -141,10 +153,24 @@ class FundusView(QtWidgets.QWidget):
         self.note.setWordWrap(True)
         self.note.hide()
 
+        # Outline editor bar (shown while an outline is being corrected).
+        self.edit_label = QtWidgets.QLabel("")
+        self.edit_label.setObjectName("note")
+        self.edit_label.setWordWrap(True)
+        self.done_button = QtWidgets.QPushButton("Done")
+        self.done_button.setToolTip("Close the outline editor (every change is already measured)")
+        self.edit_bar = QtWidgets.QWidget()
+        bar = QtWidgets.QHBoxLayout(self.edit_bar)
+        bar.setContentsMargins(6, 2, 6, 2)
+        bar.addWidget(self.edit_label, 1)
+        bar.addWidget(self.done_button)
+        self.edit_bar.hide()
+
         layout = QtWidgets.QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(0)
         layout.addLayout(header)
+        layout.addWidget(self.edit_bar)
         layout.addWidget(self.splitter, 1)
         layout.addWidget(self.note)
 
@@ -152,6 +178,7 @@ class FundusView(QtWidgets.QWidget):
             box.toggled.connect(self._apply_visibility)
         self.opacity.valueChanged.connect(self._apply_visibility)
         self.fit_button.clicked.connect(self.fit)
+        self.done_button.clicked.connect(self.stop_editing)
         self.photo_box.clicked.connect(self._photo_clicked)
         self.photo_box.contextRequested.connect(self._photo_context)
         self.enface_box.clicked.connect(self._enface_clicked)
@@ -168,6 +195,7 @@ class FundusView(QtWidgets.QWidget):
         self.enface_item.clear()
         self.set_disc_overlay([], [], None)
         self.set_disc_placed(None)
+        self.set_outline_vertices({}, ())
         self.placing_enabled = False
         self.line_item.setData([], [])
         self.area_item.setData([], [])
@@ -184,6 +212,7 @@ class FundusView(QtWidgets.QWidget):
         """Show ``display`` ((h, w, 3) uint8 RGB, possibly downsampled) stretched over the original ``shape`` (H, W)."""
         self.title.setText(title)
         self.title.setToolTip(title)
+        self.stop_editing()
         for control in (self.disc_toggle, self.crop_toggle, self.cam_toggle, self.opacity):
             control.setVisible(display is not None)  # photo overlays only where there is a photo
         if display is None or shape is None:
@@ -273,6 +302,70 @@ class FundusView(QtWidgets.QWidget):
         else:
             self.placed_item.setData([self._placed[1]], [self._placed[0]])
 
+    # ----------------------------------------------------------------------------------------------- outline editor
+    def set_outline_vertices(self, vertices: dict[str, np.ndarray], drawn: Sequence[str]) -> None:
+        """Where the editor starts for each outline ("disc", "cup" -> (K, 2) (row, col) px; none: nothing to
+        correct) and which outlines are drawn by hand. An open editor follows vertices that differ from its own
+        (the automatic outline asked back, a change refused) and closes when its outline is gone."""
+        self._editable = {k: np.asarray(v, np.float64) for k, v in vertices.items() if len(v) >= 3}
+        self._drawn = tuple(drawn)
+        if self.editing is None:
+            return
+        if self.editing not in self._editable:
+            self.stop_editing()
+            return
+        want = self._editable[self.editing]
+        have = self.outline_points()
+        if have.shape != want.shape or not np.allclose(have, want, atol=1e-3):
+            self._set_roi_points(want)
+
+    def start_editing(self, part: str) -> None:
+        """Open the editor on the "disc" or "cup" outline (its drawn line is hidden meanwhile)."""
+        if part not in self._editable:
+            return
+        self.stop_editing()
+        rgb = DISC_RGB if part == "disc" else CUP_RGB
+        roi = pg.PolyLineROI([], closed=True, pen=pen(rgb, 2.0), hoverPen=pen(rgb, 3.0),
+                             handlePen=pen(rgb, 2.0), handleHoverPen=pen((255, 255, 255), 2.0))
+        roi.setZValue(13)
+        self.photo_box.addItem(roi)
+        self.outline_roi, self.editing = roi, part
+        self._set_roi_points(self._editable[part])
+        roi.sigRegionChangeFinished.connect(self._outline_changed)
+        self.edit_label.setText(f"Correcting the {part} outline: drag its points (click an edge to add one, "
+                                "right-click a point to remove it, drag inside to move it all).")
+        self.edit_bar.show()
+        self._apply_visibility()
+
+    def stop_editing(self) -> None:
+        """Close the editor (the last change has already been sent)."""
+        if self.outline_roi is not None:
+            self.outline_roi.sigRegionChangeFinished.disconnect(self._outline_changed)
+            self.photo_box.removeItem(self.outline_roi)
+        self.outline_roi, self.editing = None, None
+        self.edit_bar.hide()
+        self._apply_visibility()
+
+    def outline_points(self) -> np.ndarray:
+        """(K, 2) float (row, col) photo px of the editor's points ((0, 2) when closed)."""
+        if self.outline_roi is None:
+            return np.zeros((0, 2))
+        points = [self.outline_roi.mapToParent(h.pos()) for h in self.outline_roi.getHandles()]
+        return np.array([[p.y(), p.x()] for p in points], np.float64).reshape(-1, 2)
+
+    def _set_roi_points(self, vertices: np.ndarray) -> None:
+        assert self.outline_roi is not None
+        self.outline_roi.blockSignals(True)  # points set here are not the user's changes
+        try:
+            self.outline_roi.setPos(0, 0)
+            self.outline_roi.setPoints([(float(c), float(r)) for r, c in vertices])
+        finally:
+            self.outline_roi.blockSignals(False)
+
+    def _outline_changed(self, *_: object) -> None:
+        if self.editing is not None:
+            self.outlineEdited.emit(self.editing, self.outline_points())
+
     def set_cam(self, cam: Optional[np.ndarray]) -> None:
         """Grad-CAM heat map over the photo: (h, w) uint8 (0..255), stretched over the photo."""
         if cam is None or self._photo_shape is None:
@@ -324,8 +417,9 @@ class FundusView(QtWidgets.QWidget):
             self.enface_box.autoRange(items=[self.enface_item], padding=0.02)
 
     def _apply_visibility(self, *_: object) -> None:
-        for curve in self.disc_curves + self.cup_curves:
-            curve.setVisible(self.disc_toggle.isChecked())
+        for part, curves in (("disc", self.disc_curves), ("cup", self.cup_curves)):
+            for curve in curves:
+                curve.setVisible(self.disc_toggle.isChecked() and self.editing != part)
         self.crop_item.setVisible(self.crop_toggle.isChecked())
         self.cam_item.setVisible(self.cam_toggle.isChecked() and self.cam_toggle.isEnabled())
         self.cam_item.setOpacity(self.opacity.value() / 100.0)
@@ -369,6 +463,19 @@ class FundusView(QtWidgets.QWidget):
         auto = menu.addAction("Find the optic disc automatically")
         auto.setEnabled(self._placed is not None)
         auto.triggered.connect(self.discPlacementCleared.emit)
+        menu.addSeparator()
+        for part in ("disc", "cup"):
+            correct = menu.addAction(f"Correct the {part} outline…")
+            correct.setToolTip(f"Drag the points of the {part} outline; the biomarkers are measured on it (the "
+                               "graders keep the automatic outline)")
+            correct.setEnabled(part in self._editable and self.editing != part)
+            correct.triggered.connect(lambda _=False, p=part: self.start_editing(p))
+        reset = menu.addAction("Use the automatic outlines")
+        reset.setEnabled(bool(self._drawn))
+        reset.triggered.connect(self.outlinesReset.emit)
+        if self.editing is not None:
+            done = menu.addAction(f"Done correcting the {self.editing} outline")
+            done.triggered.connect(self.stop_editing)
         menu.setToolTipsVisible(True)
         return menu
 

@@ -1,0 +1,132 @@
+"""Correcting the disc or cup outline by hand in the window: editor, measurement, refusal, undo, batch export."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+from PySide6 import QtCore
+
+
+def _circle(centre, radius, n=32):
+    t = np.linspace(0, 2 * np.pi, n, endpoint=False)
+    return np.stack([centre[0] + radius * np.sin(t), centre[1] + radius * np.cos(t)], axis=1)
+
+
+def _vcdr(view) -> float:
+    return float(next(b.value for b in view.biomarkers if b.name == "vertical CDR"))
+
+
+@pytest.fixture
+def circles(monkeypatch):
+    """The disc/cup analysis replaced by circles: disc radius 20 px, cup 8 px, at (80, 100) or where placed."""
+    import engine.fundus as fundus
+    from engine.fundus.analysis import DiscAnalysis, measure
+
+    def analyse(image, disc_at=None, **kw):
+        r, c = disc_at or (80.0, 100.0)
+        rows, cols = np.ogrid[: image.shape[0], : image.shape[1]]
+        r2 = (rows - r) ** 2 + (cols - c) ** 2
+        disc, cup = r2 <= 20**2, r2 <= 8**2
+        return DiscAnalysis(True, 0.95, "", (r, c), disc, cup, biomarkers=measure(disc, cup, "OD", None),
+                            weights_sha256="w", placed_at=disc_at)
+
+    monkeypatch.setattr(fundus, "analyse_disc", analyse)
+
+
+def test_correcting_the_cup_outline_measures_it_again_without_grading_again(qtbot, window, small_exam, wait_idle,
+                                                                            circles):
+    key = window.add_exam(small_exam(seed=3))
+    wait_idle(window)
+    fundus_view, entry = window.fundus_view, window.entries[key]
+    automatic = entry.analysis
+    assert _vcdr(automatic) == pytest.approx(17 / 41, abs=0.01)
+    assert {k: v.shape for k, v in automatic.outline_vertices.items()} == {"disc": (24, 2), "cup": (24, 2)}
+    actions = {a.text(): a for a in fundus_view.disc_menu(80.0, 100.0).actions() if a.text()}
+    assert actions["Correct the cup outline…"].isEnabled() and not actions["Use the automatic outlines"].isEnabled()
+
+    actions["Correct the cup outline…"].trigger()
+    roi = fundus_view.outline_roi
+    assert fundus_view.editing == "cup" and roi is not None and not fundus_view.edit_bar.isHidden()
+    assert not any(c.isVisible() for c in fundus_view.cup_curves) and all(c.isVisible() for c in fundus_view.disc_curves)
+    assert np.allclose(fundus_view.outline_points(), automatic.outline_vertices["cup"], atol=1e-3)
+    # drag every point of the cup outward to a radius of 16 px, as the mouse would (one change at the end)
+    handles = roi.getHandles()
+    for k, (h, (r, c)) in enumerate(zip(handles, _circle((80.0, 100.0), 16.0, n=len(handles)))):
+        roi.movePoint(h, QtCore.QPointF(c, r), finish=k == len(handles) - 1)
+    wait_idle(window)
+    drawn = entry.analysis
+    assert entry.outlines.parts == ("cup",) and drawn.outlines is entry.outlines
+    assert _vcdr(drawn) == pytest.approx(33 / 41, abs=0.02)
+    assert "Cup outline drawn by hand: the masks and biomarkers are measured on it; graders are given the " \
+           "automatic outline." in drawn.disc_method
+    assert drawn.ensemble == automatic.ensemble and drawn.raw is automatic.raw  # not graded again
+    assert "cup outline drawn by hand; vertical CDR" in window.status_label.text()
+    assert "Cup outline drawn by hand" in window.results.bio_note.text()
+    assert fundus_view.editing == "cup"  # the editor stays open on the measured outline
+    assert np.allclose(drawn.outline_vertices["cup"], fundus_view.outline_points(), atol=1e-3)
+
+    # a cup drawn outside the disc is refused in the status line; the editor goes back to the last outline
+    window.correct_outline("cup", _circle((20.0, 20.0), 6.0))
+    wait_idle(window)
+    assert "outline not used: the cup outline drawn lies outside the disc" in window.status_label.text()
+    assert entry.analysis is drawn and entry.outlines is drawn.outlines
+    assert np.allclose(fundus_view.outline_points(), drawn.outline_vertices["cup"], atol=1e-3)
+
+    qtbot.mouseClick(fundus_view.done_button, QtCore.Qt.MouseButton.LeftButton)
+    assert fundus_view.editing is None and fundus_view.outline_roi is None and fundus_view.edit_bar.isHidden()
+    assert all(c.isVisible() for c in fundus_view.cup_curves)
+
+    # analysed again (e.g. another site calibration): the drawn outline is kept
+    window.reanalyse(key)
+    wait_idle(window)
+    assert entry.analysis is not drawn and _vcdr(entry.analysis) == pytest.approx(33 / 41, abs=0.02)
+
+    reset = next(a for a in fundus_view.disc_menu(80.0, 100.0).actions() if a.text() == "Use the automatic outlines")
+    assert reset.isEnabled()
+    reset.trigger()
+    wait_idle(window)
+    assert entry.outlines is None and _vcdr(entry.analysis) == pytest.approx(17 / 41, abs=0.01)
+    assert "drawn by hand" not in entry.analysis.disc_method
+
+
+def test_a_drawn_disc_is_dropped_when_the_disc_is_placed_elsewhere(qtbot, window, small_exam, wait_idle, circles):
+    key = window.add_exam(small_exam(seed=5))
+    wait_idle(window)
+    entry = window.entries[key]
+    window.fundus_view.start_editing("disc")
+    window.correct_outline("disc", _circle((80.0, 100.0), 25.0))
+    wait_idle(window)
+    assert entry.analysis.outlines.parts == ("disc",) and _vcdr(entry.analysis) == pytest.approx(17 / 51, abs=0.02)
+    window.place_disc((60.0, 70.0))
+    wait_idle(window)
+    assert entry.outlines is None and entry.analysis.outlines is None and window.fundus_view.editing is None
+    assert _vcdr(entry.analysis) == pytest.approx(17 / 41, abs=0.01)
+
+
+def test_outlines_drawn_in_the_window_are_used_by_the_batch_export(qtbot, window, cohort, tmp_path, wait_idle):
+    window.open_paths([str(cohort)], remember=False)
+    wait_idle(window)
+    key = next(k for k, e in window.entries.items() if e.label.startswith("SYNTH0000"))
+    window.show_exam(key)
+    wait_idle(window)
+    entry = window.entries[key]
+    disc = entry.analysis.outline_vertices["disc"]
+    window.correct_outline("cup", disc.mean(axis=0) + 0.6 * (disc - disc.mean(axis=0)))
+    wait_idle(window)
+    assert entry.analysis.outlines.parts == ("cup",)
+    dialog = window.open_batch_export()
+    dialog.folders.clear()
+    dialog.folders.addItem(str(cohort))
+    dialog.out_edit.setText(str(tmp_path / "drawn.csv"))
+    with qtbot.waitSignal(dialog.finished_export, timeout=120000) as signal:
+        dialog.start()
+    assert signal.args[0].outlined == 1 and "1 exam(s) measured on disc/cup outlines drawn by hand" in \
+        dialog.result_label.text()
+    with open(tmp_path / "drawn.csv", newline="", encoding="utf-8") as fh:
+        by_id = {r["data"]: r for r in csv.DictReader(fh)}
+    assert "cup outline drawn by hand; the graders used the automatic outline" in by_id["SYNTH0000"]["message"]
+    assert "drawn by hand" not in by_id["SYNTH0001"]["message"]
+    assert float(by_id["SYNTH0000"]["vcdr"]) == pytest.approx(_vcdr(entry.analysis), abs=0.01)
+    dialog.close()
