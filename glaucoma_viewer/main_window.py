@@ -238,6 +238,9 @@ class MainWindow(QtWidgets.QMainWindow):
         self.report_action.setShortcut(QtGui.QKeySequence("Ctrl+E"))
         self.print_action = file_menu.addAction("Print report…", self.print_report_dialog)
         self.print_action.setShortcut(QtGui.QKeySequence.StandardKey.Print)
+        self.mask_action = file_menu.addAction("Export disc/cup mask…", self.export_mask_dialog)
+        self.mask_action.setToolTip("The outline shown (drawn by hand or the segmenter's) as a PNG mask at the photo's "
+                                    "resolution: 0 cup, 128 rim, 255 background (the GAMMA convention)")
         file_menu.addSeparator()
         file_menu.addAction("Load report…", self.show_load_report)
         file_menu.addSeparator()
@@ -966,6 +969,34 @@ class MainWindow(QtWidgets.QMainWindow):
             QtWidgets.QMessageBox.warning(self, "Print report", f"Could not print: {err}")
             return
         self.status_label.setText("Report sent to the printer")
+
+    def export_mask_dialog(self) -> None:
+        """File > Export disc/cup mask…: the shown outline as a GAMMA-convention PNG, e.g. to fit a site
+        calibration or train on outlines corrected here."""
+        entry = self.current_entry()
+        view = None if entry is None else entry.analysis
+        if entry is None or entry.loaded is None or view is None or view.disc_analysis is None \
+                or not view.disc_analysis.found:
+            QtWidgets.QMessageBox.information(self, "Export disc/cup mask", "No disc/cup outline is shown.")
+            return
+        default = str(Path(self.last_folder() or str(Path.home())) / f"{entry.loaded.exam_id}_disc_cup_mask.png")
+        path, _ = QtWidgets.QFileDialog.getSaveFileName(self, "Export disc/cup mask", default, "PNG (*.png)")
+        if path:
+            self.export_mask(path)
+
+    def export_mask(self, path: PathLike) -> JobHandle:
+        """Write the shown exam's disc/cup outline to ``path`` on the worker; the status line says where (or why
+        not)."""
+        entry = self.current_entry()
+        if entry is None or entry.loaded is None or entry.analysis is None:
+            raise RuntimeError("no analysed exam is shown")
+        label = entry.label
+        drawn = "" if entry.analysis.outlines is None else f"; {entry.analysis.outlines.describe()} drawn by hand"
+        return self.worker.submit(
+            jobs.export_disc_mask, entry.analysis, entry.loaded.exam, str(path), name=f"mask {label}",
+            on_finished=lambda out: self.status_label.setText(
+                f"{label}: disc/cup mask written to {out} (0 cup, 128 rim, 255 background{drawn})"),
+            on_failed=lambda failure: self.status_label.setText(f"{label}: mask not written: {failure.message}"))
 
     def export_report(self, path: PathLike) -> Path:
         """Write the one-page PDF report of the current exam to ``path``."""

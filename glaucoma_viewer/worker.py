@@ -811,6 +811,29 @@ def correct_outlines(view: "AnalysisView", exam: Any, outlines: Any, progress=No
     return new
 
 
+def export_disc_mask(view: "AnalysisView", exam: Any, path: str, progress=None, cancel=None) -> str:
+    """Write the disc/cup outline shown in ``view`` (drawn by hand, calibrated or the segmenter's) as a GAMMA
+    convention PNG at the photo's resolution (0 cup, 128 rim, 255 background) to ``path``, atomically; returns it.
+
+    Raises:
+        PermissionError: ``path`` is one of the exam's own files (patient files are only read).
+        ValueError: no disc was found.
+        OSError: the file cannot be written.
+    """
+    from engine.fundus.hand_outline import apply_outlines
+    from engine.fundus.segment_cli import png_bytes
+    from engine.models.checkpoint import atomic_write_bytes
+
+    out = Path(path).resolve()
+    files = getattr(getattr(exam, "provenance", None), "files", None) or []
+    if any(Path(f.path).resolve() == out for f in files):
+        raise PermissionError(f"{out.name} is one of the exam's own files, which are only read: choose another name")
+    if view.disc_analysis is None or not view.disc_analysis.found:
+        raise ValueError("no optic disc was found: there is no mask to write")
+    atomic_write_bytes(out, png_bytes(apply_outlines(view.disc_analysis, view.outlines).label_mask()))
+    return str(out)
+
+
 def _fill_disc(view: "AnalysisView", exam: Any, disc: Any, result: Any) -> None:
     """The disc/cup part of ``view`` from the analysis ``disc`` (outlines drawn by hand already applied) and the
     grading ``result`` (None without a grade)."""

@@ -130,3 +130,42 @@ def test_outlines_drawn_in_the_window_are_used_by_the_batch_export(qtbot, window
     assert "drawn by hand" not in by_id["SYNTH0001"]["message"]
     assert float(by_id["SYNTH0000"]["vcdr"]) == pytest.approx(_vcdr(entry.analysis), abs=0.01)
     dialog.close()
+
+
+def test_the_outline_shown_can_be_exported_as_a_gamma_mask(qtbot, window, small_exam, tmp_path, wait_idle, circles):
+    import cv2
+
+    from engine.fundus.hand_outline import polygon_mask
+
+    key = window.add_exam(small_exam(seed=6))
+    wait_idle(window)
+    entry = window.entries[key]
+    cup = _circle((80.0, 100.0), 12.0)
+    window.correct_outline("cup", cup)
+    wait_idle(window)
+    window.export_mask(tmp_path / "mask.png")
+    wait_idle(window)
+    mask = cv2.imread(str(tmp_path / "mask.png"), cv2.IMREAD_UNCHANGED)
+    assert mask.shape == entry.loaded.exam.fundus.shape[:2] and set(np.unique(mask)) == {0, 128, 255}
+    assert ((mask == 0) == polygon_mask(cup, mask.shape)).all()  # the drawn cup, inside the segmenter's disc
+    assert ((mask < 255) == entry.analysis.disc_analysis.disc_mask).all()
+    assert "disc/cup mask written to" in window.status_label.text() and "cup outline drawn by hand" in \
+        window.status_label.text()
+    assert not list(tmp_path.glob(".mask.png.*"))  # no temp file left
+
+
+def test_the_mask_export_never_writes_over_an_exams_own_file(qtbot, window, tmp_path, wait_idle, circles):
+    import cv2
+
+    from engine.synthetic import synthetic_fundus
+
+    photo = tmp_path / "0001.png"
+    cv2.imwrite(str(photo), synthetic_fundus((200, 240), cdr=0.5, seed=1).image[..., ::-1])
+    before = photo.read_bytes()
+    window.open_paths([str(photo)], remember=False)
+    wait_idle(window)
+    window.show_exam(next(iter(window.entries)))
+    window.export_mask(photo)
+    wait_idle(window)
+    assert "mask not written: 0001.png is one of the exam's own files" in window.status_label.text()
+    assert photo.read_bytes() == before
