@@ -19,6 +19,7 @@ from typing import Any, Optional, Sequence, Union
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from glaucoma_viewer import __version__, worker as jobs
+from glaucoma_viewer.corrections import FILE_NAME as CORRECTIONS_FILE, CorrectionStore
 from glaucoma_viewer.panels.exam_list import ExamList, LoadReportDialog
 from glaucoma_viewer.panels.results_panel import ModelCardDialog, ResultsPanel
 from glaucoma_viewer.process_runner import ProcessRunner
@@ -133,6 +134,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self._closing = False
         self._default_weights_in_use = True
         self.site_calibration: Any = None  # engine.fundus.site_calibration.SiteCalibration applied to disc/cup
+        self.corrections = CorrectionStore(Path(self.settings.fileName()).with_name(CORRECTIONS_FILE))
 
         self._build_ui()
         self._build_menus()
@@ -327,6 +329,9 @@ class MainWindow(QtWidgets.QMainWindow):
                 self.oct_view.restore_overlay_state(data)
             except (ValueError, TypeError):
                 pass
+        if self.corrections.problem:
+            self.status_label.setText(f"Discs placed and outlines drawn in earlier sessions not used: "
+                                      f"{self.corrections.problem}; they are started afresh")
 
     def _save_overlays(self) -> None:
         state = {**self.fundus_view.overlay_state(), **self.oct_view.overlay_state()}
@@ -494,9 +499,13 @@ class MainWindow(QtWidgets.QMainWindow):
         self.load_report["opened"].append((entry.source, f"{loaded.exam_id}: {', '.join(loaded.exam.modalities)}"))
         self._update_report_button()
         self.examReady.emit(entry.key)
+        restored = self._restore_corrections(entry)
         if self._current_key == entry.key:
             self.show_exam(entry.key)
         self._start_analysis(entry)
+        if restored:
+            self.status_label.setText(f"{entry.label}: {restored} by hand in an earlier session (right-click the "
+                                      "photo to change it)")
         self._enforce_memory_limit()
 
     # ------------------------------------------------------------------------------------------- memory (LRU)
@@ -687,10 +696,30 @@ class MainWindow(QtWidgets.QMainWindow):
         entry.disc_at, entry.outlines = point, None  # outlines drawn on the previous disc do not carry over
         self.fundus_view.stop_editing()
         self.fundus_view.set_disc_placed(point)
+        self._remember_corrections(entry)
         where = "found automatically" if point is None else f"placed at x {point[1]:.0f}, y {point[0]:.0f}"
         self.status_label.setText(f"{entry.label}: optic disc {where}; analysing again")
         if entry.job is None or not entry.job.is_active:
             self._start_analysis(entry)
+
+    def _restore_corrections(self, entry: ExamEntry) -> str:
+        """Put back the disc placed / outlines drawn for this photo in an earlier session (unless this session
+        already has its own); returns what was restored, in words ("" for nothing)."""
+        if entry.loaded is None or entry.disc_at is not None or entry.outlines is not None:
+            return ""
+        entry.disc_at, entry.outlines = self.corrections.get(entry.loaded.photo_sha256)
+        said = (["optic disc placed"] if entry.disc_at is not None else []) + (
+            [entry.outlines.describe() + " drawn"] if entry.outlines is not None else [])
+        return " and ".join(said)
+
+    def _remember_corrections(self, entry: ExamEntry) -> None:
+        """Write the exam's placement and outlines to the corrections file (a failure is said in the status line)."""
+        if entry.loaded is None:
+            return
+        try:
+            self.corrections.put(entry.loaded.photo_sha256, entry.disc_at, entry.outlines)
+        except OSError as err:
+            self.status_label.setText(f"Corrections not remembered for the next session: {err}")
 
     def correct_outline(self, part: str, points: Any) -> None:
         """Measure the shown exam again with its "disc" or "cup" outline drawn by hand as ``points`` ((K, 2) (row,
@@ -725,6 +754,7 @@ class MainWindow(QtWidgets.QMainWindow):
         if entry is None or entry.analysis is None or entry.outlines is not outlines:
             return  # a newer change (or a new analysis) follows
         entry.analysis = view
+        self._remember_corrections(entry)
         if key == self._current_key:
             self._apply_analysis(entry)
         vcdr = next((b.value for b in view.biomarkers if b.name == "vertical CDR"), "?")

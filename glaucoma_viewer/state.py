@@ -32,6 +32,7 @@ class LoadedExam:
         mri_display: (D, H, W) uint8 axial slices of one MRI sequence (stretched between its 1st and 99th
             percentiles) shown in the slice view when the exam has no OCT, or None; mri_sequence: its name.
         load_seconds: wall time of loading and preparing.
+        photo_sha256: SHA-256 of the photo's pixels (what corrections drawn by hand are remembered by), or "".
     """
 
     key: str
@@ -46,6 +47,7 @@ class LoadedExam:
     mri_display: Optional[np.ndarray] = None
     mri_sequence: str = ""
     load_seconds: float = 0.0
+    photo_sha256: str = ""
 
     @property
     def exam_id(self) -> str:

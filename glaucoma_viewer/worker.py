@@ -19,6 +19,7 @@ Heavy modules (torch, MONAI, the pipeline) are imported inside the job functions
 
 from __future__ import annotations
 
+import hashlib
 import re
 import threading
 import time
@@ -461,6 +462,10 @@ def prepare_display(exam: Any, key: str, source: str) -> "LoadedExam":
     if photo is not None:
         h, w = photo.shape[:2]
         loaded.fundus_shape = (h, w)
+        if loaded.photo_kind == "fundus":  # 30 ms for 12 MP: what corrections drawn by hand are remembered by
+            digest = hashlib.sha256(str(photo.shape).encode())
+            digest.update(np.ascontiguousarray(photo).data)
+            loaded.photo_sha256 = digest.hexdigest()
         scale = MAX_DISPLAY / max(h, w)
         if scale < 1.0:
             size = (max(1, int(round(w * scale))), max(1, int(round(h * scale))))

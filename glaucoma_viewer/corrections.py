@@ -1,0 +1,88 @@
+"""Discs placed and outlines drawn by hand, remembered between sessions.
+
+Keyed by the SHA-256 of the photo's pixels (``LoadedExam.photo_sha256``), so a correction follows the photo
+wherever its folder is opened from and never lands on another photo; the file holds no names, ids or paths. One
+small JSON file beside the window's settings, written atomically on every change.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+
+FILE_NAME = "disc_corrections.json"
+VERSION = 1
+
+
+class CorrectionStore:
+    """``photo SHA-256 -> (disc_at, outlines)``: the disc's (row, col) px placed by hand or None, and the
+    :class:`engine.fundus.hand_outline.HandOutlines` drawn, or None.
+
+    Attributes:
+        path: the JSON file.
+        problem: why the file could not be read ("" when it could, or when there is none yet); it is then
+            started afresh on the next change.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.problem = ""
+        self._photos: dict[str, dict[str, Any]] = {}
+        if not self.path.exists():
+            return
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+            if data.get("version") != VERSION or not isinstance(data.get("photos"), dict):
+                raise ValueError(f"not a version-{VERSION} corrections file")
+            self._photos = {str(k): dict(v) for k, v in data["photos"].items()}
+        except (OSError, ValueError, TypeError, AttributeError) as err:
+            self.problem = f"{self.path.name} could not be read ({err})"
+
+    def __len__(self) -> int:
+        return len(self._photos)
+
+    def get(self, photo_sha256: str) -> tuple[Optional[tuple[float, float]], Any]:
+        """The placement and outlines remembered for the photo (None, None when nothing is, or a record is bad)."""
+        from engine.fundus.hand_outline import HandOutlines, OutlineError
+
+        record = self._photos.get(photo_sha256)
+        if not photo_sha256 or record is None:
+            return None, None
+        try:
+            at = record.get("disc_at")
+            disc_at = None if at is None else (float(at[0]), float(at[1]))
+            outlines = HandOutlines()
+            for part in ("disc", "cup"):
+                if record.get(part) is not None:
+                    outlines = outlines.replace(part, record[part])
+        except (OutlineError, TypeError, ValueError, IndexError):
+            return None, None
+        return disc_at, outlines if outlines.parts else None
+
+    def put(self, photo_sha256: str, disc_at: Optional[tuple[float, float]], outlines: Any) -> None:
+        """Remember the photo's placement and outlines (both None: forget it) and write the file.
+
+        Raises:
+            OSError: the file cannot be written.
+        """
+        from engine.models.checkpoint import atomic_write_bytes
+
+        if not photo_sha256:
+            return
+        parts = () if outlines is None else outlines.parts
+        if disc_at is None and not parts:
+            if self._photos.pop(photo_sha256, None) is None:
+                return
+        else:
+            record: dict[str, Any] = {"disc_at": None if disc_at is None else [float(v) for v in disc_at],
+                                      "saved": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+            for part in parts:
+                record[part] = np.round(np.asarray(getattr(outlines, part), np.float64), 2).tolist()
+            self._photos[photo_sha256] = record
+        text = json.dumps({"version": VERSION, "photos": self._photos}, indent=1)
+        atomic_write_bytes(self.path, text.encode("utf-8"))
+        self.problem = ""
