@@ -99,3 +99,29 @@ def _no_new_threads_left():
     yield
     extra = [t for t in threading.enumerate() if t.ident not in before and t.is_alive() and not t.daemon]
     assert not extra, f"threads left running: {extra}"
+
+
+@pytest.fixture
+def circles(monkeypatch) -> list:
+    """The disc/cup analysis replaced by circles (disc radius 20 px, cup 8 px) at (80, 100) px or where the disc
+    is placed; placed at (5, 5) it is "not found". Returns the list of the ``disc_at`` it was asked with."""
+    import numpy as np
+
+    import engine.fundus as fundus
+    from engine.fundus.analysis import DiscAnalysis, measure
+
+    asked: list = []
+
+    def analyse(image, disc_at=None, **kw):
+        asked.append(disc_at)
+        if disc_at == (5.0, 5.0):
+            return DiscAnalysis(False, 0.1, "optic disc not found at the place given", disc_at, placed_at=disc_at)
+        r, c = disc_at or (80.0, 100.0)
+        rows, cols = np.ogrid[: image.shape[0], : image.shape[1]]
+        r2 = (rows - r) ** 2 + (cols - c) ** 2
+        disc, cup = r2 <= 20**2, r2 <= 8**2
+        return DiscAnalysis(True, 0.95, "", (r, c), disc, cup, biomarkers=measure(disc, cup, "OD", None),
+                            weights_sha256="w", placed_at=disc_at)
+
+    monkeypatch.setattr(fundus, "analyse_disc", analyse)
+    return asked

@@ -523,24 +523,8 @@ def test_site_calibration_scales_the_cup_says_so_and_is_remembered(qtbot, make_w
 
 
 def test_placing_the_disc_by_hand_analyses_again_there_and_can_be_undone(qtbot, window, small_exam, wait_idle,
-                                                                          monkeypatch):
-    import engine.fundus as fundus
-    from engine.fundus.analysis import DiscAnalysis, measure
-
-    asked = []
-
-    def circles(image, disc_at=None, **kw):  # a disc where it is placed, else at (80, 100)
-        asked.append(disc_at)
-        if disc_at == (5.0, 5.0):
-            return DiscAnalysis(False, 0.1, "optic disc not found at the place given", disc_at, placed_at=disc_at)
-        r, c = disc_at or (80.0, 100.0)
-        rows, cols = np.ogrid[: image.shape[0], : image.shape[1]]
-        r2 = (rows - r) ** 2 + (cols - c) ** 2
-        disc, cup = r2 <= 20**2, r2 <= 8**2
-        return DiscAnalysis(True, 0.95, "", (r, c), disc, cup, biomarkers=measure(disc, cup, "OD", None),
-                            weights_sha256="w", placed_at=disc_at)
-
-    monkeypatch.setattr(fundus, "analyse_disc", circles)
+                                                                          circles):
+    asked = circles
     key = window.add_exam(small_exam(seed=3))
     wait_idle(window)
     fundus_view, entry = window.fundus_view, window.entries[key]

@@ -18,23 +18,6 @@ def _vcdr(view) -> float:
     return float(next(b.value for b in view.biomarkers if b.name == "vertical CDR"))
 
 
-@pytest.fixture
-def circles(monkeypatch):
-    """The disc/cup analysis replaced by circles: disc radius 20 px, cup 8 px, at (80, 100) or where placed."""
-    import engine.fundus as fundus
-    from engine.fundus.analysis import DiscAnalysis, measure
-
-    def analyse(image, disc_at=None, **kw):
-        r, c = disc_at or (80.0, 100.0)
-        rows, cols = np.ogrid[: image.shape[0], : image.shape[1]]
-        r2 = (rows - r) ** 2 + (cols - c) ** 2
-        disc, cup = r2 <= 20**2, r2 <= 8**2
-        return DiscAnalysis(True, 0.95, "", (r, c), disc, cup, biomarkers=measure(disc, cup, "OD", None),
-                            weights_sha256="w", placed_at=disc_at)
-
-    monkeypatch.setattr(fundus, "analyse_disc", analyse)
-
-
 def test_correcting_the_cup_outline_measures_it_again_without_grading_again(qtbot, window, small_exam, wait_idle,
                                                                             circles):
     key = window.add_exam(small_exam(seed=3))
