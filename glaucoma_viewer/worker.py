@@ -822,10 +822,10 @@ def export_disc_mask(view: "AnalysisView", exam: Any, path: str, progress=None, 
 
     Raises:
         PermissionError: ``path`` is one of the exam's own files (patient files are only read).
-        ValueError: no disc was found.
+        engine.fundus.hand_outline.OutlineError: no disc was found.
         OSError: the file cannot be written.
     """
-    from engine.fundus.hand_outline import apply_outlines
+    from engine.fundus.hand_outline import OutlineError, apply_outlines
     from engine.fundus.segment_cli import png_bytes
     from engine.models.checkpoint import atomic_write_bytes
 
@@ -834,7 +834,7 @@ def export_disc_mask(view: "AnalysisView", exam: Any, path: str, progress=None, 
     if any(Path(f.path).resolve() == out for f in files):
         raise PermissionError(f"{out.name} is one of the exam's own files, which are only read: choose another name")
     if view.disc_analysis is None or not view.disc_analysis.found:
-        raise ValueError("no optic disc was found: there is no mask to write")
+        raise OutlineError("no optic disc was found: there is no outline to write")
     atomic_write_bytes(out, png_bytes(apply_outlines(view.disc_analysis, view.outlines).label_mask()))
     return str(out)
 

@@ -153,6 +153,13 @@ def test_the_mask_export_never_writes_over_an_exams_own_file(qtbot, window, tmp_
     wait_idle(window)
     assert "mask not written: 0001.png is one of the exam's own files" in window.status_label.text()
     assert photo.read_bytes() == before
+    from glaucoma_viewer import worker as jobs
+    from glaucoma_viewer.state import AnalysisView
+
+    window.worker.submit(jobs.export_disc_mask, AnalysisView(), None, str(tmp_path / "none.png"),
+                         on_failed=lambda failure: window.status_label.setText(failure.message))
+    wait_idle(window)
+    assert window.status_label.text() == "no optic disc was found: there is no outline to write"
 
 
 def test_corrections_are_remembered_for_the_same_photo_in_the_next_session(qtbot, make_window, settings, small_exam,
