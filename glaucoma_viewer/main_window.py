@@ -19,7 +19,6 @@ from typing import Any, Optional, Sequence, Union
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from glaucoma_viewer import __version__, worker as jobs
-from glaucoma_viewer.corrections import FILE_NAME as CORRECTIONS_FILE, CorrectionStore
 from glaucoma_viewer.panels.exam_list import ExamList, LoadReportDialog
 from glaucoma_viewer.panels.results_panel import ModelCardDialog, ResultsPanel
 from glaucoma_viewer.process_runner import ProcessRunner
@@ -134,7 +133,9 @@ class MainWindow(QtWidgets.QMainWindow):
         self._closing = False
         self._default_weights_in_use = True
         self.site_calibration: Any = None  # engine.fundus.site_calibration.SiteCalibration applied to disc/cup
-        self.corrections = CorrectionStore(Path(self.settings.fileName()).with_name(CORRECTIONS_FILE))
+        from engine.fundus.corrections import FILE_NAME, CorrectionStore  # numpy and json only
+
+        self.corrections = CorrectionStore(Path(self.settings.fileName()).with_name(FILE_NAME))
 
         self._build_ui()
         self._build_menus()
@@ -950,12 +951,9 @@ class MainWindow(QtWidgets.QMainWindow):
         from glaucoma_viewer.dialogs.batch_export import BatchExportDialog
 
         folders = [self.last_folder()] if self.last_folder() else []
-        keys = {e.key: jobs.photo_key(e.candidate) for e in self.entries.values()}
-        placed = {keys[e.key]: e.disc_at for e in self.entries.values() if e.disc_at is not None and keys[e.key]}
-        drawn = {keys[e.key]: e.outlines for e in self.entries.values() if e.outlines is not None and keys[e.key]}
         dialog = BatchExportDialog(self.worker, folders=folders, models=self.models,
                                    calibration=self.site_calibration, isolate=self.runner is not None, parent=self,
-                                   disc_positions=placed, disc_outlines=drawn)
+                                   corrections=self.corrections)
         dialog.setAttribute(QtCore.Qt.WidgetAttribute.WA_DeleteOnClose)
         dialog.show()
         return dialog

@@ -19,7 +19,6 @@ Heavy modules (torch, MONAI, the pipeline) are imported inside the job functions
 
 from __future__ import annotations
 
-import hashlib
 import re
 import threading
 import time
@@ -462,10 +461,10 @@ def prepare_display(exam: Any, key: str, source: str) -> "LoadedExam":
     if photo is not None:
         h, w = photo.shape[:2]
         loaded.fundus_shape = (h, w)
-        if loaded.photo_kind == "fundus":  # 20 ms for 12 MP: what corrections drawn by hand are remembered by
-            digest = hashlib.sha256(str(photo.shape).encode())
-            digest.update(np.ascontiguousarray(photo).data)
-            loaded.photo_sha256 = digest.hexdigest()
+        if loaded.photo_kind == "fundus":  # what corrections drawn by hand are remembered by
+            from engine.fundus.corrections import photo_sha256
+
+            loaded.photo_sha256 = photo_sha256(photo)
         scale = MAX_DISPLAY / max(h, w)
         if scale < 1.0:
             size = (max(1, int(round(w * scale))), max(1, int(round(h * scale))))
@@ -1061,30 +1060,17 @@ class BatchSummary:
     skipped: list[str]
     seconds: float
     placed: int = 0  # exams graded with the disc placed by hand in the window
-    outlined: int = 0  # exams whose outlines drawn by hand in the window were used
-
-
-def photo_key(source: Any) -> Optional[str]:
-    """The resolved path of an ``engine.io.discover.ExamSource``'s photo (None without files, or for an exam
-    opened from memory): what a disc placed or an outline drawn by hand in the window is remembered by for the
-    batch export."""
-    from engine.io.discover import ExamSource
-
-    if not isinstance(source, ExamSource):
-        return None
-    path = source.fundus or (source.paths[0] if source.paths else None)
-    return None if path is None else str(Path(path).resolve())
+    outlined: int = 0  # exams measured on outlines drawn by hand in the window
 
 
 def batch_export(folders: Sequence[str], out: str, progress=None, cancel=None, models: Any = None,
-                 calibration: Any = None, disc_positions: Optional[dict[str, tuple[float, float]]] = None,
-                 disc_outlines: Optional[dict[str, Any]] = None) -> BatchSummary:
+                 calibration: Any = None, corrections: Any = None) -> BatchSummary:
     """Grade every exam under ``folders`` into ``out`` with the columns of ``engine grade`` (one row per exam).
 
-    ``disc_positions``: :func:`photo_key` -> (row, col) px of discs placed by hand in the window; those exams are
-    graded with the disc there (their rows say ``disc_source`` = ``user``). ``disc_outlines``: :func:`photo_key` ->
-    :class:`engine.fundus.hand_outline.HandOutlines` drawn in the window; those exams' biomarkers are measured on
-    them (their message column says so; graders keep the automatic outline).
+    ``corrections``: the window's :class:`engine.fundus.corrections.CorrectionStore` (discs placed and outlines
+    drawn by hand, this session or earlier ones, matched by the photo's pixels); those exams are graded with the
+    disc placed there (rows: ``disc_source`` = ``user``) and measured on the outlines drawn (message column; the
+    graders keep the automatic outline).
 
     Rows are written atomically after each exam, with the ``OUT.partial`` marker of
     :mod:`engine.results_csv` until the end; a cancel keeps the rows finished so far and leaves the marker
@@ -1109,19 +1095,16 @@ def batch_export(folders: Sequence[str], out: str, progress=None, cancel=None, m
     mark_partial(out_path, {"total": n, "done": 0, "reason": "running"})
     write_csv(out_path, rows)
     partial = False
-    positions, drawn = disc_positions or {}, disc_outlines or {}
     placed = outlined = 0
     for k, source in enumerate(sources, start=len(rows) + 1):
         if cancel is not None and cancel.cancelled:
             partial = True
             break
         report(progress, (k - 1) / max(n, 1), f"exam {k} of {n}: {source.exam_id}")
-        key = photo_key(source) or ""
-        disc_at, outlines = positions.get(key), drawn.get(key)
-        placed += disc_at is not None
-        outlined += outlines is not None
         outcome = grade_one(source, ensemble, device, source.exam_id, None, True, calibration=calibration,
-                            disc_at=disc_at, disc_outlines=outlines)
+                            corrections=corrections)
+        placed += outcome.placed
+        outlined += outcome.outlined
         rows.append(outcome.row)
         write_csv(out_path, rows)
         report(progress, min(k / max(n, 1), 0.999), f"exam {k} of {n}: {source.exam_id} done")

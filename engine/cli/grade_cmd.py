@@ -44,6 +44,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--disc-positions", type=Path, metavar="CSV",
                    help="optic discs placed by hand: a CSV with columns exam,x,y (exam id, column and row in photo "
                    "px); those exams' disc analysis and disc crop go there, the others are found automatically")
+    p.add_argument("--disc-corrections", type=Path, metavar="FILE",
+                   help="discs placed and outlines drawn by hand in the viewer (its disc_corrections.json; matched by "
+                   "the photo's pixels): those exams are graded with the disc placed there and measured on the "
+                   "outlines drawn (the graders keep the automatic outline); --disc-positions wins for the exams "
+                   "it names")
     p.add_argument("--quiet", action="store_true", help="no per-exam progress lines")
     return p
 
@@ -133,6 +138,8 @@ class Outcome:
 
     row: dict[str, str]
     line: str
+    placed: bool = False  # graded with a disc placed by hand
+    outlined: bool = False  # measured on outlines drawn by hand
 
 
 def grade_one(
@@ -146,9 +153,14 @@ def grade_one(
     calibration: Any = None,
     disc_at: Optional[tuple[float, float]] = None,
     disc_outlines: Any = None,
+    corrections: Any = None,
 ) -> Outcome:
     """Load, grade and (optionally) draw one exam; every failure becomes an error row, never an exception.
-    ``disc_at`` / ``disc_outlines``: the disc placed / outlines drawn by hand (:func:`engine.pipeline.grade`)."""
+
+    ``disc_at`` / ``disc_outlines``: the disc placed / outlines drawn by hand (:func:`engine.pipeline.grade`);
+    ``corrections``: an :class:`engine.fundus.corrections.CorrectionStore` looked up by the photo's pixels when
+    neither is given.
+    """
     from engine.io.errors import ExamLoadError
     from engine.pipeline import GradingError, grade
     from engine.results_csv import error_row, row_from_result
@@ -165,6 +177,10 @@ def grade_one(
 
     if not needs_glaucoma_grader(exam):  # brain MRI, dental X-ray: only the sibling tasks apply
         return Outcome(*sibling_only_row(exam, data_id, device, cams_dir))
+    if corrections is not None and exam.fundus is not None and disc_at is None and disc_outlines is None:
+        from engine.fundus.corrections import photo_sha256
+
+        disc_at, disc_outlines = corrections.get(photo_sha256(exam.fundus))
     try:
         result = grade(exam, ensemble, device=device, cams=cams_dir is not None, analyses=analyses,
                        disc_calibration=calibration, disc_at=disc_at, disc_outlines=disc_outlines)
@@ -182,7 +198,8 @@ def grade_one(
         except OSError as err:
             row["message"] = "; ".join(x for x in (row["message"], f"CAM overlay not written: {err}") if x)
     p = max(result.probabilities)
-    return Outcome(row, f"ok {result.grade_name} (p={p:.2f}) in {time.perf_counter() - t0:.1f}s")
+    return Outcome(row, f"ok {result.grade_name} (p={p:.2f}) in {time.perf_counter() - t0:.1f}s",
+                   placed=disc_at is not None, outlined=bool(getattr(result.disc, "hand_outlined", ())))
 
 
 def _safe_stem(text: str) -> str:
@@ -192,19 +209,21 @@ def _safe_stem(text: str) -> str:
 _WORKER: dict[str, Any] = {}
 
 
-def _worker_init(models: Optional[str], device: str, threads: int, calibration: Any) -> None:
+def _worker_init(models: Optional[str], device: str, threads: int, calibration: Any, corrections: Any) -> None:
     import torch
 
     from engine.pipeline import load_models
 
     torch.set_num_threads(max(1, threads))
-    _WORKER.update(ensemble=load_models(models, device), device=device, calibration=calibration)
+    _WORKER.update(ensemble=load_models(models, device), device=device, calibration=calibration,
+                   corrections=corrections)
 
 
 def _worker_grade(source: Any, data_id: str, cams_dir: Optional[str], analyses: bool,
                   disc_at: Optional[tuple[float, float]]) -> Outcome:
     return grade_one(source, _WORKER["ensemble"], _WORKER["device"], data_id, Path(cams_dir) if cams_dir else None,
-                     analyses, calibration=_WORKER["calibration"], disc_at=disc_at)
+                     analyses, calibration=_WORKER["calibration"], disc_at=disc_at,
+                     corrections=_WORKER["corrections"])
 
 
 def run(args: argparse.Namespace) -> int:
@@ -267,6 +286,18 @@ def run(args: argparse.Namespace) -> int:
             positions = read_disc_positions(args.disc_positions)
         except ValueError as e:
             err(str(e))
+            return 2
+
+    corrections = None
+    if args.disc_corrections:
+        from engine.fundus.corrections import CorrectionStore
+
+        if not args.disc_corrections.is_file():
+            err(f"{args.disc_corrections}: no such file")
+            return 2
+        corrections = CorrectionStore(args.disc_corrections)
+        if corrections.problem:
+            err(corrections.problem)
             return 2
 
     sources, skipped, given_errors = discover_sources(args.paths)
@@ -336,9 +367,11 @@ def run(args: argparse.Namespace) -> int:
         err(f"resuming: {len(finished)} exam(s) already graded, {len(todo)} to go")
     n_total = len(todo)
     try:
-        outcomes = _run_all(args, todo, ensemble, device, calibration, positions)
+        outcomes = _run_all(args, todo, ensemble, device, calibration, positions, corrections)
+        corrected = 0
         for k, (did, outcome) in enumerate(outcomes, 1):
             rows[did] = outcome.row
+            corrected += outcome.placed or outcome.outlined
             flush()
             if not args.quiet:
                 err(f"[{k}/{n_total}] {did}: {outcome.line}")
@@ -354,13 +387,18 @@ def run(args: argparse.Namespace) -> int:
     n_err = sum(1 for r in final_rows if r["status"] != "ok")
     if not args.quiet:
         err(f"wrote {args.csv}: {len(final_rows) - n_err} ok, {n_err} error(s)")
+        if corrections is not None:
+            err(f"{corrected} exam(s) graded with the disc placed or outlines drawn by hand in "
+                f"{args.disc_corrections} ({len(corrections)} photo(s) there)")
     return 1 if n_err else 0
 
 
 def _run_all(args: argparse.Namespace, todo: list[tuple[str, Any]], ensemble: Any, device: str,
-             calibration: Any = None, positions: Optional[dict[str, tuple[float, float]]] = None) -> Any:
+             calibration: Any = None, positions: Optional[dict[str, tuple[float, float]]] = None,
+             corrections: Any = None) -> Any:
     """Yield ``(data id, Outcome)`` in input order, in this process or in ``--jobs`` worker processes
-    (``positions``: exam id -> (row, col) px of a disc placed by hand)."""
+    (``positions``: exam id -> (row, col) px of a disc placed by hand; ``corrections``: a
+    :class:`engine.fundus.corrections.CorrectionStore` for the others)."""
     positions = positions or {}
     cams_dir = args.cams
     analyses = not args.no_analyses
@@ -371,7 +409,7 @@ def _run_all(args: argparse.Namespace, todo: list[tuple[str, Any]], ensemble: An
             ensemble = load_models(args.models, device)
         for did, s in todo:
             yield did, grade_one(s, ensemble, device, did, cams_dir, analyses, calibration=calibration,
-                                 disc_at=positions.get(s.exam_id))
+                                 disc_at=positions.get(s.exam_id), corrections=corrections)
         return
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
@@ -380,7 +418,7 @@ def _run_all(args: argparse.Namespace, todo: list[tuple[str, Any]], ensemble: An
     models = str(args.models) if args.models else None
     with ProcessPoolExecutor(
         max_workers=args.jobs, mp_context=mp.get_context("spawn"), initializer=_worker_init,
-        initargs=(models, device, threads, calibration),
+        initargs=(models, device, threads, calibration, corrections),
     ) as pool:
         cams = str(cams_dir) if cams_dir else None
         futures = [(did, pool.submit(_worker_grade, s, did, cams, analyses, positions.get(s.exam_id)))

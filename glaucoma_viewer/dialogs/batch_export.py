@@ -42,16 +42,14 @@ class BatchExportDialog(QtWidgets.QDialog):
 
     def __init__(self, worker: Worker, folders: Sequence[str] = (), out: str = "", models: Any = None,
                  calibration: Any = None, isolate: bool = False, parent: Optional[QtWidgets.QWidget] = None,
-                 disc_positions: Optional[dict[str, tuple[float, float]]] = None,
-                 disc_outlines: Optional[dict[str, Any]] = None) -> None:
+                 corrections: Any = None) -> None:
         super().__init__(parent)
         self.setWindowTitle("Batch export CSV")
         self.resize(620, 420)
         self.worker = worker
         self.models = models
         self.calibration = calibration
-        self.disc_positions = dict(disc_positions or {})  # discs placed by hand in the window (worker.photo_key)
-        self.disc_outlines = dict(disc_outlines or {})  # outlines drawn by hand in the window (worker.photo_key)
+        self.corrections = corrections  # engine.fundus.corrections.CorrectionStore: discs placed, outlines drawn
         # Grading in its own child process keeps the window smooth while a large folder is exported.
         self.runner: Optional[ProcessRunner] = ProcessRunner() if isolate else None
         self.job: Optional[JobHandle] = None
@@ -161,7 +159,7 @@ class BatchExportDialog(QtWidgets.QDialog):
         run = jobs.batch_export if self.runner is None else functools.partial(self.runner.call, jobs.batch_export)
         self.job = self.worker.submit(
             run, folders, out, name="batch export", models=self.models, calibration=self.calibration,
-            disc_positions=self.disc_positions, disc_outlines=self.disc_outlines,
+            corrections=None if self.corrections is None else self.corrections.snapshot(),
             on_finished=self._finished, on_failed=self._failed, on_progress=self._progress,
         )
         return self.job
@@ -198,9 +196,9 @@ class BatchExportDialog(QtWidgets.QDialog):
         lines = [f"Wrote {summary.out}: {summary.ok} ok, {summary.errors} error row(s), "
                  f"{format_duration(summary.seconds)}."]
         if summary.placed:
-            lines.append(f"{summary.placed} exam(s) graded with the optic disc placed by hand in the window.")
+            lines.append(f"{summary.placed} exam(s) graded with the optic disc placed by hand in the viewer.")
         if summary.outlined:
-            lines.append(f"{summary.outlined} exam(s) measured on disc/cup outlines drawn by hand in the window.")
+            lines.append(f"{summary.outlined} exam(s) measured on disc/cup outlines drawn by hand in the viewer.")
         if summary.partial:
             lines.append(f"The file holds only the exams finished before Cancel; {summary.out}.partial says so.")
         if summary.skipped:

@@ -151,6 +151,43 @@ def test_disc_positions_place_the_disc_of_the_exams_they_name(cohort, tmp_path, 
     assert "cannot read" in capsys.readouterr().err and not (tmp_path / "q.csv").exists()
 
 
+def test_disc_corrections_from_the_viewer_are_matched_by_the_photos_pixels(cohort, tmp_path, capsys):
+    import numpy as np
+
+    from engine.cli.grade_cmd import discover_sources, load_source
+    from engine.fundus.corrections import CorrectionStore, photo_sha256
+    from engine.fundus.hand_outline import HandOutlines
+
+    cases, models = cohort
+    good = [str(p) for p in sorted(cases.iterdir()) if p.name != "BROKEN"]
+    photos = {s.exam_id: load_source(s).fundus for s in discover_sources(good)[0]}
+    store = CorrectionStore(tmp_path / "disc_corrections.json")
+    t = np.linspace(0, 2 * np.pi, 16, endpoint=False)
+    cup = np.stack([60 + 5 * np.sin(t), 75 + 5 * np.cos(t)], axis=1)
+    store.put(photo_sha256(photos["SYNTH0000"]), (60.0, 75.0), HandOutlines(cup=cup))
+    store.put(photo_sha256(photos["SYNTH0001"]), (50.0, 70.0), None)
+    store.put("f" * 64, (1.0, 1.0), None)  # a photo not in this cohort
+    positions = tmp_path / "discs.csv"
+    positions.write_text("exam,x,y\nSYNTH0001,40,60\n")  # named on the command line: wins over the file
+    out = tmp_path / "c.csv"
+    for jobs in ("1", "2"):
+        capsys.readouterr()
+        assert main(["grade", *good, "--csv", str(out), "--models", str(models), "--jobs", jobs,
+                     "--disc-corrections", str(store.path), "--disc-positions", str(positions)]) == 0
+        assert "2 exam(s) graded with the disc placed or outlines drawn by hand in " in capsys.readouterr().err
+        by_id = {r["data"]: r for r in _rows(out)}
+        assert by_id["SYNTH0000"]["disc_source"] == "user" and "cup outline drawn by hand" in \
+            by_id["SYNTH0000"]["message"]
+        assert by_id["SYNTH0001"]["disc_source"] == "user" and "drawn by hand" not in by_id["SYNTH0001"]["message"]
+        assert by_id["SYNTH0002"]["disc_source"] == "engine.fundus.localize"
+    (tmp_path / "bad.json").write_text("{")
+    for given, says in ((tmp_path / "bad.json", "bad.json could not be read"), (tmp_path / "no.json", "no such file")):
+        assert main(["grade", good[0], "--csv", str(tmp_path / "q.csv"), "--disc-corrections", str(given)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and says in err[0], err
+    assert not (tmp_path / "q.csv").exists()
+
+
 def test_grader_conflict_reads_only_ok_rows_that_name_graders():
     from engine.results_csv import grader_conflict
 

@@ -109,7 +109,7 @@ def test_discs_placed_in_the_window_are_used_by_the_batch_export(qtbot, window, 
     by_id = {r["data"]: r for r in _rows(tmp_path / "placed.csv")[1]}
     assert by_id["SYNTH0000"]["disc_source"] == "user" and by_id["SYNTH0001"]["disc_source"] != "user"
     dialog.close()
-    # an exam opened from memory (no file) with a placed disc has nothing to match in a folder
+    # a disc placed on a photo that is not in the folder (an exam opened from memory) matches nothing there
     from engine.synthetic import synthetic_exam
 
     memory = window.add_exam(synthetic_exam(1, n_bscans=4, fundus_shape=(160, 200), bscan_shape=(64, 80), seed=9))
@@ -117,4 +117,12 @@ def test_discs_placed_in_the_window_are_used_by_the_batch_export(qtbot, window, 
     window.show_exam(memory)
     window.place_disc((70.0, 60.0))
     wait_idle(window)
-    assert window.open_batch_export().disc_positions == {k: v for k, v in dialog.disc_positions.items()}
+    assert len(window.corrections) == 2
+    again = window.open_batch_export()
+    again.folders.clear()
+    again.folders.addItem(str(cohort))
+    again.out_edit.setText(str(tmp_path / "again.csv"))
+    with qtbot.waitSignal(again.finished_export, timeout=120000) as signal:
+        again.start()
+    assert signal.args[0].placed == 1
+    again.close()

@@ -164,7 +164,7 @@ def test_the_mask_export_never_writes_over_an_exams_own_file(qtbot, window, tmp_
 
 def test_corrections_are_remembered_for_the_same_photo_in_the_next_session(qtbot, make_window, settings, small_exam,
                                                                           wait_idle, circles, tmp_path):
-    from glaucoma_viewer.corrections import CorrectionStore
+    from engine.fundus.corrections import CorrectionStore
 
     window = make_window()
     key = window.add_exam(small_exam(seed=7))
@@ -202,29 +202,3 @@ def test_corrections_are_remembered_for_the_same_photo_in_the_next_session(qtbot
     assert "not used: disc_corrections.json could not be read" in third.status_label.text()
     assert len(third.corrections) == 0
 
-
-def test_the_corrections_file_round_trips_and_ignores_bad_records(tmp_path):
-    import json
-
-    from engine.fundus.hand_outline import HandOutlines
-    from glaucoma_viewer.corrections import CorrectionStore
-
-    path = tmp_path / "c.json"
-    store = CorrectionStore(path)
-    assert store.get("a" * 64) == (None, None) and not path.exists()
-    store.put("a" * 64, None, HandOutlines(disc=_circle((50, 60), 20)))
-    store.put("b" * 64, (1.0, 2.0), None)
-    store.put("c" * 64, None, None)  # nothing to remember: not written
-    again = CorrectionStore(path)
-    disc_at, outlines = again.get("a" * 64)
-    assert disc_at is None and outlines.parts == ("disc",) and np.allclose(outlines.disc, _circle((50, 60), 20),
-                                                                           atol=0.01)
-    assert again.get("b" * 64) == ((1.0, 2.0), None) and len(again) == 2
-    data = json.loads(path.read_text())
-    data["photos"]["d" * 64] = {"disc_at": None, "cup": [[1, 2]]}  # too few points
-    data["photos"]["e" * 64] = {"disc_at": "x"}
-    path.write_text(json.dumps(data))
-    bad = CorrectionStore(path)
-    assert bad.problem == "" and bad.get("d" * 64) == (None, None) and bad.get("e" * 64) == (None, None)
-    path.write_text(json.dumps({"version": 2, "photos": {}}))
-    assert "not a version-1 corrections file" in CorrectionStore(path).problem

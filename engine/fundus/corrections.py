@@ -1,12 +1,15 @@
-"""Discs placed and outlines drawn by hand, remembered between sessions.
+"""Discs placed and outlines drawn by hand, kept in a file: remembered by the viewer between sessions and read
+by ``engine grade --disc-corrections`` and the viewer's batch export.
 
-Keyed by the SHA-256 of the photo's pixels (``LoadedExam.photo_sha256``), so a correction follows the photo
-wherever its folder is opened from and never lands on another photo; the file holds no names, ids or paths. One
-small JSON file beside the window's settings, written atomically on every change.
+Keyed by :func:`photo_sha256` (the photo's pixels and shape), so a correction follows the photo wherever its folder
+is opened from and never lands on another photo; the file holds no names, ids or paths. The viewer keeps it beside
+its settings (``disc_corrections.json``) and writes it atomically on every change.
 """
 
 from __future__ import annotations
 
+import copy
+import hashlib
 import json
 from datetime import datetime, timezone
 from pathlib import Path
@@ -16,6 +19,14 @@ import numpy as np
 
 FILE_NAME = "disc_corrections.json"
 VERSION = 1
+
+
+def photo_sha256(image: np.ndarray) -> str:
+    """SHA-256 (hex) of a (H, W, 3) uint8 photo's shape and pixels, as decoded by ``engine.io`` (20 ms for 12 MP)."""
+    image = np.ascontiguousarray(image)
+    digest = hashlib.sha256(str(image.shape).encode())
+    digest.update(image.data)
+    return digest.hexdigest()
 
 
 class CorrectionStore:
@@ -44,6 +55,10 @@ class CorrectionStore:
 
     def __len__(self) -> int:
         return len(self._photos)
+
+    def snapshot(self) -> "CorrectionStore":
+        """A copy to read on another thread or process while this one goes on changing."""
+        return copy.deepcopy(self)
 
     def get(self, photo_sha256: str) -> tuple[Optional[tuple[float, float]], Any]:
         """The placement and outlines remembered for the photo (None, None when nothing is, or a record is bad)."""

@@ -1,0 +1,50 @@
+"""The file of discs placed and outlines drawn by hand (viewer sessions, ``grade --disc-corrections``)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from engine.fundus.corrections import CorrectionStore, photo_sha256
+from engine.fundus.hand_outline import HandOutlines
+
+
+def _circle(centre, radius, n=32):
+    t = np.linspace(0, 2 * np.pi, n, endpoint=False)
+    return np.stack([centre[0] + radius * np.sin(t), centre[1] + radius * np.cos(t)], axis=1)
+
+
+def test_photo_hash_sees_pixels_and_shape():
+    a = np.zeros((4, 6, 3), np.uint8)
+    assert photo_sha256(a) == photo_sha256(a.copy()) and len(photo_sha256(a)) == 64
+    assert photo_sha256(a) != photo_sha256(np.zeros((6, 4, 3), np.uint8))
+    b = a.copy()
+    b[3, 5, 2] = 1
+    assert photo_sha256(a) != photo_sha256(b)
+    assert photo_sha256(np.asfortranarray(b)) == photo_sha256(b)  # memory layout does not matter
+
+
+def test_the_corrections_file_round_trips_and_ignores_bad_records(tmp_path):
+    path = tmp_path / "c.json"
+    store = CorrectionStore(path)
+    assert store.get("a" * 64) == (None, None) and not path.exists()
+    store.put("a" * 64, None, HandOutlines(disc=_circle((50, 60), 20)))
+    store.put("b" * 64, (1.0, 2.0), None)
+    store.put("c" * 64, None, None)  # nothing to remember: not written
+    again = CorrectionStore(path)
+    disc_at, outlines = again.get("a" * 64)
+    assert disc_at is None and outlines.parts == ("disc",) and np.allclose(outlines.disc, _circle((50, 60), 20),
+                                                                           atol=0.01)
+    assert again.get("b" * 64) == ((1.0, 2.0), None) and len(again) == 2
+    data = json.loads(path.read_text())
+    data["photos"]["d" * 64] = {"disc_at": None, "cup": [[1, 2]]}  # too few points
+    data["photos"]["e" * 64] = {"disc_at": "x"}
+    path.write_text(json.dumps(data))
+    bad = CorrectionStore(path)
+    assert bad.problem == "" and bad.get("d" * 64) == (None, None) and bad.get("e" * 64) == (None, None)
+    path.write_text(json.dumps({"version": 2, "photos": {}}))
+    assert "not a version-1 corrections file" in CorrectionStore(path).problem
+    copy = again.snapshot()
+    again.put("a" * 64, None, None)
+    assert len(copy) == 2 and len(again) == 1
