@@ -125,3 +125,20 @@ def circles(monkeypatch) -> list:
 
     monkeypatch.setattr(fundus, "analyse_disc", analyse)
     return asked
+
+
+@pytest.fixture
+def export_batch(qtbot):
+    """``export_batch(window, folder, out) -> (dialog, summary)``: File > Batch export CSV… of ``folder`` into
+    ``out``, waited for (close the dialog when done with it)."""
+
+    def run(window, folder, out):
+        dialog = window.open_batch_export()
+        dialog.folders.clear()
+        dialog.folders.addItem(str(folder))
+        dialog.out_edit.setText(str(out))
+        with qtbot.waitSignal(dialog.finished_export, timeout=120000) as signal:
+            dialog.start()
+        return dialog, signal.args[0]
+
+    return run

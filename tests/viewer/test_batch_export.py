@@ -90,7 +90,8 @@ def test_durations_read_like_a_clock():
     assert format_duration(3725) == "1:02:05"
 
 
-def test_discs_placed_in_the_window_are_used_by_the_batch_export(qtbot, window, cohort, tmp_path, wait_idle):
+def test_discs_placed_in_the_window_are_used_by_the_batch_export(qtbot, window, cohort, tmp_path, wait_idle,
+                                                                  export_batch):
     window.open_paths([str(cohort)], remember=False)
     wait_idle(window)
     key = next(k for k, e in window.entries.items() if e.label.startswith("SYNTH0000"))
@@ -98,14 +99,8 @@ def test_discs_placed_in_the_window_are_used_by_the_batch_export(qtbot, window, 
     window.place_disc((60.0, 50.0))
     wait_idle(window)
     assert window.entries[key].analysis.raw.disc_source == "user"
-    dialog = window.open_batch_export()
-    dialog.folders.clear()
-    dialog.folders.addItem(str(cohort))
-    dialog.out_edit.setText(str(tmp_path / "placed.csv"))
-    with qtbot.waitSignal(dialog.finished_export, timeout=120000) as signal:
-        dialog.start()
-    assert signal.args[0].placed == 1 and "1 exam(s) graded with the optic disc placed by hand" in \
-        dialog.result_label.text()
+    dialog, summary = export_batch(window, cohort, tmp_path / "placed.csv")
+    assert summary.placed == 1 and "1 exam(s) graded with the optic disc placed by hand" in dialog.result_label.text()
     by_id = {r["data"]: r for r in _rows(tmp_path / "placed.csv")[1]}
     assert by_id["SYNTH0000"]["disc_source"] == "user" and by_id["SYNTH0001"]["disc_source"] != "user"
     dialog.close()
@@ -118,11 +113,6 @@ def test_discs_placed_in_the_window_are_used_by_the_batch_export(qtbot, window, 
     window.place_disc((70.0, 60.0))
     wait_idle(window)
     assert len(window.corrections) == 2
-    again = window.open_batch_export()
-    again.folders.clear()
-    again.folders.addItem(str(cohort))
-    again.out_edit.setText(str(tmp_path / "again.csv"))
-    with qtbot.waitSignal(again.finished_export, timeout=120000) as signal:
-        again.start()
-    assert signal.args[0].placed == 1
+    again, summary = export_batch(window, cohort, tmp_path / "again.csv")
+    assert summary.placed == 1
     again.close()

@@ -89,7 +89,8 @@ def test_a_drawn_disc_is_dropped_when_the_disc_is_placed_elsewhere(qtbot, window
     assert _vcdr(entry.analysis) == pytest.approx(17 / 41, abs=0.01)
 
 
-def test_outlines_drawn_in_the_window_are_used_by_the_batch_export(qtbot, window, cohort, tmp_path, wait_idle):
+def test_outlines_drawn_in_the_window_are_used_by_the_batch_export(qtbot, window, cohort, tmp_path, wait_idle,
+                                                                   export_batch):
     window.open_paths([str(cohort)], remember=False)
     wait_idle(window)
     key = next(k for k, e in window.entries.items() if e.label.startswith("SYNTH0000"))
@@ -100,13 +101,8 @@ def test_outlines_drawn_in_the_window_are_used_by_the_batch_export(qtbot, window
     window.correct_outline("cup", disc.mean(axis=0) + 0.6 * (disc - disc.mean(axis=0)))
     wait_idle(window)
     assert entry.analysis.outlines.parts == ("cup",)
-    dialog = window.open_batch_export()
-    dialog.folders.clear()
-    dialog.folders.addItem(str(cohort))
-    dialog.out_edit.setText(str(tmp_path / "drawn.csv"))
-    with qtbot.waitSignal(dialog.finished_export, timeout=120000) as signal:
-        dialog.start()
-    assert signal.args[0].outlined == 1 and "1 exam(s) measured on disc/cup outlines drawn by hand" in \
+    dialog, summary = export_batch(window, cohort, tmp_path / "drawn.csv")
+    assert summary.outlined == 1 and "1 exam(s) measured on disc/cup outlines drawn by hand" in \
         dialog.result_label.text()
     with open(tmp_path / "drawn.csv", newline="", encoding="utf-8") as fh:
         by_id = {r["data"]: r for r in csv.DictReader(fh)}
