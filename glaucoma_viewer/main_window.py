@@ -58,6 +58,7 @@ class ExamEntry:
     last_used: float = field(default_factory=time.perf_counter)
     disc_at: Optional[tuple[float, float]] = None  # (row, col) photo px where the user placed the optic disc
     outlines: Any = None  # engine.fundus.hand_outline.HandOutlines the user drew (None: the segmenter's)
+    outline_undo: list = field(default_factory=list)  # the outlines measured before each change, oldest first
 
     @property
     def reloadable(self) -> bool:
@@ -278,6 +279,11 @@ class MainWindow(QtWidgets.QMainWindow):
         self.clear_calibration_action = analysis_menu.addAction("No site calibration",
                                                                 lambda: self.set_site_calibration(None))
         self.clear_calibration_action.setEnabled(False)
+        analysis_menu.addSeparator()
+        self.undo_outline_action = analysis_menu.addAction("Undo outline change", self.undo_outline)
+        self.undo_outline_action.setShortcut(QtGui.QKeySequence.StandardKey.Undo)
+        self.undo_outline_action.setEnabled(False)
+        self.fundus_view.undo_button.clicked.connect(self.undo_outline)
 
         help_menu = bar.addMenu("&Help")
         help_menu.addAction("Model cards…", self.show_model_cards)
@@ -680,6 +686,7 @@ class MainWindow(QtWidgets.QMainWindow):
             self._apply_analysis(entry)
         else:
             self.fundus_view.set_disc_overlay([], [], None)
+            self._update_undo(None)
             self.fundus_view.set_cam(None)
             self.oct_view.set_overlays(None, None)
             if entry.status == "analysing":
@@ -695,6 +702,7 @@ class MainWindow(QtWidgets.QMainWindow):
         if entry is None or entry.loaded is None or entry.loaded.exam.fundus is None or entry.disc_at == point:
             return
         entry.disc_at, entry.outlines = point, None  # outlines drawn on the previous disc do not carry over
+        entry.outline_undo.clear()
         self.fundus_view.stop_editing()
         self.fundus_view.set_disc_placed(point)
         self._remember_corrections(entry)
@@ -738,22 +746,36 @@ class MainWindow(QtWidgets.QMainWindow):
             return
         self.set_outlines(outlines)
 
-    def set_outlines(self, outlines: Any) -> None:
+    def set_outlines(self, outlines: Any, undoing: bool = False) -> None:
         """Show and measure the shown exam with ``outlines`` (:class:`engine.fundus.hand_outline.HandOutlines`; None:
-        the segmenter's), on the worker (a few ms; the contours of a 12 MP photo take longer)."""
+        the segmenter's), on the worker (a few ms; the contours of a 12 MP photo take longer). Unless ``undoing``,
+        the outlines shown before are kept for :meth:`undo_outline` once the new ones are measured."""
         entry = self.current_entry()
         if entry is None or entry.analysis is None or entry.loaded is None or entry.outlines is outlines:
             return
+        before = entry.analysis.outlines
         entry.outlines = outlines
         self.worker.submit(jobs.correct_outlines, entry.analysis, entry.loaded.exam, outlines,
                            name=f"outlines {entry.label}",
-                           on_finished=lambda view, k=entry.key: self._outlines_measured(k, view, outlines),
+                           on_finished=lambda view, k=entry.key: self._outlines_measured(
+                               k, view, outlines, () if undoing else (before,)),
                            on_failed=lambda failure, k=entry.key: self._outlines_failed(k, failure, outlines))
 
-    def _outlines_measured(self, key: str, view: AnalysisView, outlines: Any) -> None:
+    def undo_outline(self) -> None:
+        """Analysis > Undo outline change (Ctrl+Z): the shown exam's outlines as they were before the last change
+        measured (a change still being measured is not undone)."""
+        entry = self.current_entry()
+        if entry is None or entry.analysis is None or not entry.outline_undo or entry.outlines is not \
+                entry.analysis.outlines:
+            return
+        self.set_outlines(entry.outline_undo.pop(), undoing=True)
+
+    def _outlines_measured(self, key: str, view: AnalysisView, outlines: Any, replaced: tuple = ()) -> None:
+        """``replaced``: (the outlines this change replaced,) to keep for Undo; () when undoing."""
         entry = self.entries.get(key)
         if entry is None or entry.analysis is None or entry.outlines is not outlines:
             return  # a newer change (or a new analysis) follows
+        entry.outline_undo.extend(replaced)
         entry.analysis = view
         self._remember_corrections(entry)
         if key == self._current_key:
@@ -775,12 +797,18 @@ class MainWindow(QtWidgets.QMainWindow):
         if entry.key == self._current_key:
             self._apply_analysis(entry)
 
+    def _update_undo(self, entry: Optional[ExamEntry]) -> None:
+        can = entry is not None and entry.analysis is not None and bool(entry.outline_undo)
+        self.undo_outline_action.setEnabled(can)
+        self.fundus_view.undo_button.setEnabled(can)
+
     def _apply_analysis(self, entry: ExamEntry) -> None:
         view = entry.analysis
         assert view is not None
         self.fundus_view.set_disc_overlay(view.disc_contours, view.cup_contours, view.crop_box)
         drawn = () if view.outlines is None else view.outlines.parts
         self.fundus_view.set_outline_vertices(view.outline_vertices, drawn)
+        self._update_undo(entry)
         self.oct_view.set_overlays(view.oct_labels, view.oct_cam)
         self.results.set_analysis(view, self.oct_view.current_index)
         choice = self.results.cam_choice

@@ -198,3 +198,31 @@ def test_corrections_are_remembered_for_the_same_photo_in_the_next_session(qtbot
     assert "not used: disc_corrections.json could not be read" in third.status_label.text()
     assert len(third.corrections) == 0
 
+
+
+def test_outline_changes_are_undone_one_by_one(qtbot, window, small_exam, wait_idle, circles):
+    key = window.add_exam(small_exam(seed=4))
+    wait_idle(window)
+    entry, view = window.entries[key], window.fundus_view
+    assert not window.undo_outline_action.isEnabled() and not view.undo_button.isEnabled()
+    view.start_editing("cup")
+    for radius in (12.0, 16.0):
+        window.correct_outline("cup", _circle((80.0, 100.0), radius))
+        wait_idle(window)
+    window.correct_outline("disc", _circle((80.0, 100.0), 25.0))
+    wait_idle(window)
+    assert entry.outlines.parts == ("disc", "cup") and _vcdr(entry.analysis) == pytest.approx(33 / 51, abs=0.02)
+    assert window.undo_outline_action.isEnabled() and view.undo_button.isEnabled()
+    ratios = []
+    while window.undo_outline_action.isEnabled():
+        qtbot.mouseClick(view.undo_button, QtCore.Qt.MouseButton.LeftButton)
+        wait_idle(window)
+        ratios.append(round(_vcdr(entry.analysis), 2))
+    assert ratios == [round(33 / 41, 2), round(25 / 41, 2), round(17 / 41, 2)]  # disc, then the two cups, undone
+    assert entry.outlines is None and "drawn by hand" not in entry.analysis.disc_method
+    assert np.allclose(view.outline_points(), entry.analysis.outline_vertices["cup"], atol=1e-3)  # editor follows
+    window.correct_outline("cup", _circle((80.0, 100.0), 12.0))
+    wait_idle(window)
+    window.place_disc((70.0, 90.0))  # another disc: nothing left to undo
+    wait_idle(window)
+    assert not window.undo_outline_action.isEnabled() and entry.outline_undo == []
