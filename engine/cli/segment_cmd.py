@@ -34,6 +34,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--disc-at", metavar="X,Y",
                    help="disc-cup, one IMAGE: the optic disc is at column X, row Y (photo px), for a photo where "
                    "the automatic search chose another region")
+    p.add_argument("--disc-corrections", type=Path, metavar="FILE",
+                   help="disc-cup: discs placed and outlines drawn by hand in the viewer (its disc_corrections.json; "
+                   "matched by the photo's pixels): masks and biomarkers follow them (--disc-at wins)")
     p.add_argument("--method", choices=("graph", "network"), help="layers: boundary method")
     p.add_argument("--region", choices=("auto", "macula", "disc"), help="layers: scan region")
     return p

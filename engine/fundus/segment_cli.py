@@ -69,8 +69,10 @@ def parse_disc_at(text: str) -> tuple[float, float]:
 
 def run_disc_cup(args: Any) -> int:
     """The ``--task disc-cup`` branch of ``segment``. ``args``: ``inputs``, ``out``, ``json``, ``weights``, ``eye``,
-    ``site_calibration``, ``disc_at``."""
+    ``site_calibration``, ``disc_at``, ``disc_corrections``."""
     from engine.fundus.analysis import analyse_disc
+    from engine.fundus.corrections import CorrectionStore, photo_sha256
+    from engine.fundus.hand_outline import OutlineError, apply_outlines
     from engine.fundus.segmenter import default_weights_path, load_segmenter
     from engine.fundus.site_calibration import (
         CalibrationError,
@@ -91,6 +93,16 @@ def run_disc_cup(args: Any) -> int:
             return 2
         if len(args.inputs) != 1:
             print(f"error: --disc-at places the disc on one photo; {len(args.inputs)} were given", file=sys.stderr)
+            return 2
+    corrections = None
+    if getattr(args, "disc_corrections", None):
+        store = Path(args.disc_corrections)
+        if not store.is_file():
+            print(f"error: {store}: no such file", file=sys.stderr)
+            return 2
+        corrections = CorrectionStore(store)
+        if corrections.problem:
+            print(f"error: {corrections.problem}", file=sys.stderr)
             return 2
     weights = getattr(args, "weights", None)
     try:
@@ -123,20 +135,28 @@ def run_disc_cup(args: Any) -> int:
     failed = 0
     for path in paths:
         row: dict[str, Any] = {"input": str(path)}
+        placed_at, outlines = disc_at, None
         try:
             exam = load_image_exam(path, modality="fundus", eye=eye)
+            if corrections is not None and disc_at is None:
+                placed_at, outlines = corrections.get(photo_sha256(exam.fundus))
             result = apply_calibration(analyse_disc(exam.fundus, spacing=exam.fundus_spacing, eye=eye,
-                                                    segmenter=seg, disc_at=disc_at), calibration)
+                                                    segmenter=seg, disc_at=placed_at), calibration)
         except (ExamLoadError, ValueError, OSError) as err:
             message = str(err) if str(path) in str(err) else f"{path}: {err}"
             print(f"error: {message}", file=sys.stderr)
             results.append({**row, "status": "error", "message": str(err)})
             failed += 1
             continue
+        if outlines is not None and result.found:
+            try:
+                result = apply_outlines(result, outlines)
+            except OutlineError as err:
+                result.message = "; ".join(m for m in (result.message, f"outlines drawn by hand not used: {err}") if m)
         row.update(status="ok" if result.found else "not_found", confidence=round(result.confidence, 4),
-                   message=result.message)
-        if disc_at is not None:
-            row["disc_at"] = {"x": disc_at[1], "y": disc_at[0]}
+                   message=result.message, outlined_by_hand=list(result.hand_outlined))
+        if placed_at is not None:
+            row["disc_at"] = {"x": placed_at[1], "y": placed_at[0]}
         if not result.found:
             print(f"error: {path}: {result.message}", file=sys.stderr)
             results.append(row)
@@ -149,8 +169,10 @@ def run_disc_cup(args: Any) -> int:
                    crop_box=[round(float(v), 1) for v in result.crop_box], biomarkers=markers)
         results.append(row)
         if not args.json:
-            placed = disc_at and f"disc placed at x {disc_at[1]:.0f}, y {disc_at[0]:.0f} px"
-            note = "".join(f" ({m})" for m in (result.message, placed, calibration and calibration.describe()) if m)
+            placed = placed_at and f"disc placed at x {placed_at[1]:.0f}, y {placed_at[0]:.0f} px"
+            drawn = result.hand_outlined and f"{' and '.join(result.hand_outlined)} drawn by hand"
+            scaled = result.site_calibration and result.site_calibration.describe()  # None once a cup is drawn
+            note = "".join(f" ({m})" for m in (result.message, placed, drawn, scaled) if m)
             print(_line(path.name, markers) + note, flush=True)
     doc = {"task": "disc-cup", "mask_convention": "0 cup, 128 rim, 255 background", "weights_sha256": seg.sha256,
            "site_calibration": None if calibration is None else json.loads(calibration.to_json()),

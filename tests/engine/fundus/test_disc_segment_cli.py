@@ -151,3 +151,37 @@ def test_disc_placed_by_hand(photos, with_oracle, tmp_path, capsys):
         assert len(err) == 1 and says in err[0], err
     assert main(["segment", str(paths[0]), "--task", "disc-cup", "--out", str(out), "--disc-at", "9999,1"]) == 1
     assert "outside the 560 x 480 px photo" in capsys.readouterr().err
+
+
+def test_corrections_drawn_in_the_viewer_are_followed(photos, with_oracle, tmp_path, capsys):
+    from engine.fundus.corrections import CorrectionStore, photo_sha256
+    from engine.fundus.hand_outline import HandOutlines, polygon_mask
+    from engine.io.images import load_image_exam
+
+    paths, truths = photos
+    (r, c), out = truths[0].disc_center, tmp_path / "out"
+    t = np.linspace(0, 2 * np.pi, 24, endpoint=False)
+    cup = np.stack([r + 15 * np.sin(t), c + 15 * np.cos(t)], axis=1)
+    store = CorrectionStore(tmp_path / "disc_corrections.json")
+    store.put(photo_sha256(load_image_exam(paths[0], modality="fundus").fundus), (r, c), HandOutlines(cup=cup))
+    assert main(["segment", *map(str, paths), "--task", "disc-cup", "--out", str(out), "--disc-corrections",
+                 str(store.path)]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert f"(disc placed at x {c:.0f}, y {r:.0f} px) (cup drawn by hand)" in lines[0] and "hand" not in lines[1]
+    mask = cv2.imread(str(out / "photo0.png"), cv2.IMREAD_UNCHANGED)
+    drawn = polygon_mask(np.round(cup, 2), mask.shape)  # the file keeps vertices to 1/100 px
+    assert ((mask == 0) == (drawn & (mask < 255))).all()  # the drawn cup, inside the disc
+    doc = json.loads((out / "disc_cup_biomarkers.json").read_text())
+    first, second = doc["results"]
+    assert first["outlined_by_hand"] == ["cup"] and first["disc_at"] == {"x": c, "y": r}
+    assert second["outlined_by_hand"] == [] and "disc_at" not in second
+    # --disc-at wins over the file (and its outlines, drawn on that disc)
+    assert main(["segment", str(paths[0]), "--task", "disc-cup", "--out", str(out), "--disc-corrections",
+                 str(store.path), "--disc-at", f"{c + 3:.0f},{r:.0f}", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["results"][0]["outlined_by_hand"] == []
+    (tmp_path / "bad.json").write_text("[]")
+    for given, says in ((tmp_path / "bad.json", "could not be read"), (tmp_path / "none.json", "no such file")):
+        assert main(["segment", str(paths[0]), "--task", "disc-cup", "--out", str(out), "--disc-corrections",
+                     str(given)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and says in err[0], err
