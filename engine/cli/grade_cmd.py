@@ -368,10 +368,10 @@ def run(args: argparse.Namespace) -> int:
     n_total = len(todo)
     try:
         outcomes = _run_all(args, todo, ensemble, device, calibration, positions, corrections)
-        corrected = 0
+        corrected, exam_ids = 0, {d: s.exam_id for d, s in todo}
         for k, (did, outcome) in enumerate(outcomes, 1):
             rows[did] = outcome.row
-            corrected += outcome.placed or outcome.outlined
+            corrected += outcome.outlined or (outcome.placed and exam_ids[did] not in positions)  # from the file
             flush()
             if not args.quiet:
                 err(f"[{k}/{n_total}] {did}: {outcome.line}")
