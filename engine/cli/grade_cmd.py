@@ -290,14 +290,12 @@ def run(args: argparse.Namespace) -> int:
 
     corrections = None
     if args.disc_corrections:
-        from engine.fundus.corrections import CorrectionStore
+        from engine.fundus.corrections import read_corrections
 
-        if not args.disc_corrections.is_file():
-            err(f"{args.disc_corrections}: no such file")
-            return 2
-        corrections = CorrectionStore(args.disc_corrections)
-        if corrections.problem:
-            err(corrections.problem)
+        try:
+            corrections = read_corrections(args.disc_corrections)
+        except ValueError as e:
+            err(str(e))
             return 2
 
     sources, skipped, given_errors = discover_sources(args.paths)

@@ -21,6 +21,20 @@ FILE_NAME = "disc_corrections.json"
 VERSION = 1
 
 
+def read_corrections(path: Path) -> "CorrectionStore":
+    """The corrections file at ``path``, for a command that needs it.
+
+    Raises:
+        ValueError: there is no such file, or it cannot be read (one line).
+    """
+    if not Path(path).is_file():
+        raise ValueError(f"{path}: no such file")
+    store = CorrectionStore(path)
+    if store.problem:
+        raise ValueError(store.problem)
+    return store
+
+
 def photo_sha256(image: np.ndarray) -> str:
     """SHA-256 (hex) of a (H, W, 3) uint8 photo's shape and pixels, as decoded by ``engine.io`` (20 ms for 12 MP)."""
     image = np.ascontiguousarray(image)

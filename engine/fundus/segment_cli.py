@@ -71,7 +71,7 @@ def run_disc_cup(args: Any) -> int:
     """The ``--task disc-cup`` branch of ``segment``. ``args``: ``inputs``, ``out``, ``json``, ``weights``, ``eye``,
     ``site_calibration``, ``disc_at``, ``disc_corrections``."""
     from engine.fundus.analysis import analyse_disc
-    from engine.fundus.corrections import CorrectionStore, photo_sha256
+    from engine.fundus.corrections import photo_sha256, read_corrections
     from engine.fundus.hand_outline import OutlineError, apply_outlines
     from engine.fundus.segmenter import default_weights_path, load_segmenter
     from engine.fundus.site_calibration import (
@@ -96,13 +96,10 @@ def run_disc_cup(args: Any) -> int:
             return 2
     corrections = None
     if getattr(args, "disc_corrections", None):
-        store = Path(args.disc_corrections)
-        if not store.is_file():
-            print(f"error: {store}: no such file", file=sys.stderr)
-            return 2
-        corrections = CorrectionStore(store)
-        if corrections.problem:
-            print(f"error: {corrections.problem}", file=sys.stderr)
+        try:
+            corrections = read_corrections(Path(args.disc_corrections))
+        except ValueError as err:
+            print(f"error: {err}", file=sys.stderr)
             return 2
     weights = getattr(args, "weights", None)
     try:
