@@ -193,15 +193,16 @@ def calibrate_disc(disc: Any, calibration: Any, biomarkers: dict[str, float], wa
     return disc
 
 
-def outline_disc(disc: Any, outlines: Any, biomarkers: dict[str, float], warnings: list[str]) -> Any:
-    """``disc`` with the user's hand-drawn ``outlines`` in place of the segmenter's and its biomarkers updated in
-    ``biomarkers`` (after grading: the graders keep the automatic ones); an unusable outline becomes a warning."""
+def outline_disc(disc: Any, outlines: Any, exam: Exam, biomarkers: dict[str, float], warnings: list[str]) -> Any:
+    """``disc`` (the analysis of ``exam``'s photo) with the user's hand-drawn ``outlines`` in place of the
+    segmenter's and its biomarkers updated in ``biomarkers`` (after grading: the graders keep the automatic ones);
+    an unusable outline becomes a warning."""
     if outlines is None or not outlines.parts or disc is None:
         return disc
     from engine.fundus.hand_outline import OutlineError, apply_outlines
 
     try:
-        disc = apply_outlines(disc, outlines)
+        disc = apply_outlines(disc, outlines, exam)
     except OutlineError as err:
         warnings.append(f"{outlines.describe()} drawn by hand not applied: {err}")
         return disc
@@ -415,7 +416,7 @@ def grade(
     combined = ensemble.combine({n: p.probabilities for n, p in per_model.items()})
     t = stage("inference", t)
     disc_result = outline_disc(calibrate_disc(disc_result, disc_calibration, biomarkers, warnings), disc_outlines,
-                               biomarkers, warnings)
+                               exam, biomarkers, warnings)
 
     cam_maps: dict[str, Any] = {}
     if cams:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Sequence, Union
 
+import numpy as np
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from glaucoma_viewer import __version__, worker as jobs
@@ -211,6 +212,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.fundus_view.discPlacementCleared.connect(lambda: self.place_disc(None))
         self.fundus_view.outlineEdited.connect(self.correct_outline)
         self.fundus_view.outlinesReset.connect(lambda: self.set_outlines(None))
+        self.fundus_view.outlinesDrawnAt.connect(lambda row, col: self.draw_outlines_at((row, col)))
         self.oct_view.overlaysChanged.connect(self._save_overlays)
         self.resize(1500, 940)
         self._set_drops_to_window(self.centralWidget())
@@ -551,6 +553,7 @@ class MainWindow(QtWidgets.QMainWindow):
         entry.analysis = None
         if self._current_key == entry.key:
             self.fundus_view.set_outline_vertices({}, ())  # nothing to correct until the analysis is back
+            self.fundus_view.drawing_enabled = False
         self.exam_list.set_status(entry.key, "analysing", progress=0.0)
         run = jobs.analyse_exam if self.runner is None else functools.partial(self.runner.call, jobs.analyse_exam)
         entry.job = self.analysis_worker.submit(
@@ -686,6 +689,7 @@ class MainWindow(QtWidgets.QMainWindow):
             self._apply_analysis(entry)
         else:
             self.fundus_view.set_disc_overlay([], [], None)
+            self.fundus_view.drawing_enabled = False
             self._update_undo(None)
             self.fundus_view.set_cam(None)
             self.oct_view.set_overlays(None, None)
@@ -761,6 +765,23 @@ class MainWindow(QtWidgets.QMainWindow):
                                k, view, outlines, () if undoing else (before,)),
                            on_failed=lambda failure, k=entry.key: self._outlines_failed(k, failure, outlines))
 
+    def draw_outlines_at(self, point: tuple[float, float]) -> None:
+        """Where the segmenter found no disc: a disc outline of the size the localiser expects (a tenth of the
+        photo's short side when it has none) and a cup half as wide, around ``point`` ((row, col) photo px), to be
+        corrected in the editor."""
+        from engine.fundus.hand_outline import HandOutlines
+
+        entry = self.current_entry()
+        if entry is None or entry.loaded is None or entry.loaded.exam.fundus is None or entry.analysis is None:
+            return
+        h, w = entry.loaded.exam.fundus.shape[:2]
+        radius = float(getattr(getattr(entry.analysis.disc_analysis, "localisation", None), "radius_px", 0.0)
+                       or 0.05 * min(h, w))
+        t = np.linspace(0.0, 2.0 * np.pi, 24, endpoint=False)
+        ring = np.stack([np.sin(t), np.cos(t)], axis=1)
+        centre = np.asarray(point, np.float64)
+        self.set_outlines(HandOutlines(disc=centre + radius * ring, cup=centre + 0.5 * radius * ring))
+
     def undo_outline(self) -> None:
         """Analysis > Undo outline change (Ctrl+Z): the shown exam's outlines as they were before the last change
         measured (a change still being measured is not undone)."""
@@ -808,6 +829,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.fundus_view.set_disc_overlay(view.disc_contours, view.cup_contours, view.crop_box)
         drawn = () if view.outlines is None else view.outlines.parts
         self.fundus_view.set_outline_vertices(view.outline_vertices, drawn)
+        self.fundus_view.drawing_enabled = view.disc_analysis is not None and not view.outline_vertices
         self._update_undo(entry)
         self.oct_view.set_overlays(view.oct_labels, view.oct_cam)
         self.results.set_analysis(view, self.oct_view.current_index)
@@ -1031,8 +1053,7 @@ class MainWindow(QtWidgets.QMainWindow):
         calibration or train on outlines corrected here."""
         entry = self.current_entry()
         view = None if entry is None else entry.analysis
-        if entry is None or entry.loaded is None or view is None or view.disc_analysis is None \
-                or not view.disc_analysis.found:
+        if entry is None or entry.loaded is None or view is None or not view.outline_vertices:
             QtWidgets.QMessageBox.information(self, "Export disc/cup mask", "No disc/cup outline is shown.")
             return
         default = str(Path(self.last_folder() or str(Path.home())) / f"{entry.loaded.exam_id}_disc_cup_mask.png")

@@ -575,7 +575,7 @@ def analyse_exam(loaded: "LoadedExam", progress=None, cancel=None, models: Any =
         from engine.fundus.hand_outline import OutlineError, apply_outlines
 
         try:
-            disc, view.outlines = apply_outlines(disc, outlines), outlines
+            disc, view.outlines = apply_outlines(disc, outlines, exam), outlines
         except OutlineError as err:
             view.messages.append(f"{outlines.describe().capitalize()} drawn by hand not used: {err}")
     _fill_disc(view, exam, disc, result)
@@ -811,7 +811,7 @@ def correct_outlines(view: "AnalysisView", exam: Any, outlines: Any, progress=No
         raise ValueError("no disc/cup analysis to correct")
     new = replace(view, anatomy_models=[], messages=list(view.messages), outline_vertices={},
                   outlines=outlines if outlines is not None and outlines.parts else None)
-    _fill_disc(new, exam, apply_outlines(disc, new.outlines), view.raw)
+    _fill_disc(new, exam, apply_outlines(disc, new.outlines, exam), view.raw)
     return new
 
 
@@ -832,9 +832,10 @@ def export_disc_mask(view: "AnalysisView", exam: Any, path: str, progress=None, 
     files = getattr(getattr(exam, "provenance", None), "files", None) or []
     if any(Path(f.path).resolve() == out for f in files):
         raise PermissionError(f"{out.name} is one of the exam's own files, which are only read: choose another name")
-    if view.disc_analysis is None or not view.disc_analysis.found:
+    disc = None if view.disc_analysis is None else apply_outlines(view.disc_analysis, view.outlines, exam)
+    if disc is None or not disc.found:
         raise OutlineError("no optic disc was found: there is no outline to write")
-    atomic_write_bytes(out, png_bytes(apply_outlines(view.disc_analysis, view.outlines).label_mask()))
+    atomic_write_bytes(out, png_bytes(disc.label_mask()))
     return str(out)
 
 
@@ -866,12 +867,14 @@ def _fill_disc(view: "AnalysisView", exam: Any, disc: Any, result: Any) -> None:
         found = _field(disc, "found", "ok")
         view.disc_note = str(note) if note else ("" if found in (None, True) else "Optic disc not found.")
         if view.disc_at is not None:
-            view.disc_hint = "Right-click the photo to place the disc elsewhere or to find it automatically."
+            view.disc_hint = ("Right-click the photo to place the disc elsewhere or to find it automatically." if found
+                              else "Right-click the photo to place the disc elsewhere, to find it automatically or "
+                              "to outline it and its cup by hand.")
         elif drawn:
             view.disc_hint = "Right-click the photo to correct the outlines again or to use the automatic ones."
         elif view.disc_note:  # not found, low confidence, another disc-like region
             view.disc_hint = "Right-click the photo on the disc to place it by hand" + (
-                " or to correct its outline." if found else ".")
+                " or to correct its outline." if found else " or to outline it and its cup by hand.")
         sha = str(_field(disc, "weights_sha256") or "")
         confidence = _field(disc, "confidence")
         method = "Disc and cup by the segmentation network" + (f" (weights {sha[:12]}…)" if sha else "")
@@ -887,7 +890,10 @@ def _fill_disc(view: "AnalysisView", exam: Any, disc: Any, result: Any) -> None:
                                  f"'{calibration.name}' (fitted on {len(calibration.photos)} photos outlined by "
                                  "that site's experts); graders are given the uncalibrated outline.")
             view.messages = [m for m in view.messages if not m.startswith(calibration.describe())]
-        if drawn:
+        if drawn and not _field(view.disc_analysis, "found"):
+            view.disc_method += (" It found no disc: the disc and cup outlines were drawn by hand, and the masks and "
+                                 "biomarkers are measured on them; graders did not use them.")
+        elif drawn:
             what = "Disc and cup outlines" if len(drawn) > 1 else f"{drawn[0].capitalize()} outline"
             view.disc_method += (f" {what} drawn by hand: the masks and biomarkers are measured on "
                                  f"{'them' if len(drawn) > 1 else 'it'}; graders are given the automatic outline.")

@@ -23,6 +23,8 @@ SUBPIXEL_BITS = 4
 """Fractional bits of the vertices when filling (``cv2.fillPoly``'s ``shift``): 1/16 px."""
 EDITOR_VERTICES = 24
 """Vertices the viewer's editor puts on an outline (enough for an ellipse-like disc, few enough to drag)."""
+NOT_FOUND_BY_SEGMENTER = "disc and cup outlined by hand: the segmenter found no disc"
+"""The message of a result whose disc and cup were both drawn where the segmenter found none."""
 
 
 class OutlineError(ValueError):
@@ -106,26 +108,35 @@ def outline_vertices(mask: np.ndarray, n: int = EDITOR_VERTICES) -> np.ndarray:
     return np.stack([rows, cols], axis=1)
 
 
-def apply_outlines(analysis: Any, outlines: Optional[HandOutlines]) -> Any:
+def apply_outlines(analysis: Any, outlines: Optional[HandOutlines], exam: Any = None) -> Any:
     """A :class:`engine.fundus.analysis.DiscAnalysis` with the outlines drawn by hand in place of the
     segmenter's, and masks, centre, crop box and every biomarker measured again (``hand_outlined`` says which).
 
     The cup is clipped to the disc. A hand-drawn disc keeps the segmenter's cup (clipped to it); a hand-drawn
     cup replaces a site-calibrated one (``site_calibration`` then None). ``outlines`` None or empty: the
-    analysis as it is.
+    analysis as it is. Where the segmenter found no disc, both outlines drawn make the result (``found``, with
+    the segmenter's confidence and a message saying so); the photo's :class:`engine.io.exam.Exam` ``exam`` is
+    then needed (its photo's shape, eye and spacing), since such an analysis has no masks to take them from.
 
     Raises:
-        OutlineError: the analysis found no disc (place it first), a drawn outline encloses less than
-            :data:`MIN_AREA_PX` px², the drawn disc lies off the photo, or the drawn cup outside the disc.
+        OutlineError: the analysis found no disc and not both outlines were drawn (or no ``exam`` photo given),
+            a drawn outline encloses less than :data:`MIN_AREA_PX` px², the drawn disc lies off the photo, or
+            the drawn cup outside the disc.
     """
     from engine.fundus.analysis import measure
     from engine.fundus.crop import DEFAULT_MARGIN, disc_box
 
     if outlines is None or not outlines.parts:
         return analysis
-    if not analysis.found or analysis.disc_mask is None or analysis.cup_mask is None:
-        raise OutlineError("no disc outline to correct: the analysis found no optic disc (place the disc first)")
-    shape = analysis.disc_mask.shape
+    found = analysis.found and analysis.disc_mask is not None and analysis.cup_mask is not None
+    if not found and (outlines.parts != ("disc", "cup") or getattr(exam, "fundus", None) is None):
+        raise OutlineError("the segmenter found no optic disc here: place the disc, or outline both the disc and "
+                           "the cup by hand")
+    if found:
+        shape, eye = analysis.disc_mask.shape, analysis.biomarkers.eye if analysis.biomarkers else "unknown"
+        spacing = analysis.spacing
+    else:
+        shape, eye, spacing = exam.fundus.shape[:2], exam.eye, exam.fundus_spacing
     for part in outlines.parts:
         if polygon_area(getattr(outlines, part)) < MIN_AREA_PX:
             raise OutlineError(f"the {part} outline drawn encloses no area")
@@ -135,12 +146,12 @@ def apply_outlines(analysis: Any, outlines: Optional[HandOutlines]) -> Any:
     cup = (analysis.cup_mask if outlines.cup is None else polygon_mask(outlines.cup, shape)) & disc
     if outlines.cup is not None and cup.sum() < MIN_AREA_PX:
         raise OutlineError("the cup outline drawn lies outside the disc or encloses no area")
-    eye = analysis.biomarkers.eye if analysis.biomarkers is not None else "unknown"
     rows = np.flatnonzero(disc.any(axis=1))
     cols = np.flatnonzero(disc.any(axis=0))
     return dataclasses.replace(
-        analysis, disc_mask=disc, cup_mask=cup, biomarkers=measure(disc, cup, eye, analysis.spacing),
+        analysis, found=True, disc_mask=disc, cup_mask=cup, biomarkers=measure(disc, cup, eye, spacing),
         center=((rows[0] + rows[-1] + 1) / 2.0, (cols[0] + cols[-1] + 1) / 2.0),
-        crop_box=disc_box(disc, DEFAULT_MARGIN),
+        crop_box=disc_box(disc, DEFAULT_MARGIN), spacing=spacing,
+        message=analysis.message if found else f"{NOT_FOUND_BY_SEGMENTER} ({analysis.message})",
         site_calibration=None if outlines.cup is not None else analysis.site_calibration,
         hand_outlined=outlines.parts)

@@ -145,9 +145,9 @@ def run_disc_cup(args: Any) -> int:
             results.append({**row, "status": "error", "message": str(err)})
             failed += 1
             continue
-        if outlines is not None and result.found:
+        if outlines is not None:
             try:
-                result = apply_outlines(result, outlines)
+                result = apply_outlines(result, outlines, exam)
             except OutlineError as err:
                 result.message = "; ".join(m for m in (result.message, f"outlines drawn by hand not used: {err}") if m)
         row.update(status="ok" if result.found else "not_found", confidence=round(result.confidence, 4),

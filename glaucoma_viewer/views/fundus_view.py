@@ -42,6 +42,8 @@ class FundusView(QtWidgets.QWidget):
         outlineEdited(part, points): the user changed the "disc" or "cup" outline in the editor: (K, 2) float
             (row, col) photo px.
         outlinesReset(): the user asked for the segmenter's outlines back.
+        outlinesDrawnAt(row, col): the user asked to outline the disc and cup by hand around that point (photo px),
+            where the segmenter found no disc.
     """
 
     bscanSelected = QtCore.Signal(int)
@@ -50,6 +52,7 @@ class FundusView(QtWidgets.QWidget):
     discPlacementCleared = QtCore.Signal()
     outlineEdited = QtCore.Signal(str, object)
     outlinesReset = QtCore.Signal()
+    outlinesDrawnAt = QtCore.Signal(float, float)
 
     def __init__(self, parent: Optional[QtWidgets.QWidget] = None) -> None:
         super().__init__(parent)
@@ -65,6 +68,7 @@ class FundusView(QtWidgets.QWidget):
         self.editing: Optional[str] = None  # the outline being corrected
         self.outline_roi: Optional[pg.PolyLineROI] = None
         self.placing_enabled = False  # the main window allows it on a fundus photo (not on a radiograph)
+        self.drawing_enabled = False  # the main window allows it where the segmenter found no disc
 
         self.title = QtWidgets.QLabel("Fundus")
         self.title.setObjectName("panelTitle")
@@ -200,7 +204,7 @@ class FundusView(QtWidgets.QWidget):
         self.set_disc_overlay([], [], None)
         self.set_disc_placed(None)
         self.set_outline_vertices({}, ())
-        self.placing_enabled = False
+        self.placing_enabled = self.drawing_enabled = False
         self.line_item.setData([], [])
         self.area_item.setData([], [])
         self.enface_line.setData([], [])
@@ -474,6 +478,10 @@ class FundusView(QtWidgets.QWidget):
                                "graders keep the automatic outline)")
             correct.setEnabled(part in self._editable and self.editing != part)
             correct.triggered.connect(lambda _=False, p=part: self.start_editing(p))
+        if self.drawing_enabled:
+            draw = menu.addAction("Outline the disc and cup by hand here")
+            draw.setToolTip("Where the segmenter found no disc: a disc and a cup outline to drag into place")
+            draw.triggered.connect(lambda: self.outlinesDrawnAt.emit(float(row), float(col)))
         reset = menu.addAction("Use the automatic outlines")
         reset.setEnabled(bool(self._drawn))
         reset.triggered.connect(self.outlinesReset.emit)

@@ -226,3 +226,32 @@ def test_outline_changes_are_undone_one_by_one(qtbot, window, small_exam, wait_i
     window.place_disc((70.0, 90.0))  # another disc: nothing left to undo
     wait_idle(window)
     assert not window.undo_outline_action.isEnabled() and entry.outline_undo == []
+
+
+def test_where_no_disc_was_found_both_outlines_can_be_drawn(qtbot, window, small_exam, tmp_path, wait_idle, circles):
+    import cv2
+
+    key = window.add_exam(small_exam(seed=9))
+    wait_idle(window)
+    window.place_disc((5.0, 5.0))  # the circles fixture finds no disc there
+    wait_idle(window)
+    entry, view = window.entries[key], window.fundus_view
+    assert not entry.analysis.outline_vertices and view.drawing_enabled
+    assert "or to outline it and its cup by hand" in window.results.bio_note.text()
+    actions = {a.text(): a for a in view.disc_menu(60.0, 70.0).actions() if a.text()}
+    assert not actions["Correct the disc outline…"].isEnabled()
+    actions["Outline the disc and cup by hand here"].trigger()
+    wait_idle(window)
+    h, w = entry.loaded.exam.fundus.shape[:2]
+    radius = 0.05 * min(h, w)  # the fixture's analysis has no localiser answer
+    assert entry.analysis.outlines.parts == ("disc", "cup") and set(entry.analysis.outline_vertices) == {"disc", "cup"}
+    assert _vcdr(entry.analysis) == pytest.approx(0.5, abs=2 / radius)
+    assert "It found no disc: the disc and cup outlines were drawn by hand" in entry.analysis.disc_method
+    assert "the segmenter found no disc" in window.results.bio_note.text() and not view.drawing_enabled
+    window.export_mask(tmp_path / "drawn.png")
+    wait_idle(window)
+    mask = cv2.imread(str(tmp_path / "drawn.png"), cv2.IMREAD_UNCHANGED)
+    assert set(np.unique(mask)) == {0, 128, 255} and abs((mask < 255).sum() - np.pi * radius**2) < 0.2 * radius**2
+    window.undo_outline()
+    wait_idle(window)
+    assert entry.outlines is None and not entry.analysis.outline_vertices and view.drawing_enabled

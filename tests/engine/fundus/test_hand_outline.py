@@ -15,6 +15,7 @@ from engine.fundus.hand_outline import (
     polygon_mask,
 )
 from engine.fundus.site_calibration import SiteCalibration, apply_calibration
+from engine.io.exam import Exam
 from engine.synthetic import synthetic_fundus
 
 
@@ -116,8 +117,26 @@ def test_unusable_outlines_are_refused_in_one_line(analysis):
     from fundus_helpers import ColourOracle
 
     nothing = analyse_disc(synthetic_fundus((300, 300), cdr=0.5, seed=5).image, segmenter=ColourOracle(empty=True))
-    with pytest.raises(OutlineError, match="place the disc first"):
-        apply_outlines(nothing, HandOutlines(cup=far))
+    with pytest.raises(OutlineError, match="outline both the disc and the cup"):
+        apply_outlines(nothing, HandOutlines(cup=far), Exam("x", fundus=np.zeros((300, 300, 3), np.uint8)))
+    with pytest.raises(OutlineError, match="outline both the disc and the cup"):  # no photo to draw them on
+        apply_outlines(nothing, HandOutlines(disc=_ellipse((150, 150), (40, 40)), cup=far))
+
+
+def test_both_outlines_drawn_where_the_segmenter_found_no_disc_make_the_result():
+    from fundus_helpers import ColourOracle
+
+    from engine.io.exam import Spacing
+
+    photo = synthetic_fundus((300, 320), cdr=0.5, seed=5).image
+    nothing = analyse_disc(photo, segmenter=ColourOracle(empty=True))
+    drawn = HandOutlines(disc=_ellipse((150, 160), (40, 36), n=96), cup=_ellipse((150, 160), (20, 15), n=96))
+    out = apply_outlines(nothing, drawn, Exam("x", eye="OS", fundus=photo, fundus_spacing=Spacing((0.01, 0.01), "user")))
+    assert out.found and out.hand_outlined == ("disc", "cup") and out.disc_mask.shape == (300, 320)
+    assert out.message.startswith("disc and cup outlined by hand: the segmenter found no disc (optic disc not found")
+    assert out.biomarkers.vcdr == pytest.approx(41 / 81, abs=0.01) and out.biomarkers.eye == "OS"
+    assert out.biomarkers.disc_area_mm2 == pytest.approx(out.biomarkers.disc_area_px2 * 1e-4)
+    assert out.confidence == nothing.confidence and out.center == pytest.approx((150.5, 160.5), abs=1.0)
 
 
 def test_no_outlines_leave_the_analysis_alone(analysis):
