@@ -131,7 +131,8 @@ def test_both_outlines_drawn_where_the_segmenter_found_no_disc_make_the_result()
     photo = synthetic_fundus((300, 320), cdr=0.5, seed=5).image
     nothing = analyse_disc(photo, segmenter=ColourOracle(empty=True))
     drawn = HandOutlines(disc=_ellipse((150, 160), (40, 36), n=96), cup=_ellipse((150, 160), (20, 15), n=96))
-    out = apply_outlines(nothing, drawn, Exam("x", eye="OS", fundus=photo, fundus_spacing=Spacing((0.01, 0.01), "user")))
+    exam = Exam("x", eye="OS", fundus=photo, fundus_spacing=Spacing((0.01, 0.01), "user"))
+    out = apply_outlines(nothing, drawn, exam)
     assert out.found and out.hand_outlined == ("disc", "cup") and out.disc_mask.shape == (300, 320)
     assert out.message.startswith("disc and cup outlined by hand: the segmenter found no disc (optic disc not found")
     assert out.biomarkers.vcdr == pytest.approx(41 / 81, abs=0.01) and out.biomarkers.eye == "OS"
