@@ -135,7 +135,7 @@ def _draw(painter: QtGui.QPainter, writer: QtGui.QPagedPaintDevice, window: "Mai
     img_h = 0.24 * page.h
     shots = []
     if exam.fundus is not None:
-        shots.append(("Fundus (overlays as shown)", window.fundus_view.photo_view.grab()))
+        shots.append(("Fundus (overlays as shown)", window.fundus_view.grab_photo()))
     elif loaded.photo_kind == "xray":
         shots.append(("Panoramic radiograph (heat map as shown)", window.fundus_view.photo_view.grab()))
     elif loaded.enface is not None:

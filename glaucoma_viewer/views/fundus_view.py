@@ -21,7 +21,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6 import QtCore, QtWidgets
+from PySide6 import QtCore, QtGui, QtWidgets
 
 from glaucoma_viewer.views.common import LEVELS, ImageViewBox, gray_lut, heat_lut, make_graphics_view, pen
 
@@ -360,6 +360,21 @@ class FundusView(QtWidgets.QWidget):
             return np.zeros((0, 2))
         points = [self.outline_roi.mapToParent(h.pos()) for h in self.outline_roi.getHandles()]
         return np.array([[p.y(), p.x()] for p in points], np.float64).reshape(-1, 2)
+
+    def grab_photo(self) -> QtGui.QPixmap:
+        """The photo pane as shown, but with an open outline editor drawn as a plain outline (for the report)."""
+        editing = self.editing
+        if self.outline_roi is not None:
+            self.outline_roi.hide()
+            self.editing = None
+            self._apply_visibility()
+        try:
+            return self.photo_view.grab()
+        finally:
+            if self.outline_roi is not None:
+                self.outline_roi.show()
+                self.editing = editing
+                self._apply_visibility()
 
     def _set_roi_points(self, vertices: np.ndarray) -> None:
         assert self.outline_roi is not None

@@ -58,7 +58,12 @@ def test_correcting_the_cup_outline_measures_it_again_without_grading_again(qtbo
     assert entry.analysis is drawn and entry.outlines is drawn.outlines
     assert np.allclose(fundus_view.outline_points(), drawn.outline_vertices["cup"], atol=1e-3)
 
+    # the report's picture of the photo shows the outline measured, not the editor's points
+    report_shot, shown = fundus_view.grab_photo().toImage(), fundus_view.photo_view.grab().toImage()
+    assert fundus_view.editing == "cup" and fundus_view.outline_roi.isVisible()
+    assert report_shot != shown
     qtbot.mouseClick(fundus_view.done_button, QtCore.Qt.MouseButton.LeftButton)
+    assert fundus_view.grab_photo().toImage() == report_shot  # the same picture once the editor is closed
     assert fundus_view.editing is None and fundus_view.outline_roi is None and fundus_view.edit_bar.isHidden()
     assert all(c.isVisible() for c in fundus_view.cup_curves)
 
