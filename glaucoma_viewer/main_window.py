@@ -769,7 +769,7 @@ class MainWindow(QtWidgets.QMainWindow):
         """Where the segmenter found no disc: a disc outline of the size the localiser expects (a tenth of the
         photo's short side when it has none) and a cup half as wide, around ``point`` ((row, col) photo px), to be
         corrected in the editor."""
-        from engine.fundus.hand_outline import HandOutlines
+        from engine.fundus.hand_outline import EDITOR_VERTICES, HandOutlines
 
         entry = self.current_entry()
         if entry is None or entry.loaded is None or entry.loaded.exam.fundus is None or entry.analysis is None:
@@ -777,7 +777,7 @@ class MainWindow(QtWidgets.QMainWindow):
         h, w = entry.loaded.exam.fundus.shape[:2]
         radius = float(getattr(getattr(entry.analysis.disc_analysis, "localisation", None), "radius_px", 0.0)
                        or 0.05 * min(h, w))
-        t = np.linspace(0.0, 2.0 * np.pi, 24, endpoint=False)
+        t = np.linspace(0.0, 2.0 * np.pi, EDITOR_VERTICES, endpoint=False)
         ring = np.stack([np.sin(t), np.cos(t)], axis=1)
         centre = np.asarray(point, np.float64)
         self.set_outlines(HandOutlines(disc=centre + radius * ring, cup=centre + 0.5 * radius * ring))
