@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import json
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -76,6 +77,17 @@ class ClickableLabel(QtWidgets.QLabel):
         super().mousePressEvent(event)
 
 
+def corrections_path(settings: QtCore.QSettings) -> Path:
+    """Where the discs placed and outlines drawn by hand are kept: beside the settings file, or in the
+    application's data folder where the settings live in the Windows registry (no file to sit beside)."""
+    from engine.fundus.corrections import FILE_NAME
+
+    if sys.platform == "win32" and settings.format() == QtCore.QSettings.Format.NativeFormat:
+        where = QtCore.QStandardPaths.StandardLocation.AppDataLocation
+        return Path(QtCore.QStandardPaths.writableLocation(where)) / FILE_NAME
+    return Path(settings.fileName()).with_name(FILE_NAME)
+
+
 def _shipped_disc_cup_sha256() -> str:
     """The shipped disc/cup weights' SHA-256 from their model card (a JSON read, no weights loaded); "" when the
     card cannot be read (the analysis then says why the weights are unusable)."""
@@ -135,9 +147,9 @@ class MainWindow(QtWidgets.QMainWindow):
         self._closing = False
         self._default_weights_in_use = True
         self.site_calibration: Any = None  # engine.fundus.site_calibration.SiteCalibration applied to disc/cup
-        from engine.fundus.corrections import FILE_NAME, CorrectionStore  # numpy and json only
+        from engine.fundus.corrections import CorrectionStore  # numpy and json only
 
-        self.corrections = CorrectionStore(Path(self.settings.fileName()).with_name(FILE_NAME))
+        self.corrections = CorrectionStore(corrections_path(self.settings))
 
         self._build_ui()
         self._build_menus()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -260,3 +261,19 @@ def test_where_no_disc_was_found_both_outlines_can_be_drawn(qtbot, window, small
     window.undo_outline()
     wait_idle(window)
     assert entry.outlines is None and not entry.analysis.outline_vertices and view.drawing_enabled
+
+
+def test_the_corrections_file_sits_beside_the_settings_or_in_the_app_data_folder(tmp_path, monkeypatch):
+    import sys
+
+    from PySide6 import QtCore
+
+    from glaucoma_viewer.main_window import corrections_path
+
+    ini = QtCore.QSettings(str(tmp_path / "s.ini"), QtCore.QSettings.Format.IniFormat)
+    assert corrections_path(ini) == tmp_path / "disc_corrections.json"
+    native = QtCore.QSettings()
+    monkeypatch.setattr(sys, "platform", "win32")  # the settings would be in the registry
+    data = QtCore.QStandardPaths.writableLocation(QtCore.QStandardPaths.StandardLocation.AppDataLocation)
+    assert corrections_path(native) == Path(data) / "disc_corrections.json"
+    assert corrections_path(ini) == tmp_path / "disc_corrections.json"  # an ini file is a file everywhere
