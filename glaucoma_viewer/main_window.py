@@ -738,13 +738,13 @@ class MainWindow(QtWidgets.QMainWindow):
         return " and ".join(said)
 
     def _remember_corrections(self, entry: ExamEntry) -> None:
-        """Write the exam's placement and outlines to the corrections file (a failure is said in the status line)."""
-        if entry.loaded is None:
+        """Remember the exam's placement and outlines; the corrections file is written on the worker (a failure is
+        said in the status line)."""
+        if entry.loaded is None or not self.corrections.put(entry.loaded.photo_sha256, entry.disc_at, entry.outlines):
             return
-        try:
-            self.corrections.put(entry.loaded.photo_sha256, entry.disc_at, entry.outlines)
-        except OSError as err:
-            self.status_label.setText(f"Corrections not remembered for the next session: {err}")
+        self.worker.submit(jobs.write_corrections, self.corrections, name="remember corrections",
+                           on_failed=lambda failure: self.status_label.setText(
+                               f"Corrections not remembered for the next session: {failure.message}"))
 
     def correct_outline(self, part: str, points: Any) -> None:
         """Measure the shown exam again with its "disc" or "cup" outline drawn by hand as ``points`` ((K, 2) (row,

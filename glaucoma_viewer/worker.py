@@ -796,6 +796,12 @@ def _field(obj: Any, *names: str) -> Any:
     return None
 
 
+def write_corrections(store: Any, progress=None, cancel=None) -> None:
+    """Write an :class:`engine.fundus.corrections.CorrectionStore` to its file (off the UI thread: a large one
+    takes a tenth of a second)."""
+    store.write()
+
+
 def correct_outlines(view: "AnalysisView", exam: Any, outlines: Any, progress=None, cancel=None) -> "AnalysisView":
     """``view`` drawn again with the user's ``outlines`` (:class:`engine.fundus.hand_outline.HandOutlines`; None:
     the segmenter's) in place of the segmenter's: contours, biomarkers, method line and editor vertices. Nothing is

@@ -167,6 +167,7 @@ def test_disc_corrections_from_the_viewer_are_matched_by_the_photos_pixels(cohor
     store.put(photo_sha256(photos["SYNTH0000"]), (60.0, 75.0), HandOutlines(cup=cup))
     store.put(photo_sha256(photos["SYNTH0001"]), (50.0, 70.0), None)
     store.put("f" * 64, (1.0, 1.0), None)  # a photo not in this cohort
+    store.write()
     positions = tmp_path / "discs.csv"
     positions.write_text("exam,x,y\nSYNTH0001,40,60\n")  # named on the command line: wins over the file
     out = tmp_path / "c.csv"

@@ -29,9 +29,11 @@ def test_the_corrections_file_round_trips_and_ignores_bad_records(tmp_path):
     path = tmp_path / "c.json"
     store = CorrectionStore(path)
     assert store.get("a" * 64) == (None, None) and not path.exists()
-    store.put("a" * 64, None, HandOutlines(disc=_circle((50, 60), 20)))
-    store.put("b" * 64, (1.0, 2.0), None)
-    store.put("c" * 64, None, None)  # nothing to remember: not written
+    assert store.put("a" * 64, None, HandOutlines(disc=_circle((50, 60), 20)))
+    assert store.put("b" * 64, (1.0, 2.0), None)
+    assert not store.put("c" * 64, None, None)  # nothing to remember: no change to write
+    assert not path.exists()  # remembered in memory until written
+    store.write()
     again = CorrectionStore(path)
     disc_at, outlines = again.get("a" * 64)
     assert disc_at is None and outlines.parts == ("disc",) and np.allclose(outlines.disc, _circle((50, 60), 20),
@@ -46,5 +48,5 @@ def test_the_corrections_file_round_trips_and_ignores_bad_records(tmp_path):
     path.write_text(json.dumps({"version": 2, "photos": {}}))
     assert "not a version-1 corrections file" in CorrectionStore(path).problem
     copy = again.snapshot()
-    again.put("a" * 64, None, None)
+    assert again.put("a" * 64, None, None)  # forgotten: a change
     assert len(copy) == 2 and len(again) == 1

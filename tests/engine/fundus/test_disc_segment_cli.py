@@ -164,6 +164,7 @@ def test_corrections_drawn_in_the_viewer_are_followed(photos, with_oracle, tmp_p
     cup = np.stack([r + 15 * np.sin(t), c + 15 * np.cos(t)], axis=1)
     store = CorrectionStore(tmp_path / "disc_corrections.json")
     store.put(photo_sha256(load_image_exam(paths[0], modality="fundus").fundus), (r, c), HandOutlines(cup=cup))
+    store.write()
     assert main(["segment", *map(str, paths), "--task", "disc-cup", "--out", str(out), "--disc-corrections",
                  str(store.path)]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
