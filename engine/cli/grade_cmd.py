@@ -280,23 +280,14 @@ def run(args: argparse.Namespace) -> int:
             err(str(e))
             return 2
 
-    positions: dict[str, tuple[float, float]] = {}
-    if args.disc_positions:
-        try:
-            positions = read_disc_positions(args.disc_positions)
-        except ValueError as e:
-            err(str(e))
-            return 2
+    from engine.fundus.corrections import read_corrections
 
-    corrections = None
-    if args.disc_corrections:
-        from engine.fundus.corrections import read_corrections
-
-        try:
-            corrections = read_corrections(args.disc_corrections)
-        except ValueError as e:
-            err(str(e))
-            return 2
+    try:
+        positions = read_disc_positions(args.disc_positions) if args.disc_positions else {}
+        corrections = read_corrections(args.disc_corrections) if args.disc_corrections else None
+    except ValueError as e:
+        err(str(e))
+        return 2
 
     sources, skipped, given_errors = discover_sources(args.paths)
     for note in skipped:

@@ -84,23 +84,15 @@ def run_disc_cup(args: Any) -> int:
     from engine.io.images import load_image_exam
     from engine.models.checkpoint import CheckpointError
 
-    disc_at = None
-    if getattr(args, "disc_at", None):
-        try:
-            disc_at = parse_disc_at(args.disc_at)
-        except ValueError as err:
-            print(f"error: {err}", file=sys.stderr)
-            return 2
-        if len(args.inputs) != 1:
-            print(f"error: --disc-at places the disc on one photo; {len(args.inputs)} were given", file=sys.stderr)
-            return 2
-    corrections = None
-    if getattr(args, "disc_corrections", None):
-        try:
-            corrections = read_corrections(Path(args.disc_corrections))
-        except ValueError as err:
-            print(f"error: {err}", file=sys.stderr)
-            return 2
+    try:
+        disc_at = parse_disc_at(args.disc_at) if getattr(args, "disc_at", None) else None
+        if disc_at is not None and len(args.inputs) != 1:
+            raise ValueError(f"--disc-at places the disc on one photo; {len(args.inputs)} were given")
+        given = getattr(args, "disc_corrections", None)
+        corrections = read_corrections(Path(given)) if given else None
+    except ValueError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     weights = getattr(args, "weights", None)
     try:
         seg = load_segmenter(weights)
