@@ -565,7 +565,6 @@ class MainWindow(QtWidgets.QMainWindow):
         entry.analysis = None
         if self._current_key == entry.key:
             self.fundus_view.set_outline_vertices({}, ())  # nothing to correct until the analysis is back
-            self.fundus_view.drawing_enabled = False
         self.exam_list.set_status(entry.key, "analysing", progress=0.0)
         run = jobs.analyse_exam if self.runner is None else functools.partial(self.runner.call, jobs.analyse_exam)
         entry.job = self.analysis_worker.submit(
@@ -701,7 +700,7 @@ class MainWindow(QtWidgets.QMainWindow):
             self._apply_analysis(entry)
         else:
             self.fundus_view.set_disc_overlay([], [], None)
-            self.fundus_view.drawing_enabled = False
+            self.fundus_view.set_outline_vertices({}, ())  # not those of the exam shown before
             self._update_undo(None)
             self.fundus_view.set_cam(None)
             self.oct_view.set_overlays(None, None)
@@ -840,8 +839,8 @@ class MainWindow(QtWidgets.QMainWindow):
         assert view is not None
         self.fundus_view.set_disc_overlay(view.disc_contours, view.cup_contours, view.crop_box)
         drawn = () if view.outlines is None else view.outlines.parts
-        self.fundus_view.set_outline_vertices(view.outline_vertices, drawn)
-        self.fundus_view.drawing_enabled = view.disc_analysis is not None and not view.outline_vertices
+        self.fundus_view.set_outline_vertices(view.outline_vertices, drawn,
+                                              can_draw=view.disc_analysis is not None and not view.outline_vertices)
         self._update_undo(entry)
         self.oct_view.set_overlays(view.oct_labels, view.oct_cam)
         self.results.set_analysis(view, self.oct_view.current_index)

@@ -68,7 +68,7 @@ class FundusView(QtWidgets.QWidget):
         self.editing: Optional[str] = None  # the outline being corrected
         self.outline_roi: Optional[pg.PolyLineROI] = None
         self.placing_enabled = False  # the main window allows it on a fundus photo (not on a radiograph)
-        self.drawing_enabled = False  # the main window allows it where the segmenter found no disc
+        self.drawing_enabled = False  # "Outline the disc and cup by hand here" (where the segmenter found no disc)
 
         self.title = QtWidgets.QLabel("Fundus")
         self.title.setObjectName("panelTitle")
@@ -204,7 +204,7 @@ class FundusView(QtWidgets.QWidget):
         self.set_disc_overlay([], [], None)
         self.set_disc_placed(None)
         self.set_outline_vertices({}, ())
-        self.placing_enabled = self.drawing_enabled = False
+        self.placing_enabled = False
         self.line_item.setData([], [])
         self.area_item.setData([], [])
         self.enface_line.setData([], [])
@@ -311,12 +311,15 @@ class FundusView(QtWidgets.QWidget):
             self.placed_item.setData([self._placed[1]], [self._placed[0]])
 
     # ----------------------------------------------------------------------------------------------- outline editor
-    def set_outline_vertices(self, vertices: dict[str, np.ndarray], drawn: Sequence[str]) -> None:
+    def set_outline_vertices(self, vertices: dict[str, np.ndarray], drawn: Sequence[str],
+                             can_draw: bool = False) -> None:
         """Where the editor starts for each outline ("disc", "cup" -> (K, 2) (row, col) px; none: nothing to
-        correct) and which outlines are drawn by hand. An open editor follows vertices that differ from its own
-        (the automatic outline asked back, a change refused) and closes when its outline is gone."""
+        correct), which outlines are drawn by hand, and whether both may be drawn anew (``can_draw``: the analysis
+        shown found no disc). An open editor follows vertices that differ from its own (the automatic outline asked
+        back, a change refused) and closes when its outline is gone."""
         self._editable = {k: np.asarray(v, np.float64) for k, v in vertices.items() if len(v) >= 3}
         self._drawn = tuple(drawn)
+        self.drawing_enabled = bool(can_draw)
         if self.editing is None:
             return
         if self.editing not in self._editable:

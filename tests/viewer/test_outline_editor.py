@@ -277,3 +277,33 @@ def test_the_corrections_file_sits_beside_the_settings_or_in_the_app_data_folder
     data = QtCore.QStandardPaths.writableLocation(QtCore.QStandardPaths.StandardLocation.AppDataLocation)
     assert corrections_path(native) == Path(data) / "disc_corrections.json"
     assert corrections_path(ini) == tmp_path / "disc_corrections.json"  # an ini file is a file everywhere
+
+
+def test_an_exam_still_being_analysed_offers_no_outline_of_the_one_shown_before(qtbot, window, small_exam, wait_idle,
+                                                                                circles, monkeypatch):
+    import time
+
+    from glaucoma_viewer import worker as jobs
+
+    first = window.add_exam(small_exam(seed=10))
+    wait_idle(window)
+    real, release = jobs.analyse_exam, []
+
+    def held(loaded, progress=None, cancel=None, **kw):
+        while not release:
+            cancel.raise_if_cancelled()
+            time.sleep(0.01)
+        return real(loaded, progress=progress, cancel=cancel, **kw)
+
+    monkeypatch.setattr(jobs, "analyse_exam", held)
+    second = window.add_exam(small_exam(seed=11))
+    qtbot.waitUntil(lambda: window.entries[second].status == "analysing", timeout=10000)
+    window.show_exam(second)
+    actions = {a.text(): a for a in window.fundus_view.disc_menu(80.0, 100.0).actions() if a.text()}
+    assert not actions["Correct the disc outline…"].isEnabled() and not actions["Correct the cup outline…"].isEnabled()
+    assert "Outline the disc and cup by hand here" not in actions
+    release.append(True)
+    wait_idle(window)
+    window.show_exam(first)
+    actions = {a.text(): a for a in window.fundus_view.disc_menu(80.0, 100.0).actions() if a.text()}
+    assert actions["Correct the disc outline…"].isEnabled()
