@@ -13,6 +13,8 @@ Columns (in order, see :data:`COLUMNS`):
   same order; ``disc_source``: where the disc crop was centred (``engine.fundus.localize``, ``brightness
   heuristic`` or ``user``: placed by hand, ``grade --disc-positions``); ``disc_calibration``: the site
   calibration that scaled the cup outline and the disc biomarkers (``NAME x1.07``; empty when none was applied);
+  ``disc_correction``: the hand correction the exam was graded with (:func:`correction_label`: what was corrected
+  and a digest of it, e.g. ``placed+cup #3fa2c1d09b7e``; empty when none), which ``grade --resume`` compares;
 - ``status``: ``ok`` or ``error``; ``message``: the error (one line) or warnings.
 
 The file is always replaced atomically (temp file + rename), so a reader or a crash sees either the previous
@@ -35,7 +37,7 @@ from engine.tasks import SIBLING_COLUMNS
 
 GAMMA_COLUMNS = ("data", "non", "early", "mid_advanced")
 BIOMARKER_COLUMNS = ("vcdr", "hcdr", "area_cdr", "rim_to_disc", "isnt", "rnfl_mean")
-TAIL_COLUMNS = ("models", "weights_sha256", "disc_source", "disc_calibration", "status", "message")
+TAIL_COLUMNS = ("models", "weights_sha256", "disc_source", "disc_calibration", "disc_correction", "status", "message")
 COLUMNS = (*GAMMA_COLUMNS, "grade", *BIOMARKER_COLUMNS, *SIBLING_COLUMNS, *TAIL_COLUMNS)
 
 _ALIASES = {
@@ -76,6 +78,22 @@ def _one_line(text: str) -> str:
 def calibration_label(calibration: Any) -> str:
     """The ``disc_calibration`` cell of a site calibration (``NAME x1.07``; empty for None)."""
     return f"{calibration.name} x{calibration.cup_scale:.2f}" if calibration is not None else ""
+
+
+def correction_label(disc_at: Optional[Sequence[float]], outlines: Any) -> str:
+    """The ``disc_correction`` cell for a disc placed at ``disc_at`` (row, col) px and/or the
+    :class:`engine.fundus.hand_outline.HandOutlines` drawn: the parts corrected and the first 12 hex digits of a
+    SHA-256 of their coordinates rounded to 0.01 px (as the corrections file keeps them), e.g. ``placed+cup
+    #3fa2c1d09b7e``; empty when there is no correction. The same correction always gives the same cell."""
+    record: dict[str, Any] = {}
+    if disc_at is not None:
+        record["placed"] = [round(float(v), 2) for v in disc_at]
+    for part in () if outlines is None else outlines.parts:
+        record[part] = [[round(float(v), 2) for v in point] for point in getattr(outlines, part)]
+    if not record:
+        return ""
+    digest = hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()[:12]
+    return f"{'+'.join(record)} #{digest}"
 
 
 def row_from_result(result: Any, data_id: Optional[str] = None) -> dict[str, str]:

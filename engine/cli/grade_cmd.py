@@ -32,7 +32,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--jobs", type=int, default=1, metavar="N", help="exams graded in parallel (processes)")
     p.add_argument("--shard", metavar="I/N", help="grade only exams I, I+N, I+2N ... (0 <= I < N) of the sorted list")
     p.add_argument("--resume", action="store_true",
-                   help="keep the ok rows of an existing OUT and grade the rest (refused when they were graded "
+                   help="keep the ok rows of an existing OUT and grade the rest; rows graded with another disc "
+                   "placement or hand outlines than this run gives are graded again (refused when they were graded "
                    "by other models or another site calibration)")
     p.add_argument("--anonymize", action="store_true",
                    help="replace exam ids by a salted hash (without --salt a random salt is made and printed once)")
@@ -163,7 +164,7 @@ def grade_one(
     """
     from engine.io.errors import ExamLoadError
     from engine.pipeline import GradingError, grade
-    from engine.results_csv import error_row, row_from_result
+    from engine.results_csv import correction_label, error_row, row_from_result
 
     t0 = time.perf_counter()
     try:
@@ -190,6 +191,7 @@ def grade_one(
         msg = f"grading failed ({type(err).__name__}: {err})"
         return Outcome(error_row(data_id, msg), f"error: {msg}")
     row = add_sibling_columns(row_from_result(result, data_id), exam, device, result.biomarkers, cams_dir)
+    row["disc_correction"] = correction_label(disc_at, disc_outlines)
     if cams_dir is not None and result.cams:
         from engine.overlays import write_cam_overlays
 
@@ -200,6 +202,39 @@ def grade_one(
     p = max(result.probabilities)
     return Outcome(row, f"ok {result.grade_name} (p={p:.2f}) in {time.perf_counter() - t0:.1f}s",
                    placed=disc_at is not None, outlined=bool(getattr(result.disc, "hand_outlined", ())))
+
+
+def changed_corrections(rows: Sequence[dict[str, str]], jobs: Sequence[tuple[str, Any]],
+                        positions: dict[str, tuple[float, float]], corrections: Any,
+                        loader: Callable[[Any], Any] = load_source) -> set[str]:
+    """Data ids of the earlier ``ok`` rows, among ``jobs`` (data id, exam source), whose exam this run grades
+    with another hand correction than the row's ``disc_correction`` says (a placement in ``positions``, else a
+    record of the :class:`engine.fundus.corrections.CorrectionStore` ``corrections``, else none): ``--resume``
+    grades them again. With ``corrections``, the photo of each such row that measured, placed or corrected a disc
+    is read (its records are keyed by pixels); one that cannot be read is graded again (to an error row)."""
+    from engine.fundus.corrections import photo_sha256
+    from engine.results_csv import correction_label
+
+    sources = dict(jobs)
+    changed = set()
+    for row in rows:
+        source = sources.get(row["data"])
+        if source is None or row.get("status") != "ok":
+            continue
+        if source.exam_id in positions:
+            now = correction_label(positions[source.exam_id], None)
+        elif corrections is not None and (row.get("vcdr") or row.get("disc_source") or row.get("disc_correction")):
+            try:
+                fundus = loader(source).fundus
+            except Exception:  # noqa: BLE001 - grading it again writes the error row
+                changed.add(row["data"])
+                continue
+            now = "" if fundus is None else correction_label(*corrections.get(photo_sha256(fundus)))
+        else:
+            now = ""
+        if now != row.get("disc_correction", ""):
+            changed.add(row["data"])
+    return changed
 
 
 def _safe_stem(text: str) -> str:
@@ -315,6 +350,12 @@ def run(args: argparse.Namespace) -> int:
         if conflict:
             err(f"cannot resume {args.csv}: {conflict} (give the same --site-calibration, or grade into a new CSV)")
             return 2
+        changed = changed_corrections(previous, jobs, positions, corrections)
+        if changed:
+            previous = [r for r in previous if r["data"] not in changed]
+            if not args.quiet:
+                err(f"{len(changed)} exam(s) graded again: the disc placed or outlines drawn by hand differ from "
+                    "their rows'")
     finished = done_ids(previous)
     todo = [(d, s) for d, s in jobs if d not in finished]
     if not sources and not previous and not given_errors:

@@ -181,12 +181,69 @@ def test_disc_corrections_from_the_viewer_are_matched_by_the_photos_pixels(cohor
             by_id["SYNTH0000"]["message"]
         assert by_id["SYNTH0001"]["disc_source"] == "user" and "drawn by hand" not in by_id["SYNTH0001"]["message"]
         assert by_id["SYNTH0002"]["disc_source"] == "engine.fundus.localize"
+        assert by_id["SYNTH0000"]["disc_correction"].startswith("placed+cup #")
+        assert by_id["SYNTH0001"]["disc_correction"].startswith("placed #")
+        assert by_id["SYNTH0002"]["disc_correction"] == ""
     (tmp_path / "bad.json").write_text("{")
     for given, says in ((tmp_path / "bad.json", "bad.json could not be read"), (tmp_path / "no.json", "no such file")):
         assert main(["grade", good[0], "--csv", str(tmp_path / "q.csv"), "--disc-corrections", str(given)]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and says in err[0], err
     assert not (tmp_path / "q.csv").exists()
+
+
+def test_resume_grades_again_the_exams_whose_hand_corrections_changed(cohort, tmp_path, capsys):
+    import numpy as np
+
+    from engine.cli.grade_cmd import discover_sources, load_source
+    from engine.fundus.corrections import CorrectionStore, photo_sha256
+    from engine.fundus.hand_outline import HandOutlines
+
+    cases, models = cohort
+    good = [str(p) for p in sorted(cases.iterdir()) if p.name != "BROKEN"]
+    photos = {s.exam_id: photo_sha256(load_source(s).fundus) for s in discover_sources(good)[0]}
+    store = CorrectionStore(tmp_path / "disc_corrections.json")
+    t = np.linspace(0, 2 * np.pi, 16, endpoint=False)
+    store.put(photos["SYNTH0000"], (60.0, 75.0), HandOutlines(cup=np.stack([60 + 5 * np.sin(t),
+                                                                            75 + 5 * np.cos(t)], axis=1)))
+    store.put(photos["SYNTH0001"], (50.0, 70.0), None)
+    store.write()
+    out = tmp_path / "r.csv"
+
+    def grade(*extra):
+        capsys.readouterr()
+        assert main(["grade", *good, "--csv", str(out), "--models", str(models), *extra]) == 0
+        return capsys.readouterr().err, {r["data"]: r["disc_correction"] for r in _rows(out)}
+
+    _, first = grade("--disc-corrections", str(store.path))
+    err, again = grade("--disc-corrections", str(store.path), "--resume")
+    assert "3 exam(s) already graded, 0 to go" in err and "graded again" not in err and again == first
+    store.put(photos["SYNTH0001"], (52.0, 70.0), None)  # moved in the viewer
+    store.write()
+    err, moved = grade("--disc-corrections", str(store.path), "--resume")
+    assert "1 exam(s) graded again" in err and "2 exam(s) already graded, 1 to go" in err
+    assert moved["SYNTH0001"] != first["SYNTH0001"] and moved["SYNTH0000"] == first["SYNTH0000"]
+    positions = tmp_path / "discs.csv"
+    positions.write_text("exam,x,y\nSYNTH0002,70,50\n")
+    err, placed = grade("--disc-corrections", str(store.path), "--disc-positions", str(positions), "--resume")
+    assert "1 exam(s) graded again" in err and placed["SYNTH0002"].startswith("placed #")
+    err, dropped = grade("--resume")  # no corrections given: the corrected rows go back to the automatic disc
+    assert "3 exam(s) graded again" in err and set(dropped.values()) == {""}
+
+
+def test_correction_label_names_the_parts_and_follows_the_coordinates():
+    import numpy as np
+
+    from engine.fundus.hand_outline import HandOutlines
+    from engine.results_csv import correction_label
+
+    cup = np.array([[10.0, 10.0], [10.0, 20.0], [20.0, 15.0]])
+    assert correction_label(None, None) == "" and correction_label(None, HandOutlines()) == ""
+    assert correction_label((5, 6), None).startswith("placed #")
+    both = correction_label(None, HandOutlines(disc=cup * 2, cup=cup))
+    assert both.startswith("disc+cup #") and len(both.split("#")[1]) == 12
+    assert correction_label(None, HandOutlines(cup=cup + 0.001)) == correction_label(None, HandOutlines(cup=cup))
+    assert correction_label(None, HandOutlines(cup=cup + 0.1)) != correction_label(None, HandOutlines(cup=cup))
 
 
 def test_grader_conflict_reads_only_ok_rows_that_name_graders():
