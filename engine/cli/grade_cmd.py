@@ -205,14 +205,15 @@ def grade_one(
 
 
 def changed_corrections(rows: Sequence[dict[str, str]], jobs: Sequence[tuple[str, Any]],
-                        positions: dict[str, tuple[float, float]], corrections: Any,
-                        loader: Callable[[Any], Any] = load_source) -> set[str]:
+                        positions: dict[str, tuple[float, float]], corrections: Any) -> set[str]:
     """Data ids of the earlier ``ok`` rows, among ``jobs`` (data id, exam source), whose exam this run grades
     with another hand correction than the row's ``disc_correction`` says (a placement in ``positions``, else a
     record of the :class:`engine.fundus.corrections.CorrectionStore` ``corrections``, else none): ``--resume``
     grades them again. With ``corrections``, the photo of each such row that measured, placed or corrected a disc
-    is read (its records are keyed by pixels); one that cannot be read is graded again (to an error row)."""
+    is read (its records are keyed by pixels; an OCT volume beside it is not); one that cannot be read is graded
+    again (to an error row)."""
     from engine.fundus.corrections import photo_sha256
+    from engine.io.errors import ExamLoadError
     from engine.results_csv import correction_label
 
     sources = dict(jobs)
@@ -225,8 +226,8 @@ def changed_corrections(rows: Sequence[dict[str, str]], jobs: Sequence[tuple[str
             now = correction_label(positions[source.exam_id], None)
         elif corrections is not None and (row.get("vcdr") or row.get("disc_source") or row.get("disc_correction")):
             try:
-                fundus = loader(source).fundus
-            except Exception:  # noqa: BLE001 - grading it again writes the error row
+                fundus = source.load_photo()
+            except (ExamLoadError, OSError, ValueError, MemoryError):  # grading it again writes the error row
                 changed.add(row["data"])
                 continue
             now = "" if fundus is None else correction_label(*corrections.get(photo_sha256(fundus)))

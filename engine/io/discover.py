@@ -44,6 +44,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Optional, Sequence, Union
 
+import numpy as np
+
 from engine.io import bscans, dicom, gamma, images, nifti
 from engine.io.errors import EmptyInputError, ExamLoadError
 from engine.io.exam import Exam, Eye, Modality
@@ -145,6 +147,18 @@ class ExamSource:
         if self.sidecar is not None:
             _apply_sidecar(exam, self.sidecar)
         return exam
+
+    def load_photo(self) -> Optional[np.ndarray]:
+        """The fundus photo alone, (H, W, 3) uint8 as :meth:`load` decodes it, where it has a file of its own
+        (a GAMMA folder's OCT volume is then not read); otherwise the whole exam is read for it. None: no photo.
+
+        Raises:
+            ExamLoadError: bad input (one line), as :meth:`load`.
+        """
+        if self.fundus is not None:
+            reader = f"engine.io.discover ({self.kind})"
+            return bscans.assemble_exam(self.exam_id, fundus=self.fundus, reader=reader).fundus
+        return self.load().fundus
 
 
 def _apply_sidecar(exam: Exam, sidecar: Sidecar) -> None:

@@ -205,3 +205,23 @@ def test_unreadable_file_is_reported_also_when_running_as_root(tmp_path, monkeyp
     found = discover(tmp_path)
     assert _reasons(found)["locked.png"] == "cannot be read (permission denied)"
     assert [s.exam_id for s in found.sources] == ["ok"]
+
+
+def test_load_photo_decodes_the_photo_as_load_does_without_the_volume(tmp_path, monkeypatch):
+    from engine.io import bscans
+
+    write_gamma_exam(tmp_path / "cases", synthetic_exam(1, n_bscans=4, fundus_shape=(90, 120), bscan_shape=(30, 40)))
+    write_image(tmp_path / "lone" / "P02_OS.png", photo())
+    for k in range(3):
+        write_image(tmp_path / "vol" / f"img_{k}.png", bscan(k, (40, 50)))
+    sources = {s.kind: s for s in discover(tmp_path).sources}
+    whole = {kind: s.load().fundus for kind, s in sources.items()}
+
+    def no_volume(*args, **kwargs):
+        raise AssertionError("the B-scans were read")
+
+    monkeypatch.setattr(bscans, "read_bscans", no_volume)
+    np.testing.assert_array_equal(sources["gamma"].load_photo(), whole["gamma"])
+    np.testing.assert_array_equal(sources["image"].load_photo(), whole["image"])
+    monkeypatch.undo()
+    assert sources["bscan-series"].load_photo() is None and whole["bscan-series"] is None
