@@ -259,6 +259,18 @@ class MainWindow(QtWidgets.QMainWindow):
         self.mask_action = file_menu.addAction("Export disc/cup mask…", self.export_mask_dialog)
         self.mask_action.setToolTip("The outline shown (drawn by hand or the segmenter's) as a PNG mask at the photo's "
                                     "resolution: 0 cup, 128 rim, 255 background (the GAMMA convention)")
+        self.corrections_menu = file_menu.addMenu("Hand corrections of the disc")
+        self.corrections_menu.setToolTip("The optic discs placed and outlines drawn by hand, remembered between "
+                                         "sessions by the photo's pixels")
+        self.corrections_menu.setToolTipsVisible(True)
+        self.corrections_menu.aboutToShow.connect(self._update_corrections_menu)
+        self.export_corrections_action = self.corrections_menu.addAction("Export…", self.export_corrections_dialog)
+        self.export_corrections_action.setToolTip("A copy of the file, for `python -m engine grade "
+                                                  "--disc-corrections FILE` or to give to a colleague")
+        self.corrections_menu.addAction("Import…", self.import_corrections_dialog).setToolTip(
+            "Take another file's corrections (newer ones win); open exams they concern are analysed again")
+        self.forget_corrections_action = self.corrections_menu.addAction("Forget all…",
+                                                                         self.forget_corrections_dialog)
         file_menu.addSeparator()
         file_menu.addAction("Load report…", self.show_load_report)
         file_menu.addSeparator()
@@ -570,7 +582,8 @@ class MainWindow(QtWidgets.QMainWindow):
         entry.job = self.analysis_worker.submit(
             run, entry.loaded, name=f"analyse {entry.label}", models=self.models, calibration=self.site_calibration,
             disc_at=entry.disc_at, outlines=entry.outlines,
-            on_finished=lambda view, k=entry.key: self._analysed(k, view),
+            on_finished=lambda view, k=entry.key, asked=(entry.disc_at, entry.outlines): self._analysed(
+                k, view, asked),
             on_failed=lambda failure, k=entry.key: self._failed(k, failure),
             on_progress=lambda f, m, k=entry.key: self._progress(k, f, m, "analysing"),
         )
@@ -591,12 +604,14 @@ class MainWindow(QtWidgets.QMainWindow):
             return
         self._start_analysis(entry)
 
-    def _analysed(self, key: str, view: AnalysisView) -> None:
+    def _analysed(self, key: str, view: AnalysisView, asked: tuple[Any, Any]) -> None:
+        """Show ``view``, the analysis of exam ``key`` with the placement and outlines ``asked``; when they changed
+        while it ran (a disc placed, corrections imported or forgotten), analyse again instead."""
         entry = self.entries.get(key)
         if entry is None or self._closing:
             return
         entry.job = None
-        if view.disc_at != entry.disc_at:  # the disc was placed (or the placement cleared) while this one ran
+        if asked[0] != entry.disc_at or asked[1] is not entry.outlines:
             self._start_analysis(entry)
             return
         entry.analysis = view
@@ -744,6 +759,101 @@ class MainWindow(QtWidgets.QMainWindow):
         self.worker.submit(jobs.write_corrections, self.corrections, name="remember corrections",
                            on_failed=lambda failure: self.status_label.setText(
                                f"Corrections not remembered for the next session: {failure.message}"))
+
+    # ------------------------------------------------------------------------ hand corrections, as a file
+    def _update_corrections_menu(self) -> None:
+        n = len(self.corrections)
+        self.export_corrections_action.setText(f"Export… ({n} photo{'' if n == 1 else 's'})")
+        self.export_corrections_action.setEnabled(n > 0)
+        self.forget_corrections_action.setEnabled(n > 0)
+
+    def export_corrections_dialog(self) -> None:
+        from engine.fundus.corrections import FILE_NAME
+
+        default = str(Path(self.last_folder() or str(Path.home())) / FILE_NAME)
+        path, _ = QtWidgets.QFileDialog.getSaveFileName(self, "Export hand corrections", default, "JSON (*.json)")
+        if path:
+            self.export_corrections(path)
+
+    def export_corrections(self, path: PathLike) -> JobHandle:
+        """Write a copy of the remembered placements and outlines to ``path`` on the worker; the status line says
+        where and how to grade with it (or why it was not written)."""
+        n = len(self.corrections)
+        return self.worker.submit(
+            jobs.write_corrections, self.corrections.snapshot(), str(path), name="export corrections",
+            on_finished=lambda _: self.status_label.setText(
+                f"Hand corrections of {n} photo(s) written to {path} (grade a batch with them: python -m engine "
+                f"grade ... --disc-corrections {path})"),
+            on_failed=lambda failure: self.status_label.setText(f"Hand corrections not exported: {failure.message}"))
+
+    def import_corrections_dialog(self) -> None:
+        path, _ = QtWidgets.QFileDialog.getOpenFileName(self, "Import hand corrections", self.last_folder(),
+                                                        "JSON (*.json)")
+        if path:
+            self.import_corrections(path)
+
+    def import_corrections(self, path: PathLike) -> JobHandle:
+        """Read a corrections file on the worker and take its records where they are new or newer than ours; open
+        exams whose photos they concern take them and are analysed again. An unreadable file is said in a dialog."""
+
+        def take(other: Any) -> None:
+            changed = self.corrections.merge(other)
+            if changed:
+                self.worker.submit(jobs.write_corrections, self.corrections, name="remember corrections")
+            shown = self._take_stored_corrections(changed)
+            self.status_label.setText(
+                f"Imported hand corrections of {len(changed)} photo(s) from {Path(path).name} ({len(other)} there; "
+                f"older or the same as ours: {len(other) - len(changed)})"
+                + (f"; {shown} open exam(s) analysed again with them" if shown else ""))
+
+        return self.worker.submit(
+            jobs.read_corrections_file, str(path), name="import corrections", on_finished=take,
+            on_failed=lambda failure: QtWidgets.QMessageBox.warning(
+                self, "Import hand corrections", f"Not imported: {failure.message}"))
+
+    def forget_corrections_dialog(self) -> None:
+        n = len(self.corrections)
+        answer = QtWidgets.QMessageBox.question(
+            self, "Forget all hand corrections",
+            f"Forget the optic discs placed and outlines drawn by hand for {n} photo(s)? Open exams go back to the "
+            "automatic disc and outlines. Export them first to keep a copy.")
+        if answer == QtWidgets.QMessageBox.StandardButton.Yes:
+            self.forget_corrections()
+
+    def forget_corrections(self) -> None:
+        """Forget every remembered placement and outline (the file is written on the worker); open exams that had
+        one are analysed again without it."""
+        forgotten = self.corrections.forget_all()
+        self.worker.submit(jobs.write_corrections, self.corrections, name="remember corrections",
+                           on_failed=lambda failure: self.status_label.setText(
+                               f"Corrections file not written: {failure.message}"))
+        keys = forgotten | {e.loaded.photo_sha256 for e in self.entries.values()
+                            if e.loaded is not None and (e.disc_at is not None or e.outlines is not None)}
+        shown = self._take_stored_corrections(keys)
+        self.status_label.setText(f"Hand corrections of {len(forgotten)} photo(s) forgotten"
+                                  + (f"; {shown} open exam(s) analysed again without them" if shown else ""))
+
+    def _take_stored_corrections(self, photos: set[str]) -> int:
+        """Open exams whose photo (SHA-256) is among ``photos`` take the placement and outlines stored for it (none
+        when there is no record) and are analysed again; returns how many changed."""
+        from engine.results_csv import correction_label
+
+        changed = 0
+        for entry in self.entries.values():
+            if entry.loaded is None or entry.loaded.photo_sha256 not in photos:
+                continue
+            disc_at, outlines = self.corrections.get(entry.loaded.photo_sha256)
+            if correction_label(disc_at, outlines) == correction_label(entry.disc_at, entry.outlines):
+                continue
+            entry.disc_at, entry.outlines = disc_at, outlines
+            entry.outline_undo.clear()
+            if entry.key == self._current_key:
+                self.fundus_view.stop_editing()
+                self.fundus_view.set_disc_placed(disc_at)
+            if entry.job is None or not entry.job.is_active:  # else _analysed starts it again
+                self._start_analysis(entry)
+            changed += 1
+        return changed
 
     def correct_outline(self, part: str, points: Any) -> None:
         """Measure the shown exam again with its "disc" or "cup" outline drawn by hand as ``points`` ((K, 2) (row,

@@ -67,11 +67,12 @@ def user_message(exc: BaseException) -> str:
 
 def _expected_error_types() -> tuple[type, ...]:
     """Error types whose message is written for users (no traceback needed)."""
+    from engine.fundus.corrections import CorrectionsFileError
     from engine.fundus.hand_outline import OutlineError
     from engine.io.errors import ExamLoadError
     from engine.models.checkpoint import CheckpointError
 
-    return (ExamLoadError, CheckpointError, OutlineError, FileNotFoundError, PermissionError)
+    return (ExamLoadError, CheckpointError, OutlineError, CorrectionsFileError, FileNotFoundError, PermissionError)
 
 
 class JobSignals(QtCore.QObject):
@@ -796,10 +797,21 @@ def _field(obj: Any, *names: str) -> Any:
     return None
 
 
-def write_corrections(store: Any, progress=None, cancel=None) -> None:
-    """Write an :class:`engine.fundus.corrections.CorrectionStore` to its file (off the UI thread: a large one
-    takes a tenth of a second)."""
-    store.write()
+def write_corrections(store: Any, path: Optional[str] = None, progress=None, cancel=None) -> None:
+    """Write an :class:`engine.fundus.corrections.CorrectionStore` to its file, or a copy to ``path`` (off the UI
+    thread: a large one takes a tenth of a second)."""
+    store.write(None if path is None else Path(path))
+
+
+def read_corrections_file(path: str, progress=None, cancel=None) -> Any:
+    """The :class:`engine.fundus.corrections.CorrectionStore` of the file at ``path``.
+
+    Raises:
+        engine.fundus.corrections.CorrectionsFileError: no such file, or it cannot be read (one line).
+    """
+    from engine.fundus.corrections import read_corrections
+
+    return read_corrections(Path(path))
 
 
 def correct_outlines(view: "AnalysisView", exam: Any, outlines: Any, progress=None, cancel=None) -> "AnalysisView":

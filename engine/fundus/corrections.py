@@ -25,17 +25,21 @@ _WRITING = threading.Lock()
 """One :meth:`CorrectionStore.write` at a time, so the one that starts last (with the newest records) ends last."""
 
 
+class CorrectionsFileError(ValueError):
+    """A corrections file that is not there or cannot be read (one line)."""
+
+
 def read_corrections(path: Path) -> "CorrectionStore":
-    """The corrections file at ``path``, for a command that needs it.
+    """The corrections file at ``path``, for a command or an import that needs it.
 
     Raises:
-        ValueError: there is no such file, or it cannot be read (one line).
+        CorrectionsFileError: there is no such file, or it cannot be read.
     """
     if not Path(path).is_file():
-        raise ValueError(f"{path}: no such file")
+        raise CorrectionsFileError(f"{path}: no such file")
     store = CorrectionStore(path)
     if store.problem:
-        raise ValueError(store.problem)
+        raise CorrectionsFileError(store.problem)
     return store
 
 
@@ -111,9 +115,26 @@ class CorrectionStore:
         self._photos[photo_sha256] = record  # a new record: one being written is never changed under it
         return True
 
-    def write(self) -> None:
-        """Write the records as they are now to :attr:`path`, atomically (callable from a worker thread while
-        :meth:`put` goes on in another).
+    def merge(self, other: "CorrectionStore") -> set[str]:
+        """Take ``other``'s records (e.g. a colleague's file) where this store has none for the photo or an older
+        one (by the time each was saved); returns the photo SHA-256s whose record changed (then :meth:`write`)."""
+        taken = set()
+        for key, record in other._photos.items():
+            mine = self._photos.get(key)
+            if mine is None or str(record.get("saved", "")) > str(mine.get("saved", "")):
+                self._photos[key] = dict(record)
+                taken.add(key)
+        return taken
+
+    def forget_all(self) -> set[str]:
+        """Forget every record (then :meth:`write`); returns the photo SHA-256s that had one."""
+        keys = set(self._photos)
+        self._photos = {}
+        return keys
+
+    def write(self, path: Optional[Path] = None) -> None:
+        """Write the records as they are now to :attr:`path` (or a copy of them to ``path``), atomically (callable
+        from a worker thread while :meth:`put` goes on in another).
 
         Raises:
             OSError: the file cannot be written.
@@ -122,5 +143,6 @@ class CorrectionStore:
 
         with _WRITING:
             text = json.dumps({"version": VERSION, "photos": dict(self._photos)}, indent=1)
-            atomic_write_bytes(self.path, text.encode("utf-8"))
-            self.problem = ""
+            atomic_write_bytes(Path(path or self.path), text.encode("utf-8"))
+            if path is None:
+                self.problem = ""

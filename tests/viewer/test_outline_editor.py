@@ -206,6 +206,57 @@ def test_corrections_are_remembered_for_the_same_photo_in_the_next_session(qtbot
 
 
 
+def test_corrections_are_exported_imported_into_open_exams_and_forgotten(qtbot, make_window, small_exam, wait_idle,
+                                                                         circles, tmp_path, monkeypatch):
+    from PySide6 import QtWidgets
+
+    from engine.fundus.corrections import CorrectionStore
+
+    window = make_window()
+    said: list[str] = []  # every status line (an analysis ending writes its own after ours)
+    set_text = window.status_label.setText
+    monkeypatch.setattr(window.status_label, "setText", lambda text: (said.append(text), set_text(text)))
+    key = window.add_exam(small_exam(seed=7))
+    wait_idle(window)
+    window.correct_outline("cup", _circle((80.0, 100.0), 14.0))
+    wait_idle(window)
+    window._update_corrections_menu()
+    assert window.export_corrections_action.text() == "Export… (1 photo)"
+    window.export_corrections(tmp_path / "shared.json")
+    wait_idle(window)
+    assert len(CorrectionStore(tmp_path / "shared.json")) == 1
+    assert "--disc-corrections " + str(tmp_path / "shared.json") in window.status_label.text()
+
+    window.forget_corrections()  # the open exam goes back to the automatic outline
+    wait_idle(window)
+    entry = window.entries[key]
+    assert entry.outlines is None and _vcdr(entry.analysis) == pytest.approx(8 / 20, abs=0.01)
+    assert "Hand corrections of 1 photo(s) forgotten; 1 open exam(s) analysed again without them" in said
+    assert len(CorrectionStore(window.corrections.path)) == 0
+    window._update_corrections_menu()
+    assert not window.export_corrections_action.isEnabled()
+
+    window.import_corrections(tmp_path / "shared.json")  # a colleague's file: the open exam takes it
+    wait_idle(window)
+    assert entry.outlines.parts == ("cup",) and _vcdr(entry.analysis) == pytest.approx(29 / 41, abs=0.02)
+    assert any(t.startswith("Imported hand corrections of 1 photo(s) from shared.json (1 there; older or the "
+                            "same as ours: 0); 1 open exam(s) analysed again with them") for t in said)
+    assert len(CorrectionStore(window.corrections.path)) == 1
+    window.import_corrections(tmp_path / "shared.json")  # nothing newer the second time
+    wait_idle(window)
+    assert said[-1] == "Imported hand corrections of 0 photo(s) from shared.json (1 there; older or the same as ours: 1)"
+
+    warned = []
+    monkeypatch.setattr(QtWidgets.QMessageBox, "warning", lambda parent, title, text: warned.append(text))
+    (tmp_path / "bad.json").write_text("{")
+    window.import_corrections(tmp_path / "bad.json")
+    window.import_corrections(tmp_path / "none.json")
+    wait_idle(window)
+    bad, missing = sorted(warned, key=lambda text: "no such file" in text)  # read on two threads: either first
+    assert bad.startswith("Not imported: bad.json could not be read") and missing.startswith("Not imported: ")
+    assert missing.endswith("none.json: no such file")
+
+
 def test_outline_changes_are_undone_one_by_one(qtbot, window, small_exam, wait_idle, circles):
     key = window.add_exam(small_exam(seed=4))
     wait_idle(window)

@@ -50,3 +50,22 @@ def test_the_corrections_file_round_trips_and_ignores_bad_records(tmp_path):
     copy = again.snapshot()
     assert again.put("a" * 64, None, None)  # forgotten: a change
     assert len(copy) == 2 and len(again) == 1
+
+
+def test_merge_takes_the_newer_records_and_copies_and_forgetting_are_written(tmp_path):
+    mine, theirs = CorrectionStore(tmp_path / "mine.json"), CorrectionStore(tmp_path / "theirs.json")
+    mine.put("a" * 64, (1.0, 1.0), None)
+    mine.put("b" * 64, (2.0, 2.0), None)
+    theirs.put("b" * 64, (3.0, 3.0), None)
+    theirs.put("c" * 64, None, HandOutlines(cup=_circle((40, 40), 5)))
+    mine._photos["a" * 64]["saved"] = "2026-01-01T00:00:00+00:00"  # older than theirs: replaced
+    theirs.put("a" * 64, (9.0, 9.0), None)
+    theirs._photos["b" * 64]["saved"] = "2025-01-01T00:00:00+00:00"  # older than mine: kept
+    assert mine.merge(theirs) == {"a" * 64, "c" * 64}
+    assert mine.get("a" * 64)[0] == (9.0, 9.0) and mine.get("b" * 64)[0] == (2.0, 2.0)
+    assert mine.get("c" * 64)[1].parts == ("cup",) and mine.merge(theirs) == set()  # nothing new the second time
+    mine.write(tmp_path / "copy.json")
+    assert not mine.path.exists() and len(CorrectionStore(tmp_path / "copy.json")) == 3
+    assert mine.forget_all() == {"a" * 64, "b" * 64, "c" * 64} and len(mine) == 0
+    mine.write()
+    assert CorrectionStore(mine.path).get("a" * 64) == (None, None)
