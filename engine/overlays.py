@@ -1,15 +1,20 @@
-"""Grad-CAM overlay images (PNG) for reports and ``grade --cams``: pure NumPy/OpenCV, no Qt.
+"""Overlay images for reports, ``grade --cams`` and ``segment --overlays``: pure NumPy/OpenCV, no Qt.
+
+Grad-CAM (PNG):
 
 - fundus: the photo with the fundus-level map (downscaled to at most ``max_side`` px);
 - disc: the disc crop with the disc-level map;
 - oct: the B-scan where the map is strongest, and an en-face view (mean intensity over depth) with the map's
   maximum over depth.
+
+Disc/cup outlines (:func:`disc_cup_overlay`): the photo and the disc region side by side, to check a batch's
+segmentations at a glance.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import cv2
 import numpy as np
@@ -68,6 +73,54 @@ def write_cam_overlays(exam: Any, cams: dict[str, Any], folder: Path, stem: str)
         write_png(path, image)
         written.append(path)
     return written
+
+
+DISC_COLOUR = (0, 220, 255)
+"""RGB of the disc outline (cyan, as in the viewer)."""
+CUP_COLOUR = (255, 200, 0)
+"""RGB of the cup outline (amber)."""
+
+
+def disc_cup_overlay(photo: np.ndarray, disc: np.ndarray, cup: np.ndarray, box: Sequence[float],
+                     height: int = 512, caption: str = "") -> np.ndarray:
+    """The photo (left) and its disc region ``box`` (top, left, bottom, right) px enlarged (right), both
+    ``height`` px high, with the disc and cup outlines drawn and ``caption`` written at the bottom left:
+    (height, W, 3) uint8 RGB.
+
+    ``photo``: (H, W, 3) uint8 RGB; ``disc``, ``cup``: (H, W) bool masks at the photo's size.
+    """
+    panels = []
+    top, left = int(np.floor(box[0])), int(np.floor(box[1]))
+    bottom, right = top + int(round(box[2] - box[0])), left + int(round(box[3] - box[1]))  # a square box stays one
+    if bottom <= top or right <= left:
+        raise ValueError(f"empty disc region {tuple(box)}")
+    region = (top, left, bottom, right)
+    for image, masks in ((photo, (disc, cup)),
+                         (cut_box(photo, region), (cut_box(disc, region), cut_box(cup, region)))):
+        h, w = image.shape[:2]
+        size = (max(1, round(w * height / h)), height)
+        panel = np.ascontiguousarray(cv2.resize(image, size, interpolation=cv2.INTER_AREA if h > height
+                                                else cv2.INTER_LINEAR))
+        for mask, colour in zip(masks, (DISC_COLOUR, CUP_COLOUR)):
+            small = cv2.resize(np.asarray(mask, np.uint8), size, interpolation=cv2.INTER_NEAREST)
+            contours, _ = cv2.findContours(small, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+            cv2.drawContours(panel, contours, -1, colour, 2, lineType=cv2.LINE_AA)
+        panels.append(panel)
+    k = height / photo.shape[0]  # where the right panel comes from, on the left one
+    cv2.rectangle(panels[0], (round(left * k), round(top * k)), (round(right * k), round(bottom * k)),
+                  (255, 255, 255), 1)
+    out = np.concatenate(panels, axis=1)
+    for colour, width in (((0, 0, 0), 4), ((255, 255, 255), 1)):  # white on a black edge: legible anywhere
+        cv2.putText(out, caption, (8, height - 10), cv2.FONT_HERSHEY_SIMPLEX, 0.5, colour, width, cv2.LINE_AA)
+    return out
+
+
+def write_jpeg(path: Path, rgb: np.ndarray, quality: int = 90) -> None:
+    """Encode ``(H, W, 3)`` uint8 RGB as JPEG and write it atomically."""
+    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise OSError(f"could not encode {path}")
+    atomic_write_bytes(Path(path), buf.tobytes())
 
 
 def strongest_bscan(cam: Any) -> Optional[int]:

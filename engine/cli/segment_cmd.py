@@ -37,6 +37,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--disc-corrections", type=Path, metavar="FILE",
                    help="disc-cup: discs placed and outlines drawn by hand in the viewer (its disc_corrections.json; "
                    "matched by the photo's pixels): masks and biomarkers follow them (--disc-at wins)")
+    p.add_argument("--overlays", action="store_true",
+                   help="disc-cup: also write <stem>_overlay.jpg per photo (the photo and its disc region with the "
+                   "outlines), to check a batch at a glance")
     p.add_argument("--method", choices=("graph", "network"), help="layers: boundary method")
     p.add_argument("--region", choices=("auto", "macula", "disc"), help="layers: scan region")
     return p

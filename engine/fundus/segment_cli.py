@@ -2,9 +2,11 @@
 
 For every fundus photo: ``DIR/<stem>.png``, the disc/cup mask at the photo's size in the GAMMA convention
 (0 = cup, 128 = neuro-retinal rim, 255 = background), and one line of biomarkers on stdout (``--json``: one JSON
-document with every photo instead). ``DIR/disc_cup_biomarkers.json`` keeps the same document. All files are
-written atomically (temp file + rename); an input is never overwritten (its mask is then named
-``<stem>_disc_cup.png``).
+document with every photo instead). ``DIR/disc_cup_biomarkers.json`` keeps the same document and
+``DIR/disc_cup_biomarkers.csv`` one row per photo (:data:`CSV_COLUMNS`; empty cells where a value is unknown or
+the photo failed); ``--overlays`` adds ``DIR/<stem>_overlay.jpg`` (the photo and its disc region with the disc
+and cup outlines). All files are written atomically (temp file + rename); an input is never overwritten (its
+mask is then named ``<stem>_disc_cup.png``).
 
 A photo that cannot be read, or whose disc is not found with confidence, gives one stderr line and no mask;
 the others go on. Exit status: 0 all photos segmented, 1 some failed, 2 bad usage, no usable segmenter weights or
@@ -17,16 +19,25 @@ site calibration (``--site-calibration FILE``: the cup outline scaled as fitted 
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import sys
+from dataclasses import fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
+from engine.fundus.biomarkers import DiscBiomarkers
 from engine.models.checkpoint import atomic_write_bytes
 
 SUMMARY_NAME = "disc_cup_biomarkers.json"
+TABLE_NAME = "disc_cup_biomarkers.csv"
+CSV_COLUMNS = ("input", "status", "confidence", *(f.name for f in fields(DiscBiomarkers) if f.name != "isnt"),
+               "isnt_rule", "outlined_by_hand", "disc_at_x", "disc_at_y", "mask", "message")
+"""The table's columns: the photo, whether its disc was found, every :class:`DiscBiomarkers` field (mm ones only
+filled when the photo's scale is known; ``isnt`` as the word ``isnt_rule``), corrections by hand, mask path."""
 
 
 def png_bytes(mask: np.ndarray) -> bytes:
@@ -39,15 +50,29 @@ def png_bytes(mask: np.ndarray) -> bytes:
     return data.tobytes()
 
 
-def mask_path(out: Path, image: Path, inputs: set[Path], taken: set[Path]) -> Path:
-    """``out/<stem>.png``, or ``<stem>_disc_cup.png`` (then ``_2``, ``_3`` ...) when that is an input or taken."""
-    candidate = out / f"{image.stem}.png"
+def mask_path(out: Path, image: Path, inputs: set[Path], taken: set[Path], suffix: str = ".png") -> Path:
+    """``out/<stem><suffix>``, or ``<stem>_disc_cup<suffix>`` (then ``_2``, ``_3`` ...) when that is an input or
+    taken."""
+    candidate = out / f"{image.stem}{suffix}"
     k = 1
     while candidate.resolve() in inputs or candidate in taken:
         k += 1
-        candidate = out / (f"{image.stem}_disc_cup.png" if k == 2 else f"{image.stem}_disc_cup_{k - 1}.png")
+        candidate = out / (f"{image.stem}_disc_cup{suffix}" if k == 2 else f"{image.stem}_disc_cup_{k - 1}{suffix}")
     taken.add(candidate)
     return candidate
+
+
+def table_csv(results: Sequence[dict[str, Any]]) -> str:
+    """The :data:`TABLE_NAME` text of the JSON document's ``results`` rows (one per photo)."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\n", extrasaction="ignore")
+    writer.writeheader()
+    for row in results:
+        at = row.get("disc_at") or {}
+        drawn = "+".join(row.get("outlined_by_hand", ()))
+        writer.writerow({**row.get("biomarkers", {}), **row, "outlined_by_hand": drawn, "disc_at_x": at.get("x", ""),
+                         "disc_at_y": at.get("y", "")})
+    return buffer.getvalue()
 
 
 def _line(name: str, b: dict[str, Any]) -> str:
@@ -83,6 +108,7 @@ def run_disc_cup(args: Any) -> int:
     from engine.io.errors import ExamLoadError
     from engine.io.images import load_image_exam
     from engine.models.checkpoint import CheckpointError
+    from engine.overlays import disc_cup_overlay, write_jpeg
 
     try:
         disc_at = parse_disc_at(args.disc_at) if getattr(args, "disc_at", None) else None
@@ -153,6 +179,11 @@ def run_disc_cup(args: Any) -> int:
             continue
         target = mask_path(out, path, inputs, taken)
         atomic_write_bytes(target, png_bytes(result.label_mask()))
+        if getattr(args, "overlays", False):
+            caption = f"{path.name}  vertical CDR {result.biomarkers.vcdr:.2f}  confidence {result.confidence:.2f}"
+            write_jpeg(mask_path(out, path, inputs, taken, "_overlay.jpg"),
+                       disc_cup_overlay(exam.fundus, result.disc_mask, result.cup_mask, result.crop_box,
+                                        caption=caption + "".join(f"  ({m})" for m in (result.message,) if m)))
         markers = result.biomarkers.to_dict()
         row.update(mask=str(target), center=[round(v, 1) for v in result.center],
                    crop_box=[round(float(v), 1) for v in result.crop_box], biomarkers=markers)
@@ -168,6 +199,7 @@ def run_disc_cup(args: Any) -> int:
            "results": results}
     text = json.dumps(doc, indent=1) + "\n"
     atomic_write_bytes(out / SUMMARY_NAME, text.encode())
+    atomic_write_bytes(out / TABLE_NAME, table_csv(results).encode("utf-8", "backslashreplace"))
     if args.json:
         sys.stdout.write(text)
     return 1 if failed else 0

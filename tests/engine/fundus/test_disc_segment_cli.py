@@ -73,6 +73,33 @@ def test_bad_input_one_line_and_exit_1(photos, with_oracle, tmp_path, capsys):
     assert (out / "photo0.png").is_file()
 
 
+def test_biomarker_table_and_overlays(photos, with_oracle, tmp_path, capsys):
+    import csv
+
+    from engine.fundus.segment_cli import CSV_COLUMNS
+
+    paths, truths = photos
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"not a jpeg at all")
+    out = tmp_path / "out"
+    code = main(["segment", *map(str, paths), str(broken), "--task", "disc-cup", "--out", str(out), "--overlays",
+                 "--eye", "OD"])
+    assert code == 1
+    with open(out / "disc_cup_biomarkers.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert tuple(rows[0]) == CSV_COLUMNS and [r["status"] for r in rows] == ["ok", "ok", "error"]
+    for row, f in zip(rows, truths):
+        assert float(row["vcdr"]) == pytest.approx(f.vcdr, abs=0.05) and row["isnt_rule"] in ("holds", "violated")
+        assert row["rim_nasal_px"] and row["disc_area_mm2"] == "" and row["mask"].endswith(".png")
+    assert rows[2]["input"] == str(broken) and rows[2]["message"] and rows[2]["vcdr"] == ""
+    for p in paths:
+        overlay = cv2.imread(str(out / f"{p.stem}_overlay.jpg"))
+        assert overlay.shape[0] == 512 and overlay.shape[1] == round(512 * 560 / 480) + 512  # photo + disc region
+    assert not list(out.glob("broken*"))
+    main(["segment", str(paths[0]), "--task", "disc-cup", "--out", str(tmp_path / "plain")])
+    assert not list((tmp_path / "plain").glob("*overlay*"))  # only when asked
+
+
 def test_never_overwrites_an_input(photos, with_oracle, capsys):
     paths, _ = photos
     before = paths[0].read_bytes()
