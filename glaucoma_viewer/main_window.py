@@ -279,6 +279,7 @@ class MainWindow(QtWidgets.QMainWindow):
 
         view_menu = bar.addMenu("&View")
         view_menu.addAction("Fit fundus", self.fundus_view.fit)
+        view_menu.addAction("Zoom to the optic disc", self.fundus_view.zoom_to_disc)
         view_menu.addAction("Auto window/level", self.oct_view.auto_window_level)
         view_menu.addSeparator()
         for text, box in (

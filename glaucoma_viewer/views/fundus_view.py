@@ -88,6 +88,10 @@ class FundusView(QtWidgets.QWidget):
         self.opacity.setValue(45)
         self.opacity.setFixedWidth(80)
         self.opacity.setToolTip("Grad-CAM opacity")
+        self.disc_button = QtWidgets.QToolButton()
+        self.disc_button.setText("Disc")
+        self.disc_button.setToolTip("Zoom to the optic disc (its outline then fills half the view)")
+        self.disc_button.setEnabled(False)
         self.fit_button = QtWidgets.QToolButton()
         self.fit_button.setText("Fit")
         self.fit_button.setToolTip("Fit the image to the view (zoom: wheel, pan: drag; right-click: place the "
@@ -96,7 +100,8 @@ class FundusView(QtWidgets.QWidget):
         header = QtWidgets.QHBoxLayout()
         header.setContentsMargins(6, 2, 6, 2)
         header.addWidget(self.title, 1)  # takes the free width; clipped only when there is none
-        for w in (self.disc_toggle, self.crop_toggle, self.cam_toggle, self.opacity, self.line_toggle, self.fit_button):
+        for w in (self.disc_toggle, self.crop_toggle, self.cam_toggle, self.opacity, self.line_toggle, self.disc_button,
+                  self.fit_button):
             header.addWidget(w)
 
         # Photo pane.
@@ -186,6 +191,7 @@ class FundusView(QtWidgets.QWidget):
             box.toggled.connect(self._apply_visibility)
         self.opacity.valueChanged.connect(self._apply_visibility)
         self.fit_button.clicked.connect(self.fit)
+        self.disc_button.clicked.connect(self.zoom_to_disc)
         self.done_button.clicked.connect(self.stop_editing)
         self.photo_box.clicked.connect(self._photo_clicked)
         self.photo_box.contextRequested.connect(self._photo_context)
@@ -320,6 +326,7 @@ class FundusView(QtWidgets.QWidget):
         self._editable = {k: np.asarray(v, np.float64) for k, v in vertices.items() if len(v) >= 3}
         self._drawn = tuple(drawn)
         self.drawing_enabled = bool(can_draw)
+        self.disc_button.setEnabled(self.disc_region() is not None)
         if self.editing is None:
             return
         if self.editing not in self._editable:
@@ -342,6 +349,9 @@ class FundusView(QtWidgets.QWidget):
         self.photo_box.addItem(roi)
         self.outline_roi, self.editing = roi, part
         self._set_roi_points(self._editable[part])
+        region, shown = self.disc_region(), self.photo_box.viewRange()
+        if region is not None and shown[0][1] - shown[0][0] > 3 * (region[3] - region[1]):
+            self.zoom_to_disc()  # points a few screen pixels apart cannot be dragged one by one
         roi.sigRegionChangeFinished.connect(self._outline_changed)
         self.edit_label.setText(f"Correcting the {part} outline: drag its points (click an edge to add one, "
                                 "right-click a point to remove it, drag inside to move it all).")
@@ -363,6 +373,25 @@ class FundusView(QtWidgets.QWidget):
             return np.zeros((0, 2))
         points = [self.outline_roi.mapToParent(h.pos()) for h in self.outline_roi.getHandles()]
         return np.array([[p.y(), p.x()] for p in points], np.float64).reshape(-1, 2)
+
+    def disc_region(self) -> Optional[tuple[float, float, float, float]]:
+        """(r0, c0, r1, c1) photo px of a square twice as wide as the disc outline shown (the one being corrected,
+        else the segmenter's or the one drawn), centred on it; None without a disc outline."""
+        disc = self.outline_points() if self.editing == "disc" else self._editable.get("disc")
+        if disc is None or len(disc) < 3:
+            return None
+        (r0, c0), (r1, c1) = disc.min(axis=0), disc.max(axis=0)
+        centre, half = ((r0 + r1) / 2, (c0 + c1) / 2), max(r1 - r0, c1 - c0, 1.0)
+        return centre[0] - half, centre[1] - half, centre[0] + half, centre[1] + half
+
+    def zoom_to_disc(self) -> bool:
+        """Zoom the photo onto :meth:`disc_region`; False when there is no disc outline to zoom to."""
+        region = self.disc_region()
+        if region is None:
+            return False
+        r0, c0, r1, c1 = region
+        self.photo_box.setRange(xRange=(c0, c1), yRange=(r0, r1), padding=0)
+        return True
 
     def grab_photo(self) -> QtGui.QPixmap:
         """The photo pane as shown, but with an open outline editor drawn as a plain outline (for the report)."""

@@ -257,6 +257,26 @@ def test_corrections_are_exported_imported_into_open_exams_and_forgotten(qtbot, 
     assert missing.endswith("none.json: no such file")
 
 
+def test_the_editor_zooms_to_the_disc_and_the_disc_button_does(qtbot, window, small_exam, wait_idle, circles):
+    window.add_exam(small_exam(seed=3))
+    wait_idle(window)
+    view = window.fundus_view
+    assert view.disc_button.isEnabled() and view.disc_region() == pytest.approx((40, 60, 120, 140), abs=1)
+    view.fit()
+    (x0, x1), _ = view.photo_box.viewRange()
+    assert x1 - x0 > 3 * 40  # the whole photo: the disc is 40 px across
+    view.start_editing("cup")
+    (x0, x1), (y0, y1) = view.photo_box.viewRange()
+    assert x0 <= 61 and x1 >= 139 and y0 <= 41 and y1 >= 119 and min(x1 - x0, y1 - y0) < 3 * 40
+    view.stop_editing()
+    view.fit()
+    assert view.zoom_to_disc()
+    (x0, x1), (y0, y1) = view.photo_box.viewRange()
+    assert min(x1 - x0, y1 - y0) < 3 * 40  # the other side follows the pane's aspect
+    view.set_outline_vertices({}, ())  # an exam shown without an analysis
+    assert not view.disc_button.isEnabled() and not view.zoom_to_disc()
+
+
 def test_outline_changes_are_undone_one_by_one(qtbot, window, small_exam, wait_idle, circles):
     key = window.add_exam(small_exam(seed=4))
     wait_idle(window)
