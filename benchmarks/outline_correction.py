@@ -8,8 +8,8 @@ then, ``--repeats`` times, what the editor's worker job does for one dragged out
 and the editor's vertices of the new masks) against the naive way, ``analyse_disc`` on the photo again (the
 whole analysis: localiser, coarse and fine passes, measurement). Prints medians and their ratio.
 
-Measured (2 CPU cores, ~11 s): 2.0 MP demo photo 6 ms per change vs 289 ms analysing again (46x); resized to
-12.0 MP 35 ms vs 418 ms (12x).
+Measured (2 CPU cores, ~11 s), with the rim profile measured again too: 2.0 MP demo photo 7 ms per change vs
+265 ms analysing again (38x); resized to 12.0 MP 37 ms vs 369 ms (10x).
 """
 
 from __future__ import annotations

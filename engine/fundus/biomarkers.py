@@ -137,6 +137,38 @@ def rim_profile(disc: np.ndarray, cup: np.ndarray, center: tuple[float, float], 
     return angles, rim_px, disc_px
 
 
+def rim_to_disc_profile(disc: np.ndarray, cup: np.ndarray, eye: str = "unknown",
+                        n_angles: int = 180) -> tuple[np.ndarray, np.ndarray]:
+    """The rim width over the disc diameter in each direction around the disc's centroid (its minimum is
+    ``rim_to_disc``): where the rim is thin, e.g. a notch.
+
+    Args:
+        disc: (H, W) bool disc mask; cup: (H, W) bool cup mask (clipped to the disc).
+        eye: "OD" or "OS" puts the angles in TSNIT order; otherwise they are the photo's own.
+
+    Returns:
+        ``(angles, ratio)``, each (n_angles,) float, sorted by angle: degrees 0 temporal, 90 superior, 180 nasal,
+        270 inferior with a known eye, else counter-clockwise from the photo's right (90 = up); unitless ratios.
+
+    Raises:
+        ValueError: empty disc mask.
+    """
+    disc = np.asarray(disc, bool)
+    rows, cols = np.flatnonzero(disc.any(axis=1)), np.flatnonzero(disc.any(axis=0))
+    if not rows.size:
+        raise ValueError("empty disc mask: nothing to measure")
+    box = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))  # the rays never leave the disc's box
+    d = disc[box]
+    r0, c0, _ = _moments(d)
+    angles, rim_px, disc_px = rim_profile(d, np.asarray(cup, bool)[box] & d, (r0, c0), n_angles)
+    ratio = np.divide(rim_px, disc_px, out=np.zeros_like(rim_px), where=disc_px > 0)
+    deg = np.degrees(angles)
+    if eye == "OD":  # temporal is on the photo's left for a right eye, on its right for a left eye
+        deg = (180.0 - deg) % 360.0
+    order = np.argsort(deg, kind="stable")
+    return deg[order], ratio[order]
+
+
 def compute_biomarkers(
     disc: np.ndarray,
     cup: np.ndarray,

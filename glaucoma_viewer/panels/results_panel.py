@@ -113,6 +113,29 @@ class Section(QtWidgets.QFrame):
         layout.addLayout(self.body)
 
 
+RIM_RGB = (0, 220, 255)
+"""The rim profile's colour: the disc outline's."""
+RIM_SECTORS = {
+    "TSNIT": (("T", "temporal"), ("S", "superior"), ("N", "nasal"), ("I", "inferior")),
+    "photo": (("right", "photo's right"), ("S", "superior"), ("left", "photo's left"), ("I", "inferior")),
+}
+"""Sectors centred on 0, 90, 180 and 270 degrees: tick label and name, TSNIT or the photo's own directions."""
+
+
+def _fixed_plot(height: int, title: str) -> pg.PlotWidget:
+    """A small plot of fixed height that ignores the mouse (no zoom, no menu) and passes drops to the window."""
+    plot = pg.PlotWidget()
+    plot.setAcceptDrops(False)
+    plot.viewport().setAcceptDrops(False)
+    plot.setFixedHeight(height)
+    plot.setMenuEnabled(False)
+    plot.setMouseEnabled(x=False, y=False)
+    plot.showGrid(x=True, y=True, alpha=0.2)
+    if title:
+        plot.getPlotItem().setTitle(title, size="9pt")
+    return plot
+
+
 def _clear_layout(layout: QtWidgets.QLayout) -> None:
     while layout.count():
         item = layout.takeAt(0)
@@ -293,7 +316,19 @@ class ResultsPanel(QtWidgets.QWidget):
         self.bio_card = QtWidgets.QLabel("")
         self.bio_card.setTextFormat(QtCore.Qt.TextFormat.RichText)
         self.bio_card.linkActivated.connect(self._request_anatomy_card)
+        self.rim_plot = _fixed_plot(125, "")
+        self.rim_plot.setYRange(0.0, 0.5, padding=0)
+        self.rim_plot.setXRange(-8.0, 368.0, padding=0)  # room for the end ticks
+        self.rim_plot.setLabel("left", "rim / disc")
+        self.rim_plot.getAxis("left").setSIPrefixEnableRanges(())  # ratios below 1 stay as they are (no "x0.001")
+        for x in (45, 135, 225, 315):  # sector borders
+            self.rim_plot.addItem(pg.InfiniteLine(x, angle=90, pen=pen((138, 148, 158), 1.0, 150,
+                                                                         QtCore.Qt.PenStyle.DashLine)))
+        self.rim_curve = self.rim_plot.plot([], [], pen=pen(RIM_RGB, 2.0))
+        self.rim_narrowest = pg.ScatterPlotItem(size=9, pen=None, brush=pg.mkBrush(255, 255, 255))
+        self.rim_plot.addItem(self.rim_narrowest)
         self.bio_section.body.addLayout(self.bio_grid)
+        self.bio_section.body.addWidget(self.rim_plot)
         self.bio_section.body.addWidget(self.bio_note)
         self.bio_section.body.addWidget(self.bio_card)
 
@@ -318,14 +353,7 @@ class ResultsPanel(QtWidgets.QWidget):
         self.map_line.setZValue(5)
         self.map_box.addItem(self.map_item)
         self.map_box.addItem(self.map_line)
-        self.tsnit_plot = pg.PlotWidget()
-        self.tsnit_plot.setAcceptDrops(False)
-        self.tsnit_plot.viewport().setAcceptDrops(False)
-        self.tsnit_plot.setFixedHeight(130)
-        self.tsnit_plot.setMenuEnabled(False)
-        self.tsnit_plot.setMouseEnabled(x=False, y=False)
-        self.tsnit_plot.showGrid(x=True, y=True, alpha=0.2)
-        self.tsnit_plot.getPlotItem().setTitle("TSNIT around the disc", size="9pt")
+        self.tsnit_plot = _fixed_plot(130, "TSNIT around the disc")
         self.tsnit_curve = self.tsnit_plot.plot([], [], pen=pen((0, 200, 83), 2.0))
         self.map_caption = QtWidgets.QLabel("")
         self.map_caption.setObjectName("note")
@@ -379,6 +407,9 @@ class ResultsPanel(QtWidgets.QWidget):
         _clear_layout(self.bio_grid)
         self.bio_note.setText("")
         self.bio_card.setText("")
+        self.rim_curve.setData([], [])
+        self.rim_narrowest.setData([], [])
+        self.rim_plot.hide()
         self.profile_curve.setData([], [])
         self.map_item.clear()
         self.map_line.setData([], [])
@@ -545,6 +576,27 @@ class ResultsPanel(QtWidgets.QWidget):
         self.bio_grid.setColumnStretch(1, 1)
         self.bio_grid.setColumnStretch(3, 1)
         self.bio_note.setText(" ".join(t for t in (view.disc_method, view.disc_note, view.disc_hint) if t))
+        self._show_rim(view)
+
+    def _show_rim(self, view: AnalysisView) -> None:
+        """Rim width / disc diameter all round the disc, sectors named (TSNIT with a known eye), narrowest marked."""
+        if view.rim_profile is None:
+            return
+        angles, ratio = view.rim_profile
+        self.rim_curve.setData(np.append(angles, angles[0] + 360.0), np.append(ratio, ratio[0]))
+        k = int(np.argmin(ratio))
+        self.rim_narrowest.setData([angles[k]], [ratio[k]])
+        names = RIM_SECTORS["TSNIT" if view.rim_eye in ("OD", "OS") else "photo"]
+        self.rim_plot.getAxis("bottom").setTicks([[(90.0 * i, names[i % 4][0]) for i in range(5)]])
+        where = names[int(((angles[k] + 45.0) % 360.0) // 90.0)]
+        self.rim_plot.getPlotItem().setTitle(
+            f"Rim width / disc diameter around the disc: narrowest {ratio[k]:.2f}, {where[1]}", size="9pt")
+        self.rim_plot.setToolTip(
+            "Neuro-retinal rim width along each ray from the disc's centroid over the disc's diameter in that "
+            "direction (its minimum is 'rim / disc'); dashed lines: sector borders"
+            + ("" if view.rim_eye in ("OD", "OS") else ". Eye unknown: nasal and temporal cannot be named, the "
+               "photo's left and right are shown") + ".")
+        self.rim_plot.show()
 
     def _show_rnfl(self, view: AnalysisView) -> None:
         unit = view.rnfl_unit

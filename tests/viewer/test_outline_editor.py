@@ -277,6 +277,24 @@ def test_the_editor_zooms_to_the_disc_and_the_disc_button_does(qtbot, window, sm
     assert not view.disc_button.isEnabled() and not view.zoom_to_disc()
 
 
+def test_the_rim_profile_is_plotted_and_follows_a_corrected_cup(qtbot, window, small_exam, wait_idle, circles):
+    key = window.add_exam(small_exam(seed=3))
+    wait_idle(window)
+    entry, panel = window.entries[key], window.results
+    angles, ratio = entry.analysis.rim_profile
+    assert entry.analysis.rim_eye == entry.loaded.exam.eye and len(angles) == 180
+    assert ratio == pytest.approx(np.full(180, (20 - 8) / 40), abs=0.03)  # the fixture's concentric circles
+    assert panel.rim_plot.isVisibleTo(panel) and "narrowest 0.2" in panel.rim_plot.getPlotItem().titleLabel.text
+    window.correct_outline("cup", _circle((80.0, 100.0), 14.0))
+    wait_idle(window)
+    thin = entry.analysis.rim_profile[1]
+    assert thin.mean() == pytest.approx((20 - 14) / 40, abs=0.02) and thin.max() < 0.2  # 6 px of rim, to a pixel
+    assert "narrowest 0.1" in panel.rim_plot.getPlotItem().titleLabel.text
+    window.place_disc((5.0, 5.0))  # the fixture finds no disc there: no profile
+    wait_idle(window)
+    assert entry.analysis.rim_profile is None and not panel.rim_plot.isVisibleTo(panel)
+
+
 def test_outline_changes_are_undone_one_by_one(qtbot, window, small_exam, wait_idle, circles):
     key = window.add_exam(small_exam(seed=4))
     wait_idle(window)

@@ -81,3 +81,23 @@ def test_cup_is_clipped_to_disc_and_empty_disc_raises():
         compute_biomarkers(np.zeros((10, 10), bool), np.zeros((10, 10), bool))
     with pytest.raises(ValueError):
         compute_biomarkers(disc, cup[:50])
+
+
+@pytest.mark.parametrize("eye, thinnest", [("OD", 180.0), ("OS", 0.0), ("unknown", 0.0)])
+def test_rim_profile_is_even_for_a_centred_cup_and_thinnest_where_the_cup_leans(eye, thinnest):
+    from engine.fundus.biomarkers import rim_to_disc_profile
+
+    rows, cols = np.ogrid[:200, :240]
+    disc = (rows - 100) ** 2 + (cols - 120) ** 2 <= 40**2
+    centred = (rows - 100) ** 2 + (cols - 120) ** 2 <= 20**2
+    angles, ratio = rim_to_disc_profile(disc, centred, eye)
+    assert angles.shape == ratio.shape == (180,) and np.all(np.diff(angles) > 0) and 0 <= angles[0] < angles[-1] < 360
+    assert ratio == pytest.approx(np.full(180, 20 / 80), abs=0.02)
+    leaning = (rows - 100) ** 2 + (cols - 135) ** 2 <= 20**2  # towards the photo's right: nasal in a right eye
+    angles, ratio = rim_to_disc_profile(disc, leaning, eye)
+    gap = (angles[np.argmin(ratio)] - thinnest + 180) % 360 - 180  # the thin side is flat to a pixel or two
+    there, opposite = (ratio[np.argmin(np.abs((angles - a + 180) % 360 - 180))] for a in (thinnest, thinnest + 180))
+    assert abs(gap) <= 20 and there < 0.5 * opposite
+    assert ratio.min() == pytest.approx(compute_biomarkers(disc, leaning, eye).rim_to_disc, abs=1e-6)
+    with pytest.raises(ValueError, match="empty disc"):
+        rim_to_disc_profile(np.zeros((5, 5), bool), np.zeros((5, 5), bool))
