@@ -12,7 +12,7 @@ import datetime as _dt
 import os
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Optional, Sequence
 
 import numpy as np
 from PySide6 import QtCore, QtGui
@@ -184,6 +184,17 @@ def _draw(painter: QtGui.QPainter, writer: QtGui.QPagedPaintDevice, window: "Mai
         y_right += page.text(x2, y_right + 2, col_w, note, 9, False, "#546e7a")
     if view is not None and view.disc_method:
         y_right += page.text(x2, y_right + 4, col_w, view.disc_method, 7.5, False, "#546e7a") + 4
+    if view is not None and view.rim_profile is not None:  # under the grade, where the left column has room
+        angles, ratio = view.rim_profile
+        tsnit = view.rim_eye in ("OD", "OS")
+        names = ("T", "S", "N", "I", "T") if tsnit else ("right", "S", "left", "I", "right")
+        y_left += gap * 0.5 + page.text(0, y_left + gap * 0.5, col_w, "Neuro-retinal rim around the disc", 9, True)
+        plot_h = 0.06 * page.h
+        every_degree = np.interp(np.arange(361.0), angles, ratio, period=360.0)  # 0 to 360 inclusive
+        _plot(page, QtCore.QRectF(0, y_left + 4, col_w, plot_h), every_degree,
+              "rim width / disc diameter" + (", TSNIT" if tsnit else " (eye unknown: the photo's sides)"),
+              hi=0.5, ticks=[(i / 4, name) for i, name in enumerate(names)])
+        y_left += plot_h + 4 + 22 * page.px_per_pt
     y = max(y_left, y_right) + gap
 
     # Other findings (ODIR labels, glioma grade, bone health): one line each, with the model and its hash.
@@ -206,8 +217,10 @@ def _draw(painter: QtGui.QPainter, writer: QtGui.QPagedPaintDevice, window: "Mai
             y += page.text(0, y, W, f"RNFL thickness along B-scan {k + 1} ({view.rnfl_unit}"
                            f"{'' if view.rnfl_unit != 'px' else ', scale not known'})", 11, True)
             plot_h = 0.08 * page.h
-            _plot(page, QtCore.QRectF(0, y + 4, W, plot_h), view.rnfl_profiles[k], view.rnfl_unit,
-                  view.lateral_mm)
+            n = len(view.rnfl_profiles[k])
+            span = f"{n * view.lateral_mm:.2f} mm" if view.lateral_mm else f"{n} px"
+            _plot(page, QtCore.QRectF(0, y + 4, W, plot_h), view.rnfl_profiles[k],
+                  f"position along the B-scan (0 – {span}); thickness in {view.rnfl_unit}")
             y += plot_h + gap
             if view.layer_method:
                 y += page.text(0, y - gap * 0.6, W, f"Layers by {view.layer_method}.", 8, False, "#546e7a")
@@ -270,8 +283,10 @@ def _bar(page: _Page, x: float, y: float, w: float, name: str, prob: float, colo
     return y + row_h
 
 
-def _plot(page: _Page, box: QtCore.QRectF, profile: np.ndarray, unit: str, lateral_mm: Optional[float]) -> None:
-    """A line plot of one thickness profile (NaN gaps left open), axes labelled with units."""
+def _plot(page: _Page, box: QtCore.QRectF, profile: np.ndarray, caption: str, hi: Optional[float] = None,
+          ticks: Sequence[tuple[float, str]] = ()) -> None:
+    """A line plot of ``profile`` (NaN gaps left open) from 0 to ``hi`` (its maximum x 1.1 when None), with
+    ``caption`` under it and ``ticks`` ((fraction along x, text)) on the x axis."""
     p = page.p
     margin_l, margin_b = 0.07 * box.width(), 0.18 * box.height()
     area = QtCore.QRectF(box.x() + margin_l, box.y(), box.width() - margin_l, box.height() - margin_b)
@@ -282,7 +297,7 @@ def _plot(page: _Page, box: QtCore.QRectF, profile: np.ndarray, unit: str, later
         page.text(area.x(), area.center().y(), area.width(), "no thickness on this B-scan", 8, False, "#78909c",
                   int(QtCore.Qt.AlignmentFlag.AlignHCenter))
         return
-    hi = float(np.max(finite)) * 1.1 or 1.0
+    hi = hi or float(np.max(finite)) * 1.1 or 1.0
     n = len(profile)
     xs = area.x() + area.width() * np.arange(n) / max(n - 1, 1)
     ys = area.bottom() - area.height() * np.clip(profile / hi, 0, 1)
@@ -300,9 +315,11 @@ def _plot(page: _Page, box: QtCore.QRectF, profile: np.ndarray, unit: str, later
             path.moveTo(float(x), float(yv))
             drawing = True
     p.drawPath(path)
-    page.text(box.x(), area.y(), margin_l - 4, f"{hi:.0f}", 7, False, "#546e7a", int(QtCore.Qt.AlignmentFlag.AlignRight))
-    page.text(box.x(), area.bottom() - 10, margin_l - 4, "0", 7, False, "#546e7a",
-              int(QtCore.Qt.AlignmentFlag.AlignRight))
-    span = f"{n * lateral_mm:.2f} mm" if lateral_mm else f"{n} px"
-    page.text(area.x(), area.bottom() + 2, area.width(), f"position along the B-scan (0 – {span}); thickness in {unit}",
-              7.5, False, "#546e7a", int(QtCore.Qt.AlignmentFlag.AlignHCenter))
+    right = int(QtCore.Qt.AlignmentFlag.AlignRight)
+    page.text(box.x(), area.y(), margin_l - 4, f"{hi:.0f}" if hi >= 10 else f"{hi:.2g}", 7, False, "#546e7a", right)
+    page.text(box.x(), area.bottom() - 10, margin_l - 4, "0", 7, False, "#546e7a", right)
+    centre = int(QtCore.Qt.AlignmentFlag.AlignHCenter)
+    for at, text in ticks:
+        page.text(area.x() + at * area.width() - 20, area.bottom() + 1, 40, text, 7, True, "#546e7a", centre)
+    below = area.bottom() + (11 * page.px_per_pt if ticks else 2)
+    page.text(area.x(), below, area.width(), caption, 7.5, False, "#546e7a", centre)
