@@ -86,7 +86,7 @@ class FundusView(QtWidgets.QWidget):
         self.opacity = QtWidgets.QSlider(QtCore.Qt.Orientation.Horizontal)
         self.opacity.setRange(0, 100)
         self.opacity.setValue(45)
-        self.opacity.setFixedWidth(80)
+        self.opacity.setFixedWidth(64)  # narrow enough for the header to fit a 1200 px wide window
         self.opacity.setToolTip("Grad-CAM opacity")
         self.disc_button = QtWidgets.QToolButton()
         self.disc_button.setText("Disc")
