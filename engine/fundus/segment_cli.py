@@ -105,6 +105,7 @@ def run_disc_cup(args: Any) -> int:
         check_weights,
         load_calibration,
     )
+    from engine.io.discover import eye_from_name
     from engine.io.errors import ExamLoadError
     from engine.io.images import load_image_exam
     from engine.models.checkpoint import CheckpointError
@@ -145,12 +146,15 @@ def run_disc_cup(args: Any) -> int:
     paths = [Path(p) for p in args.inputs]
     inputs = {p.resolve() for p in paths if p.exists()}
     taken: set[Path] = set()
-    eye = getattr(args, "eye", None) or "unknown"
+    given_eye = getattr(args, "eye", None)
     results: list[dict[str, Any]] = []
     failed = 0
     for path in paths:
         row: dict[str, Any] = {"input": str(path)}
         placed_at, outlines = disc_at, None
+        eye = given_eye or eye_from_name(path.stem)
+        if eye == "unknown" and not given_eye:
+            eye = eye_from_name(path.parent.name)
         try:
             exam = load_image_exam(path, modality="fundus", eye=eye)
             if corrections is not None and disc_at is None:

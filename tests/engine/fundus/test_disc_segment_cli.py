@@ -100,6 +100,22 @@ def test_biomarker_table_and_overlays(photos, with_oracle, tmp_path, capsys):
     assert not list((tmp_path / "plain").glob("*overlay*"))  # only when asked
 
 
+def test_the_eye_comes_from_the_photos_or_folders_name_unless_given(photos, with_oracle, tmp_path, capsys):
+    paths, _ = photos
+    named = [tmp_path / "12_left.png", tmp_path / "P03_OD" / "fundus.png", tmp_path / "plain.png"]
+    for path in named:
+        path.parent.mkdir(exist_ok=True)
+        path.write_bytes(paths[0].read_bytes())
+
+    def eyes(*extra):
+        assert main(["segment", *map(str, named), "--task", "disc-cup", "--out", str(tmp_path / "o"), "--json",
+                     *extra]) == 0
+        return [r["biomarkers"]["eye"] for r in json.loads(capsys.readouterr().out)["results"]]
+
+    assert eyes() == ["OS", "OD", "unknown"]
+    assert eyes("--eye", "unknown") == ["unknown"] * 3 and eyes("--eye", "OD") == ["OD"] * 3
+
+
 def test_never_overwrites_an_input(photos, with_oracle, capsys):
     paths, _ = photos
     before = paths[0].read_bytes()
