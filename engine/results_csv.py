@@ -187,21 +187,39 @@ def calibration_conflict(rows: Sequence[Mapping[str, str]], label: str) -> Optio
     return None
 
 
-def grader_conflict(rows: Sequence[Mapping[str, str]], weights: Mapping[str, str]) -> Optional[str]:
+def grader_conflict(rows: Sequence[Mapping[str, str]], weights: Mapping[str, str],
+                    needs: Optional[Mapping[str, tuple[Sequence[str], Sequence[str]]]] = None) -> Optional[str]:
     """Why ``ok`` rows cannot be joined by rows graded with the graders ``weights`` (``{name: SHA-256}``), or None.
 
     Each row names the graders that ran on its exam (which of them run depends on the exam's images); every one
-    of them must be among ``weights`` with the same weights. A grader added since is not detected.
+    of them must be among ``weights`` with the same weights. With ``needs`` (``{name: (modalities, biomarker
+    features)}`` of this run's graders), a grader missing from a row although the row shows the exam had what it
+    needs (the modalities of the graders that ran, a fundus where ``vcdr`` was measured, an OCT where
+    ``rnfl_mean`` was; its features in their columns) was added since, and is a conflict too.
     """
     for row in rows:
         if row.get("status") != "ok" or not row.get("models"):
             continue
-        for name, sha in zip(row["models"].split(";"), row.get("weights_sha256", "").split(";")):
+        ran = row["models"].split(";")
+        for name, sha in zip(ran, row.get("weights_sha256", "").split(";")):
             if weights.get(name) != sha:
                 now = (f"this run's {name} has weights {weights[name][:12]}" if name in weights
                        else "this run's models do not include it")
                 return f"{row['data']} was graded by {name} (weights {sha[:12]}), {now}"
+        if not needs:
+            continue
+        had = {m for name in ran for m in needs.get(name, ((), ()))[0]}
+        had |= {m for m, column in (("fundus", "vcdr"), ("oct", "rnfl_mean")) if row.get(column)}
+        for name, (modalities, features) in needs.items():
+            measured = all(row.get(_column_of(f) or "") for f in features)
+            if name not in ran and set(modalities) <= had and measured:
+                return f"{row['data']} was graded without {name}, which this run's models would run on it"
     return None
+
+
+def _column_of(feature: str) -> Optional[str]:
+    """The CSV column that holds a grader's biomarker feature (``vcdr``, ``vertical_cdr`` ... -> ``vcdr``)."""
+    return next((column for column, names in _ALIASES.items() if feature in names), None)
 
 
 def done_ids(rows: Sequence[Mapping[str, str]]) -> set[str]:

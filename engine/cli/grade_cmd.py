@@ -34,7 +34,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true",
                    help="keep the ok rows of an existing OUT and grade the rest; rows graded with another disc "
                    "placement or hand outlines than this run gives are graded again (refused when they were graded "
-                   "by other models or another site calibration)")
+                   "by other models, without a model this run adds, or with another site calibration)")
     p.add_argument("--anonymize", action="store_true",
                    help="replace exam ids by a salted hash (without --salt a random salt is made and printed once)")
     p.add_argument("--salt", help="secret salt for --anonymize (or env GV_ANON_SALT); needed with --resume")
@@ -369,7 +369,8 @@ def run(args: argparse.Namespace) -> int:
     except (GradingError, CheckpointError, EnsembleError) as e:
         err(str(e))
         return 2
-    conflict = grader_conflict(previous, {g.name: g.sha256 for g in loaded.members})
+    conflict = grader_conflict(previous, {g.name: g.sha256 for g in loaded.members},
+                               {g.name: (g.required_modalities, g.extra_features) for g in loaded.members})
     if conflict:
         err(f"cannot resume {args.csv}: {conflict} (give the same --models, or grade into a new CSV)")
         return 2

@@ -122,6 +122,12 @@ def test_resume_refuses_rows_graded_by_other_models(cohort, tmp_path, capsys):
     for jobs in ("1", "2"):
         assert main(["grade", *good, "--csv", str(out), "--models", str(models), "--resume", "--quiet",
                      "--jobs", jobs]) == 0
+    fewer = tmp_path / "fewer.csv"  # graded by one grader, resumed with the ensemble that adds two
+    assert main(["grade", good[0], "--csv", str(fewer), "--models", str(models.parent / "fundus.pt"), "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["grade", *good, "--csv", str(fewer), "--models", str(models), "--resume", "--quiet"]) == 2
+    assert "SYNTH0000 was graded without two_level, which this run's models would run on it" in \
+        capsys.readouterr().err
 
 
 def test_disc_positions_place_the_disc_of_the_exams_they_name(cohort, tmp_path, capsys):
@@ -257,6 +263,23 @@ def test_grader_conflict_reads_only_ok_rows_that_name_graders():
     rows.append({"data": "v", "status": "ok", "models": "a;b", "weights_sha256": "1" * 64 + ";" + "3" * 64})
     assert grader_conflict(rows, weights) == ("v was graded by b (weights 333333333333), "
                                               "this run's b has weights 222222222222")
+
+
+def test_grader_conflict_finds_a_grader_added_where_the_row_shows_it_would_have_run():
+    from engine.results_csv import grader_conflict
+
+    weights = {"f": "1" * 64, "o": "2" * 64, "v": "3" * 64}
+    needs = {"f": (("fundus",), ()), "o": (("fundus", "oct"), ()), "v": (("fundus",), ("vertical_cdr",))}
+    fundus_only = {"data": "a", "status": "ok", "models": "f", "weights_sha256": "1" * 64, "vcdr": "0.5",
+                   "rnfl_mean": ""}
+    without_disc = {**fundus_only, "data": "b", "vcdr": ""}  # no disc measured: v could not run
+    assert grader_conflict([without_disc], weights, needs) is None
+    assert grader_conflict([fundus_only], weights, needs) == ("a was graded without v, which this run's models "
+                                                              "would run on it")
+    assert grader_conflict([fundus_only], weights) is None  # without needs: the weights only
+    both = {**fundus_only, "data": "c", "models": "f;v", "weights_sha256": "1" * 64 + ";" + "3" * 64}
+    assert grader_conflict([both], weights, needs) is None  # no OCT in sight: o would not run
+    assert "c was graded without o" in grader_conflict([{**both, "rnfl_mean": "80"}], weights, needs)
 
 
 def test_calibration_conflict_reads_only_rows_with_a_measured_disc():
