@@ -18,7 +18,7 @@ import numpy as np
 from PySide6 import QtCore, QtGui
 
 from glaucoma_viewer import __version__
-from glaucoma_viewer.state import GRADE_LABELS, AnalysisView
+from glaucoma_viewer.state import GRADE_LABELS, RIM_SECTORS, AnalysisView
 from glaucoma_viewer.worker import data_details, data_note
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -187,13 +187,13 @@ def _draw(painter: QtGui.QPainter, writer: QtGui.QPagedPaintDevice, window: "Mai
     if view is not None and view.rim_profile is not None:  # under the grade, where the left column has room
         angles, ratio = view.rim_profile
         tsnit = view.rim_eye in ("OD", "OS")
-        names = ("T", "S", "N", "I", "T") if tsnit else ("right", "S", "left", "I", "right")
+        names = [tick for tick, _ in RIM_SECTORS["TSNIT" if tsnit else "photo"]]
         y_left += gap * 0.5 + page.text(0, y_left + gap * 0.5, col_w, "Neuro-retinal rim around the disc", 9, True)
         plot_h = 0.06 * page.h
         every_degree = np.interp(np.arange(361.0), angles, ratio, period=360.0)  # 0 to 360 inclusive
         _plot(page, QtCore.QRectF(0, y_left + 4, col_w, plot_h), every_degree,
               "rim width / disc diameter" + (", TSNIT" if tsnit else " (eye unknown: the photo's sides)"),
-              hi=0.5, ticks=[(i / 4, name) for i, name in enumerate(names)])
+              hi=0.5, ticks=[(i / 4, names[i % 4]) for i in range(5)])
         y_left += plot_h + 4 + 22 * page.px_per_pt
     y = max(y_left, y_right) + gap
 

@@ -13,6 +13,11 @@ import numpy as np
 
 GRADE_CLASSES = ("non", "early", "mid_advanced")
 GRADE_LABELS = {"non": "non-glaucoma", "early": "early glaucoma", "mid_advanced": "mid / advanced glaucoma"}
+RIM_SECTORS = {
+    "TSNIT": (("T", "temporal"), ("S", "superior"), ("N", "nasal"), ("I", "inferior")),
+    "photo": (("right", "photo's right"), ("S", "superior"), ("left", "photo's left"), ("I", "inferior")),
+}
+"""Sectors centred on 0, 90, 180 and 270 degrees: tick label and name, TSNIT or the photo's own directions."""
 
 
 @dataclass

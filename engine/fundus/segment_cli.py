@@ -185,9 +185,9 @@ def run_disc_cup(args: Any) -> int:
         atomic_write_bytes(target, png_bytes(result.label_mask()))
         if getattr(args, "overlays", False):
             caption = f"{path.name}  vertical CDR {result.biomarkers.vcdr:.2f}  confidence {result.confidence:.2f}"
+            caption += f"  ({result.message})" if result.message else ""
             write_jpeg(mask_path(out, path, inputs, taken, "_overlay.jpg"),
-                       disc_cup_overlay(exam.fundus, result.disc_mask, result.cup_mask, result.crop_box,
-                                        caption=caption + "".join(f"  ({m})" for m in (result.message,) if m)))
+                       disc_cup_overlay(exam.fundus, result.disc_mask, result.cup_mask, result.crop_box, caption=caption))
         markers = result.biomarkers.to_dict()
         row.update(mask=str(target), center=[round(v, 1) for v in result.center],
                    crop_box=[round(float(v), 1) for v in result.crop_box], biomarkers=markers)

@@ -13,7 +13,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from glaucoma_viewer.state import GRADE_LABELS, AnalysisView, ModelRun, TaskRun
+from glaucoma_viewer.state import GRADE_LABELS, RIM_SECTORS, AnalysisView, ModelRun, TaskRun
 from glaucoma_viewer.views.common import LEVELS, ImageViewBox, heat_lut, make_graphics_view, pen, to_uint8_map
 
 CLASS_COLOURS = {"non": QtGui.QColor("#66bb6a"), "early": QtGui.QColor("#ffb300"), "mid_advanced": QtGui.QColor("#ef5350")}
@@ -115,11 +115,6 @@ class Section(QtWidgets.QFrame):
 
 RIM_RGB = (0, 220, 255)
 """The rim profile's colour: the disc outline's."""
-RIM_SECTORS = {
-    "TSNIT": (("T", "temporal"), ("S", "superior"), ("N", "nasal"), ("I", "inferior")),
-    "photo": (("right", "photo's right"), ("S", "superior"), ("left", "photo's left"), ("I", "inferior")),
-}
-"""Sectors centred on 0, 90, 180 and 270 degrees: tick label and name, TSNIT or the photo's own directions."""
 
 
 def _fixed_plot(height: int, title: str) -> pg.PlotWidget:
