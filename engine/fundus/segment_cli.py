@@ -5,8 +5,10 @@ For every fundus photo: ``DIR/<stem>.png``, the disc/cup mask at the photo's siz
 document with every photo instead). ``DIR/disc_cup_biomarkers.json`` keeps the same document and
 ``DIR/disc_cup_biomarkers.csv`` one row per photo (:data:`CSV_COLUMNS`; empty cells where a value is unknown or
 the photo failed); ``--overlays`` adds ``DIR/<stem>_overlay.jpg`` (the photo and its disc region with the disc
-and cup outlines). All files are written atomically (temp file + rename); an input is never overwritten (its
-mask is then named ``<stem>_disc_cup.png``).
+and cup outlines). Each JSON row also holds the rim width / disc diameter every 2 degrees around the disc
+(``rim_to_disc_profile``: TSNIT angles for a known eye, the photo's own otherwise; see
+:func:`engine.fundus.biomarkers.rim_to_disc_profile`). All files are written atomically (temp file + rename);
+an input is never overwritten (its mask is then named ``<stem>_disc_cup.png``).
 
 A photo that cannot be read, or whose disc is not found with confidence, gives one stderr line and no mask;
 the others go on. Exit status: 0 all photos segmented, 1 some failed, 2 bad usage, no usable segmenter weights or
@@ -96,6 +98,7 @@ def run_disc_cup(args: Any) -> int:
     """The ``--task disc-cup`` branch of ``segment``. ``args``: ``inputs``, ``out``, ``json``, ``weights``, ``eye``,
     ``site_calibration``, ``disc_at``, ``disc_corrections``."""
     from engine.fundus.analysis import analyse_disc
+    from engine.fundus.biomarkers import rim_to_disc_profile
     from engine.fundus.corrections import photo_sha256, read_corrections
     from engine.fundus.hand_outline import OutlineError, apply_outlines
     from engine.fundus.segmenter import default_weights_path, load_segmenter
@@ -189,8 +192,12 @@ def run_disc_cup(args: Any) -> int:
             write_jpeg(mask_path(out, path, inputs, taken, "_overlay.jpg"),
                        disc_cup_overlay(exam.fundus, result.disc_mask, result.cup_mask, result.crop_box, caption=caption))
         markers = result.biomarkers.to_dict()
+        angles, ratio = rim_to_disc_profile(result.disc_mask, result.cup_mask, result.biomarkers.eye)
         row.update(mask=str(target), center=[round(v, 1) for v in result.center],
-                   crop_box=[round(float(v), 1) for v in result.crop_box], biomarkers=markers)
+                   crop_box=[round(float(v), 1) for v in result.crop_box], biomarkers=markers,
+                   rim_to_disc_profile={"angles_deg": np.round(angles, 1).tolist(),
+                                        "ratio": np.round(ratio, 4).tolist(),
+                                        "angles": "TSNIT" if result.biomarkers.eye in ("OD", "OS") else "photo"})
         results.append(row)
         if not args.json:
             placed = placed_at and f"disc placed at x {placed_at[1]:.0f}, y {placed_at[0]:.0f} px"

@@ -55,6 +55,9 @@ def test_json_output(photos, with_oracle, tmp_path, capsys):
         assert row["status"] == "ok"
         assert row["biomarkers"]["vcdr"] == pytest.approx(f.vcdr, abs=0.05)
         assert row["biomarkers"]["isnt_rule"] in ("holds", "violated")
+        profile = row["rim_to_disc_profile"]
+        assert profile["angles"] == "TSNIT" and len(profile["angles_deg"]) == len(profile["ratio"]) == 180
+        assert min(profile["ratio"]) == pytest.approx(row["biomarkers"]["rim_to_disc"], abs=1e-4)
     assert json.loads((out / "disc_cup_biomarkers.json").read_text()) == doc
 
 
