@@ -5,7 +5,10 @@ the product does (localise, coarse and fine passes, masks mapped back to the ful
 its masks with the experts' on the photo's own pixels:
 
 - ``dice_disc``, ``dice_cup``: Dice of the disc (rim + cup) and cup masks;
-- ``vcdr_error``: |predicted - true| vertical cup-to-disc ratio (cup height / disc height, from the masks).
+- ``vcdr_error``: |predicted - true| vertical cup-to-disc ratio (cup height / disc height, from the masks);
+- ``rim_profile_error``: mean over 180 directions of |predicted - true| rim width / disc diameter around the disc
+  (:func:`engine.fundus.biomarkers.rim_to_disc_profile`, the photo's own angles), ``rim_min_error``:
+  |predicted - true| of its minimum (the ``rim_to_disc`` biomarker).
 
 A photo where no disc is found counts as Dice 0 and the worst possible ratio error ``max(v, 1 - v)``.
 
@@ -61,6 +64,7 @@ def evaluate_case(case: DiscCupCase, segmenter: Any = None, baseline_ratio: Opti
     """One photo's metrics (the analysis with ``segmenter`` and, when given, a
     :class:`engine.fundus.site_calibration.SiteCalibration`; or the baseline when ``baseline_ratio`` is given)."""
     from engine.fundus.analysis import analyse_disc
+    from engine.fundus.biomarkers import rim_to_disc_profile
     from engine.fundus.site_calibration import apply_calibration
 
     image, disc, cup = load_case(case)
@@ -79,8 +83,11 @@ def evaluate_case(case: DiscCupCase, segmenter: Any = None, baseline_ratio: Opti
         row.update(dice_disc=0.0, dice_cup=0.0, vcdr_pred=None, vcdr_error=max(v_true, 1.0 - v_true))
         return row
     v_pred = vertical_ratio(pd_, pc)
+    rim_pred, rim_true = rim_to_disc_profile(pd_, pc)[1], rim_to_disc_profile(disc, cup)[1]
     row.update(dice_disc=dice(pd_, disc), dice_cup=dice(pc & pd_, cup), vcdr_pred=v_pred,
-               vcdr_error=abs(v_pred - v_true), disc_area_ratio=float(pd_.sum() / max(int(disc.sum()), 1)))
+               vcdr_error=abs(v_pred - v_true), disc_area_ratio=float(pd_.sum() / max(int(disc.sum()), 1)),
+               rim_profile_error=float(np.abs(rim_pred - rim_true).mean()),
+               rim_min_error=float(abs(rim_pred.min() - rim_true.min())))
     return row
 
 
@@ -106,8 +113,10 @@ resampling or correlating a handful of photos says nothing."""
 
 def summarise(rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, float]]:
     """Mean metrics per source and over all rows: ``{source|"all": {dice_disc, dice_cup, vcdr_mae, vcdr_bias,
-    vcdr_mae_offset_removed, vcdr_pearson, n, found, disc_area_ratio}}``. Over the photos with a disc found (NaN
-    when none): ``vcdr_bias`` = mean signed error (predicted - expert vertical CDR), ``disc_area_ratio`` = median
+    vcdr_mae_offset_removed, vcdr_pearson, n, found, disc_area_ratio, rim_profile_mae, rim_min_mae}}``. Over the
+    photos with a disc found (NaN when none; the rim errors also NaN for rows written before they were measured):
+    ``rim_profile_mae``, ``rim_min_mae`` = mean ``rim_profile_error``, ``rim_min_error``;
+    ``vcdr_bias`` = mean signed error (predicted - expert vertical CDR), ``disc_area_ratio`` = median
     predicted / expert disc area. A large bias or a ratio far from 1 with a small spread is a difference of
     drawing convention (or case mix) between the training and held-out experts rather than noise.
     ``vcdr_mae_offset_removed`` = mean |signed error - vcdr_bias|, the error left once the block's own mean
@@ -135,8 +144,15 @@ def summarise(rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, float]]:
             "disc_area_ratio": float(np.median(ratios)) if ratios else float("nan"),
             "n": len(sel),
             "found": int(sum(r["found"] for r in sel)),
+            **{f"{key[:-6]}_mae": _mean_of(found, key) for key in ("rim_profile_error", "rim_min_error")},
         }
     return out
+
+
+def _mean_of(rows: Sequence[dict[str, Any]], key: str) -> float:
+    """Mean of ``key`` over the rows that have it (NaN when none does)."""
+    values = [r[key] for r in rows if r.get(key) is not None]
+    return float(np.mean(values)) if values else float("nan")
 
 
 def read_evaluation(path: Path) -> dict[str, Any]:

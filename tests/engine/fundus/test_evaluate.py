@@ -39,8 +39,13 @@ def test_evaluate_case_and_summary(tmp_path, oracle):
     assert row["disc_area_ratio"] == pytest.approx(1.0, abs=0.1)
     base = evaluate_case(case, baseline_ratio=0.3)
     assert base["vcdr_error"] == pytest.approx(abs(0.3 - row["vcdr_true"]), abs=0.03)
+    assert row["rim_profile_error"] < 0.03 and row["rim_min_error"] < 0.03  # the oracle's own outline
+    assert base["rim_profile_error"] > row["rim_profile_error"]
     s = summarise([row, base])
     assert s["x"]["n"] == 2 and s["all"]["found"] == 2
+    assert s["all"]["rim_profile_mae"] == pytest.approx((row["rim_profile_error"] + base["rim_profile_error"]) / 2)
+    old = {k: v for k, v in row.items() if not k.startswith("rim_")}  # a row written before they were measured
+    assert np.isnan(summarise([old])["all"]["rim_min_mae"])
 
 
 def test_model_card_ships_held_out_numbers(tmp_path):
