@@ -252,12 +252,14 @@ def _print_comparison(comparison: dict[str, dict[str, dict[str, float]]]) -> Non
 
 
 def _print_summaries(doc: dict[str, Any]) -> None:
+    nan = float("nan")  # files written before the rim errors were measured
     for name in ("model", "baseline_summary"):
         for src, m in doc[name].items():
             print(f"{name:16s} {src:8s} n={m['n']:3d} found={m['found']:3d} disc Dice {m['dice_disc']:.3f} "
                   f"cup Dice {m['dice_cup']:.3f} vCDR MAE {m['vcdr_mae']:.3f} bias {m['vcdr_bias']:+.3f} "
                   f"(without it {m['vcdr_mae_offset_removed']:.3f}, r {m['vcdr_pearson']:.2f}) "
-                  f"disc area x{m['disc_area_ratio']:.2f}")
+                  f"disc area x{m['disc_area_ratio']:.2f} rim/disc profile MAE {m.get('rim_profile_mae', nan):.3f} "
+                  f"(narrowest {m.get('rim_min_mae', nan):.3f})")
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
