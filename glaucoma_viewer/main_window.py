@@ -841,7 +841,11 @@ class MainWindow(QtWidgets.QMainWindow):
 
         changed = 0
         for entry in self.entries.values():
-            if entry.loaded is None or entry.loaded.photo_sha256 not in photos:
+            if entry.loaded is None:  # dropped from memory: read again, it takes what the store then holds for it
+                entry.disc_at, entry.outlines = None, None
+                entry.outline_undo.clear()
+                continue
+            if entry.loaded.photo_sha256 not in photos:
                 continue
             disc_at, outlines = self.corrections.get(entry.loaded.photo_sha256)
             if correction_label(disc_at, outlines) == correction_label(entry.disc_at, entry.outlines):

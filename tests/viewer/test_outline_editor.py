@@ -257,6 +257,36 @@ def test_corrections_are_exported_imported_into_open_exams_and_forgotten(qtbot, 
     assert missing.endswith("none.json: no such file")
 
 
+def test_an_exam_dropped_from_memory_takes_the_imported_corrections_when_read_again(qtbot, make_window, cohort,
+                                                                                    wait_idle, circles, tmp_path):
+    from engine.fundus.corrections import CorrectionStore
+
+    window = make_window(max_exams=1)
+    window.open_paths([cohort], remember=False)
+    wait_idle(window)
+    qtbot.waitUntil(lambda: len(window.resident_keys()) == 1, timeout=30000)
+    first = window.resident_keys()[0]
+    window.show_exam(first)
+    window.place_disc((70.0, 90.0))  # remembered for its photo
+    wait_idle(window)
+    assert window.entries[first].disc_at == (70.0, 90.0)
+    sha = window.entries[first].loaded.photo_sha256
+    other = next(k for k, e in window.entries.items() if e.status == "unloaded")
+    window.exam_list.select(other)  # reading the other one drops this one from memory
+    qtbot.waitUntil(lambda: window.entries[first].status == "unloaded", timeout=30000)
+    wait_idle(window)
+    colleague = CorrectionStore(tmp_path / "colleague.json")
+    colleague.put(sha, (80.0, 100.0), None)
+    colleague._photos[sha]["saved"] = "2099-01-01T00:00:00+00:00"  # saved after ours: it wins
+    colleague.write()
+    window.import_corrections(colleague.path)
+    wait_idle(window)
+    assert window.entries[first].disc_at is None  # taken from the store when read again, not from memory
+    window.exam_list.select(first)
+    qtbot.waitUntil(lambda: window.entries[first].status == "done", timeout=30000)
+    assert window.entries[first].disc_at == (80.0, 100.0) and circles[-1] == (80.0, 100.0)
+
+
 def test_the_editor_zooms_to_the_disc_and_the_disc_button_does(qtbot, window, small_exam, wait_idle, circles):
     window.add_exam(small_exam(seed=3))
     wait_idle(window)
