@@ -189,8 +189,8 @@ def run_disc_cup(args: Any) -> int:
         if getattr(args, "overlays", False):
             caption = f"{path.name}  vertical CDR {result.biomarkers.vcdr:.2f}  confidence {result.confidence:.2f}"
             caption += f"  ({result.message})" if result.message else ""
-            write_jpeg(mask_path(out, path, inputs, taken, "_overlay.jpg"),
-                       disc_cup_overlay(exam.fundus, result.disc_mask, result.cup_mask, result.crop_box, caption=caption))
+            overlay = disc_cup_overlay(exam.fundus, result.disc_mask, result.cup_mask, result.crop_box, caption=caption)
+            write_jpeg(mask_path(out, path, inputs, taken, "_overlay.jpg"), overlay)
         markers = result.biomarkers.to_dict()
         angles, ratio = rim_to_disc_profile(result.disc_mask, result.cup_mask, result.biomarkers.eye)
         row.update(mask=str(target), center=[round(v, 1) for v in result.center],

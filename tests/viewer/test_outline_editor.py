@@ -244,7 +244,8 @@ def test_corrections_are_exported_imported_into_open_exams_and_forgotten(qtbot, 
     assert len(CorrectionStore(window.corrections.path)) == 1
     window.import_corrections(tmp_path / "shared.json")  # nothing newer the second time
     wait_idle(window)
-    assert said[-1] == "Imported hand corrections of 0 photo(s) from shared.json (1 there; older or the same as ours: 1)"
+    assert said[-1] == ("Imported hand corrections of 0 photo(s) from shared.json (1 there; older or the same as "
+                        "ours: 1)")
 
     warned = []
     monkeypatch.setattr(QtWidgets.QMessageBox, "warning", lambda parent, title, text: warned.append(text))
