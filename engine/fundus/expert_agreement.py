@@ -9,7 +9,8 @@ and each expert's cup-to-disc ratio (``cdrValues.txt``). From them, per photo an
 - ``reference_vs_experts``: vertical CDR of the reference masks (at least 2 of 4 experts, what
   :mod:`engine.fundus.evaluate` compares with) - the mean of the experts' ratios;
 - per agreement level k (the outline at least k of the 4 experts drew): Dice of disc and cup against the
-  reference masks, and the level's vertical CDR.
+  reference masks, the level's vertical CDR, and its rim / disc profile error against the reference's
+  (``rim_profile_error``, ``rim_min_error``, as :mod:`engine.fundus.evaluate` measures a model's).
 
 Given :mod:`engine.fundus.evaluate` JSON files, each predicted vertical CDR is put in an expert's place:
 ``vcdr_loo`` = mean over experts i of |prediction - mean of the experts other than i| (the same 3-expert
@@ -29,12 +30,15 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
+from engine.fundus.biomarkers import rim_to_disc_profile
 from engine.fundus.datasets import DatasetLayoutError, DiscCupCase, discover, read_gray
 from engine.fundus.evaluate import dice, read_evaluation, vertical_ratio
 
 LEVELS = (1, 2, 3, 4)
 REFERENCE_LEVEL = 2
 """The reference outline: pixels at least this many of the 4 experts marked (soft map >= 128)."""
+LEVEL_METRICS = ("vcdr", "dice_disc", "dice_cup", "rim_profile_error", "rim_min_error")
+"""What each agreement level is summarised by (the rim errors are missing from files written before them)."""
 
 
 def expert_counts(soft: np.ndarray) -> np.ndarray:
@@ -68,15 +72,27 @@ def case_agreement(case: DiscCupCase) -> dict[str, Any]:
         cup = cup_n >= k
         masks[k] = (disc_n >= k) | cup, cup  # as engine.fundus.datasets.decode_masks: the cup is part of the disc
     ref_disc, ref_cup = masks[REFERENCE_LEVEL]
+    ref_rim = rim_to_disc_profile(ref_disc, ref_cup)[1]
     experts = [float(v) for v in case.expert_vcdr]
     return {
         "case": case.case_id,
         "source": case.source,
         "expert_vcdr": experts,
         "reference_vcdr": vertical_ratio(ref_disc, ref_cup),
-        "levels": {str(k): {"vcdr": vertical_ratio(d, c), "dice_disc": dice(d, ref_disc), "dice_cup": dice(c, ref_cup)}
+        "levels": {str(k): {"vcdr": vertical_ratio(d, c), "dice_disc": dice(d, ref_disc), "dice_cup": dice(c, ref_cup),
+                            **_rim_errors(d, c, ref_rim)}
                    for k, (d, c) in masks.items()},
     }
+
+
+def _rim_errors(disc: np.ndarray, cup: np.ndarray, reference: np.ndarray) -> dict[str, float]:
+    """``rim_profile_error`` and ``rim_min_error`` of an outline against the reference's rim / disc profile
+    (as :func:`engine.fundus.evaluate.evaluate_case` measures a model's; NaN for an empty disc)."""
+    if not disc.any():
+        return {"rim_profile_error": float("nan"), "rim_min_error": float("nan")}
+    rim = rim_to_disc_profile(disc, cup)[1]
+    return {"rim_profile_error": float(np.abs(rim - reference).mean()),
+            "rim_min_error": float(abs(rim.min() - reference.min()))}
 
 
 def _mean(values: Sequence[float]) -> float:
@@ -96,7 +112,7 @@ def summarise_experts(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
         "expert_vcdr_range": _mean([max(r["expert_vcdr"]) - min(r["expert_vcdr"]) for r in rated]),
         "reference_vs_experts_bias": _mean([r["reference_vcdr"] - np.mean(r["expert_vcdr"]) for r in rated]),
         "reference_vs_experts_mae": _mean([abs(r["reference_vcdr"] - np.mean(r["expert_vcdr"])) for r in rated]),
-        "levels": {k: {m: _mean([r["levels"][k][m] for r in rows]) for m in ("vcdr", "dice_disc", "dice_cup")}
+        "levels": {k: {m: _mean([r["levels"][k][m] for r in rows if m in r["levels"][k]]) for m in LEVEL_METRICS}
                    for k in map(str, LEVELS)},
     }
 
@@ -158,7 +174,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
           f"expert mean: MAE {experts['reference_vs_experts_mae']:.3f}")
     for k, m in experts["levels"].items():
         print(f"level >= {k} of 4 experts: vCDR {m['vcdr']:.3f}, Dice vs reference disc {m['dice_disc']:.3f} "
-              f"cup {m['dice_cup']:.3f}")
+              f"cup {m['dice_cup']:.3f}, rim/disc profile {m['rim_profile_error']:.3f} (narrowest "
+              f"{m['rim_min_error']:.3f})")
     for m in models:
         print(f"model    {m['file']}: photos={m['photos']} not found={m['not_found']}  in an expert's place: vCDR MAE "
               f"{m['vcdr_loo_mae']:.3f}, bias {m['bias']:+.3f}, within the experts' range "

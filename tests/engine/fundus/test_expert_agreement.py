@@ -58,8 +58,11 @@ def test_levels_of_a_synthetic_drishti_photo(tmp_path):
         ref = np.pi * CUP_RADII[1] ** 2
         assert level["dice_cup"] == pytest.approx(2 * min(ref, np.pi * radius**2) / (ref + np.pi * radius**2),
                                                   abs=0.03)
-    assert row["reference_vcdr"] == row["levels"]["2"]["vcdr"]
+        # concentric circles: the rim / disc ratio is the same all round, (DISC_R - radius) / (2 DISC_R) to a pixel
+        assert level["rim_profile_error"] == pytest.approx(abs(radius - CUP_RADII[1]) / (2 * DISC_R), abs=0.02)
+    assert row["reference_vcdr"] == row["levels"]["2"]["vcdr"] and row["levels"]["2"]["rim_min_error"] == 0
     summary = summarise_experts([row])
+    assert summary["levels"]["4"]["rim_profile_error"] == row["levels"]["4"]["rim_profile_error"]
     assert summary["expert_vcdr_loo_mae"] == pytest.approx(np.mean(loo_errors([0.5, 0.6, 0.6, 0.7])))
     assert summary["expert_vcdr_range"] == pytest.approx(0.2)
 
