@@ -13,6 +13,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
+from glaucoma_viewer.panels.rim_profile import RimProfilePlot
 from glaucoma_viewer.state import GRADE_LABELS, RIM_SECTORS, AnalysisView, ModelRun, TaskRun
 from glaucoma_viewer.views.common import LEVELS, ImageViewBox, heat_lut, make_graphics_view, pen, to_uint8_map
 
@@ -311,17 +312,8 @@ class ResultsPanel(QtWidgets.QWidget):
         self.bio_card = QtWidgets.QLabel("")
         self.bio_card.setTextFormat(QtCore.Qt.TextFormat.RichText)
         self.bio_card.linkActivated.connect(self._request_anatomy_card)
-        self.rim_plot = _fixed_plot(125, "")
-        self.rim_plot.setYRange(0.0, 0.5, padding=0)
-        self.rim_plot.setXRange(-8.0, 368.0, padding=0)  # room for the end ticks
-        self.rim_plot.setLabel("left", "rim / disc")
-        self.rim_plot.getAxis("left").setSIPrefixEnableRanges(())  # ratios below 1 stay as they are (no "x0.001")
-        for x in (45, 135, 225, 315):  # sector borders
-            self.rim_plot.addItem(pg.InfiniteLine(x, angle=90, pen=pen((138, 148, 158), 1.0, 150,
-                                                                         QtCore.Qt.PenStyle.DashLine)))
-        self.rim_curve = self.rim_plot.plot([], [], pen=pen(RIM_RGB, 2.0))
-        self.rim_narrowest = pg.ScatterPlotItem(size=9, pen=None, brush=pg.mkBrush(255, 255, 255))
-        self.rim_plot.addItem(self.rim_narrowest)
+        self.rim_plot = RimProfilePlot(RIM_RGB)
+        self.rim_plot.hide()
         self.bio_section.body.addLayout(self.bio_grid)
         self.bio_section.body.addWidget(self.rim_plot)
         self.bio_section.body.addWidget(self.bio_note)
@@ -385,7 +377,9 @@ class ResultsPanel(QtWidgets.QWidget):
         self.clear()
 
     # ----------------------------------------------------------------------------------------------- content
-    def clear(self, status: str = "No exam open") -> None:
+    def clear(self, status: str = "No exam open", rim_shown: bool = False) -> None:
+        """Empty every box (``status`` in the grade's place); ``rim_shown``: keep the rim plot's place (an analysis
+        with a rim profile follows)."""
         self._view = None
         _clear_layout(self.tasks_box)
         self.cam_choice = None
@@ -402,9 +396,8 @@ class ResultsPanel(QtWidgets.QWidget):
         _clear_layout(self.bio_grid)
         self.bio_note.setText("")
         self.bio_card.setText("")
-        self.rim_curve.setData([], [])
-        self.rim_narrowest.setData([], [])
-        self.rim_plot.hide()
+        self.rim_plot.clear()
+        self.rim_plot.setVisible(rim_shown)  # left as it is when it stays: hiding and showing again relays the column
         self.profile_curve.setData([], [])
         self.map_item.clear()
         self.map_line.setData([], [])
@@ -434,7 +427,7 @@ class ResultsPanel(QtWidgets.QWidget):
         self.clear(status)
 
     def set_analysis(self, view: AnalysisView, current_bscan: int = 0) -> None:
-        self.clear()
+        self.clear(rim_shown=view.rim_profile is not None)
         self._view = view
         self._show_grade(view)
         self._show_tasks(view)
@@ -578,14 +571,11 @@ class ResultsPanel(QtWidgets.QWidget):
         if view.rim_profile is None:
             return
         angles, ratio = view.rim_profile
-        self.rim_curve.setData(np.append(angles, angles[0] + 360.0), np.append(ratio, ratio[0]))
         k = int(np.argmin(ratio))
-        self.rim_narrowest.setData([angles[k]], [ratio[k]])
         names = RIM_SECTORS["TSNIT" if view.rim_eye in ("OD", "OS") else "photo"]
-        self.rim_plot.getAxis("bottom").setTicks([[(90.0 * i, names[i % 4][0]) for i in range(5)]])
         where = names[int(((angles[k] + 45.0) % 360.0) // 90.0)]
-        self.rim_plot.getPlotItem().setTitle(
-            f"Rim width / disc diameter around the disc: narrowest {ratio[k]:.2f}, {where[1]}", size="9pt")
+        self.rim_plot.set_profile(angles, ratio, [names[i % 4][0] for i in range(5)],
+                                  f"Rim width / disc diameter around the disc: narrowest {ratio[k]:.2f}, {where[1]}")
         self.rim_plot.setToolTip(
             "Neuro-retinal rim width along each ray from the disc's centroid over the disc's diameter in that "
             "direction (its minimum is 'rim / disc'); dashed lines: sector borders"

@@ -315,12 +315,12 @@ def test_the_rim_profile_is_plotted_and_follows_a_corrected_cup(qtbot, window, s
     angles, ratio = entry.analysis.rim_profile
     assert entry.analysis.rim_eye == entry.loaded.exam.eye and len(angles) == 180
     assert ratio == pytest.approx(np.full(180, (20 - 8) / 40), abs=0.03)  # the fixture's concentric circles
-    assert panel.rim_plot.isVisibleTo(panel) and "narrowest 0.2" in panel.rim_plot.getPlotItem().titleLabel.text
+    assert panel.rim_plot.isVisibleTo(panel) and "narrowest 0.2" in panel.rim_plot.title
     window.correct_outline("cup", _circle((80.0, 100.0), 14.0))
     wait_idle(window)
     thin = entry.analysis.rim_profile[1]
     assert thin.mean() == pytest.approx((20 - 14) / 40, abs=0.02) and thin.max() < 0.2  # 6 px of rim, to a pixel
-    assert "narrowest 0.1" in panel.rim_plot.getPlotItem().titleLabel.text
+    assert "narrowest 0.1" in panel.rim_plot.title
     window.place_disc((5.0, 5.0))  # the fixture finds no disc there: no profile
     wait_idle(window)
     assert entry.analysis.rim_profile is None and not panel.rim_plot.isVisibleTo(panel)
