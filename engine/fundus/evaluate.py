@@ -32,6 +32,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
+from engine.fundus.biomarkers import rim_to_disc_profile
 from engine.fundus.datasets import DiscCupCase, discover, load_case, sources_in_description
 
 
@@ -64,7 +65,6 @@ def evaluate_case(case: DiscCupCase, segmenter: Any = None, baseline_ratio: Opti
     """One photo's metrics (the analysis with ``segmenter`` and, when given, a
     :class:`engine.fundus.site_calibration.SiteCalibration`; or the baseline when ``baseline_ratio`` is given)."""
     from engine.fundus.analysis import analyse_disc
-    from engine.fundus.biomarkers import rim_to_disc_profile
     from engine.fundus.site_calibration import apply_calibration
 
     image, disc, cup = load_case(case)
@@ -83,12 +83,21 @@ def evaluate_case(case: DiscCupCase, segmenter: Any = None, baseline_ratio: Opti
         row.update(dice_disc=0.0, dice_cup=0.0, vcdr_pred=None, vcdr_error=max(v_true, 1.0 - v_true))
         return row
     v_pred = vertical_ratio(pd_, pc)
-    rim_pred, rim_true = rim_to_disc_profile(pd_, pc)[1], rim_to_disc_profile(disc, cup)[1]
     row.update(dice_disc=dice(pd_, disc), dice_cup=dice(pc & pd_, cup), vcdr_pred=v_pred,
                vcdr_error=abs(v_pred - v_true), disc_area_ratio=float(pd_.sum() / max(int(disc.sum()), 1)),
-               rim_profile_error=float(np.abs(rim_pred - rim_true).mean()),
-               rim_min_error=float(abs(rim_pred.min() - rim_true.min())))
+               **rim_errors(pd_, pc, rim_to_disc_profile(disc, cup)[1]))
     return row
+
+
+def rim_errors(disc: np.ndarray, cup: np.ndarray, reference: np.ndarray) -> dict[str, float]:
+    """``rim_profile_error`` (mean |difference| over the directions) and ``rim_min_error`` (of the minima) of an
+    outline's rim / disc profile against a ``reference`` profile (``rim_to_disc_profile(...)[1]``, the photo's own
+    angles); NaN for an empty disc."""
+    if not disc.any():
+        return {"rim_profile_error": float("nan"), "rim_min_error": float("nan")}
+    rim = rim_to_disc_profile(disc, cup)[1]
+    return {"rim_profile_error": float(np.abs(rim - reference).mean()),
+            "rim_min_error": float(abs(rim.min() - reference.min()))}
 
 
 def seen_sources(cards: Sequence[dict[str, Any]]) -> Optional[set[str]]:

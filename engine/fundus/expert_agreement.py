@@ -32,7 +32,7 @@ import numpy as np
 
 from engine.fundus.biomarkers import rim_to_disc_profile
 from engine.fundus.datasets import DatasetLayoutError, DiscCupCase, discover, read_gray
-from engine.fundus.evaluate import dice, read_evaluation, vertical_ratio
+from engine.fundus.evaluate import dice, read_evaluation, rim_errors, vertical_ratio
 
 LEVELS = (1, 2, 3, 4)
 REFERENCE_LEVEL = 2
@@ -80,19 +80,9 @@ def case_agreement(case: DiscCupCase) -> dict[str, Any]:
         "expert_vcdr": experts,
         "reference_vcdr": vertical_ratio(ref_disc, ref_cup),
         "levels": {str(k): {"vcdr": vertical_ratio(d, c), "dice_disc": dice(d, ref_disc), "dice_cup": dice(c, ref_cup),
-                            **_rim_errors(d, c, ref_rim)}
+                            **rim_errors(d, c, ref_rim)}
                    for k, (d, c) in masks.items()},
     }
-
-
-def _rim_errors(disc: np.ndarray, cup: np.ndarray, reference: np.ndarray) -> dict[str, float]:
-    """``rim_profile_error`` and ``rim_min_error`` of an outline against the reference's rim / disc profile
-    (as :func:`engine.fundus.evaluate.evaluate_case` measures a model's; NaN for an empty disc)."""
-    if not disc.any():
-        return {"rim_profile_error": float("nan"), "rim_min_error": float("nan")}
-    rim = rim_to_disc_profile(disc, cup)[1]
-    return {"rim_profile_error": float(np.abs(rim - reference).mean()),
-            "rim_min_error": float(abs(rim.min() - reference.min()))}
 
 
 def _mean(values: Sequence[float]) -> float:
