@@ -771,8 +771,7 @@ class MainWindow(QtWidgets.QMainWindow):
     def export_corrections_dialog(self) -> None:
         from engine.fundus.corrections import FILE_NAME
 
-        default = str(Path(self.last_folder() or str(Path.home())) / FILE_NAME)
-        path, _ = QtWidgets.QFileDialog.getSaveFileName(self, "Export hand corrections", default, "JSON (*.json)")
+        path = self._ask_save_path("Export hand corrections", FILE_NAME, "JSON (*.json)")
         if path:
             self.export_corrections(path)
 
@@ -1143,13 +1142,19 @@ class MainWindow(QtWidgets.QMainWindow):
     def current_entry(self) -> Optional[ExamEntry]:
         return self.entries.get(self._current_key or "")
 
+    def _ask_save_path(self, title: str, file_name: str, file_filter: str) -> str:
+        """A save dialog opening on ``file_name`` in the last folder used (the home folder at first); "" when
+        cancelled."""
+        default = str(Path(self.last_folder() or str(Path.home())) / file_name)
+        path, _ = QtWidgets.QFileDialog.getSaveFileName(self, title, default, file_filter)
+        return path
+
     def export_report_dialog(self) -> None:
         entry = self.current_entry()
         if entry is None or entry.loaded is None:
             QtWidgets.QMessageBox.information(self, "Export report", "Open an exam first.")
             return
-        default = str(Path(self.last_folder() or str(Path.home())) / f"{entry.loaded.exam_id}_report.pdf")
-        path, _ = QtWidgets.QFileDialog.getSaveFileName(self, "Export report", default, "PDF (*.pdf)")
+        path = self._ask_save_path("Export report", f"{entry.loaded.exam_id}_report.pdf", "PDF (*.pdf)")
         if path:
             self.export_report(path)
 
@@ -1182,8 +1187,7 @@ class MainWindow(QtWidgets.QMainWindow):
         if entry is None or entry.loaded is None or view is None or not view.outline_vertices:
             QtWidgets.QMessageBox.information(self, "Export disc/cup mask", "No disc/cup outline is shown.")
             return
-        default = str(Path(self.last_folder() or str(Path.home())) / f"{entry.loaded.exam_id}_disc_cup_mask.png")
-        path, _ = QtWidgets.QFileDialog.getSaveFileName(self, "Export disc/cup mask", default, "PNG (*.png)")
+        path = self._ask_save_path("Export disc/cup mask", f"{entry.loaded.exam_id}_disc_cup_mask.png", "PNG (*.png)")
         if path:
             self.export_mask(path)
 

@@ -258,6 +258,33 @@ def test_corrections_are_exported_imported_into_open_exams_and_forgotten(qtbot, 
     assert missing.endswith("none.json: no such file")
 
 
+def test_export_dialogs_open_in_the_last_folder_and_write_where_chosen(qtbot, window, small_exam, wait_idle,
+                                                                       circles, tmp_path, monkeypatch):
+    from PySide6 import QtWidgets
+
+    from engine.fundus.corrections import CorrectionStore
+
+    key = window.add_exam(small_exam(seed=7))
+    wait_idle(window)
+    window.correct_outline("cup", _circle((80.0, 100.0), 14.0))
+    wait_idle(window)
+    window.settings.setValue("last_folder", str(tmp_path))
+    asked = []
+
+    def save_as(parent, title, default, file_filter):
+        asked.append((title, default, file_filter))
+        return str(tmp_path / f"chosen{len(asked)}{Path(default).suffix}"), file_filter
+
+    monkeypatch.setattr(QtWidgets.QFileDialog, "getSaveFileName", save_as)
+    window.export_corrections_dialog()
+    window.export_mask_dialog()
+    wait_idle(window)
+    exam_id = window.entries[key].loaded.exam_id
+    assert asked == [("Export hand corrections", str(tmp_path / "disc_corrections.json"), "JSON (*.json)"),
+                     ("Export disc/cup mask", str(tmp_path / f"{exam_id}_disc_cup_mask.png"), "PNG (*.png)")]
+    assert len(CorrectionStore(tmp_path / "chosen1.json")) == 1 and (tmp_path / "chosen2.png").is_file()
+
+
 def test_an_exam_dropped_from_memory_takes_the_imported_corrections_when_read_again(qtbot, make_window, cohort,
                                                                                     wait_idle, circles, tmp_path):
     from engine.fundus.corrections import CorrectionStore
