@@ -581,7 +581,6 @@ class ResultsPanel(QtWidgets.QWidget):
             "direction (its minimum is 'rim / disc'); dashed lines: sector borders"
             + ("" if view.rim_eye in ("OD", "OS") else ". Eye unknown: nasal and temporal cannot be named, the "
                "photo's left and right are shown") + ".")
-        self.rim_plot.show()
 
     def _show_rnfl(self, view: AnalysisView) -> None:
         unit = view.rnfl_unit

@@ -92,6 +92,21 @@ def wait_idle(qtbot):
     return wait
 
 
+@pytest.fixture
+def show_cohort_exam(cohort, wait_idle):
+    """``show_cohort_exam(window, exam_id) -> key``: the cohort opened in ``window`` and analysed, ``exam_id``
+    shown."""
+
+    def show(window, exam_id):
+        window.open_paths([str(cohort)], remember=False)
+        wait_idle(window)
+        key = next(k for k, e in window.entries.items() if e.label.startswith(exam_id))
+        window.show_exam(key)
+        return key
+
+    return show
+
+
 @pytest.fixture(autouse=True)
 def _no_new_threads_left():
     """Every viewer test must end with no extra Python threads (pools are Qt threads: checked separately)."""

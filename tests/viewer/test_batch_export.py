@@ -91,11 +91,8 @@ def test_durations_read_like_a_clock():
 
 
 def test_discs_placed_in_the_window_are_used_by_the_batch_export(qtbot, window, cohort, tmp_path, wait_idle,
-                                                                  export_batch):
-    window.open_paths([str(cohort)], remember=False)
-    wait_idle(window)
-    key = next(k for k, e in window.entries.items() if e.label.startswith("SYNTH0000"))
-    window.show_exam(key)
+                                                                  export_batch, show_cohort_exam):
+    key = show_cohort_exam(window, "SYNTH0000")
     window.place_disc((60.0, 50.0))
     wait_idle(window)
     assert window.entries[key].analysis.raw.disc_source == "user"

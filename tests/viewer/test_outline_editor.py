@@ -96,11 +96,8 @@ def test_a_drawn_disc_is_dropped_when_the_disc_is_placed_elsewhere(qtbot, window
 
 
 def test_outlines_drawn_in_the_window_are_used_by_the_batch_export(qtbot, window, cohort, tmp_path, wait_idle,
-                                                                   export_batch):
-    window.open_paths([str(cohort)], remember=False)
-    wait_idle(window)
-    key = next(k for k, e in window.entries.items() if e.label.startswith("SYNTH0000"))
-    window.show_exam(key)
+                                                                   export_batch, show_cohort_exam):
+    key = show_cohort_exam(window, "SYNTH0000")
     wait_idle(window)
     entry = window.entries[key]
     disc = entry.analysis.outline_vertices["disc"]
