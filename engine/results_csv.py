@@ -5,7 +5,9 @@ Columns (in order, see :data:`COLUMNS`):
 - ``data,non,early,mid_advanced``: exam id (or its salted hash with ``--anonymize``) and the class
   probabilities (6 decimals, summing to 1) — a valid GAMMA submission when only these are read;
 - ``grade``: the predicted class name;
-- biomarkers (:data:`BIOMARKER_COLUMNS`; empty when the analysis was unavailable);
+- biomarkers (:data:`BIOMARKER_COLUMNS`; empty when the analysis was unavailable); ``ddls_stage`` is the Disc
+  Damage Likelihood Scale stage, empty when the disc's size is unknown (no mm scale), ``ddls_min,ddls_max`` the
+  stages it could have over the disc sizes (:mod:`engine.fundus.ddls`);
 - sibling tasks (:data:`engine.tasks.SIBLING_COLUMNS`): ODIR per-label probabilities ``odir_N..odir_O`` for a
   fundus photo, ``glioma_hgg,glioma_lgg,glioma_grade`` for an MRI, ``bone_*`` for a dental X-ray, ``task_models``;
   empty where the task does not apply or has no weights;
@@ -36,7 +38,8 @@ from engine.models.checkpoint import atomic_write_bytes
 from engine.tasks import SIBLING_COLUMNS
 
 GAMMA_COLUMNS = ("data", "non", "early", "mid_advanced")
-BIOMARKER_COLUMNS = ("vcdr", "hcdr", "area_cdr", "rim_to_disc", "isnt", "rnfl_mean")
+BIOMARKER_COLUMNS = ("vcdr", "hcdr", "area_cdr", "rim_to_disc", "ddls_stage", "ddls_min", "ddls_max", "isnt",
+                     "rnfl_mean")
 TAIL_COLUMNS = ("models", "weights_sha256", "disc_source", "disc_calibration", "disc_correction", "status", "message")
 COLUMNS = (*GAMMA_COLUMNS, "grade", *BIOMARKER_COLUMNS, *SIBLING_COLUMNS, *TAIL_COLUMNS)
 
@@ -45,6 +48,9 @@ _ALIASES = {
     "hcdr": ("hcdr", "horizontal_cdr", "cdr_horizontal"),
     "area_cdr": ("area_cdr", "acdr", "cdr_area"),
     "rim_to_disc": ("rim_to_disc", "rim_to_disc_ratio", "rdr", "min_rim_to_disc"),
+    "ddls_stage": ("ddls_stage",),
+    "ddls_min": ("ddls_min",),
+    "ddls_max": ("ddls_max",),
     "isnt": ("isnt", "isnt_rule", "isnt_ok", "isnt_obeyed"),
     "rnfl_mean": ("rnfl_mean", "rnfl_mean_um", "mean_rnfl_um", "rnfl_mean_px", "mean_rnfl_px"),
 }

@@ -963,7 +963,7 @@ def expert_spread_note(card: Any) -> str:
 
 
 _BIOMARKER_ORDER = (
-    "vcdr", "vertical_cdr", "hcdr", "horizontal_cdr", "area_cdr", "rim_to_disc", "rim_to_disc_ratio",
+    "vcdr", "vertical_cdr", "hcdr", "horizontal_cdr", "area_cdr", "rim_to_disc", "rim_to_disc_ratio", "ddls_min",
     "rim_area_mm2", "rim_area_px2", "disc_area_mm2", "disc_area_px2", "cup_area_mm2", "cup_area_px2",
     "isnt", "isnt_rule", "isnt_ok", "rim_inferior_px", "rim_superior_px", "rim_nasal_px", "rim_temporal_px",
     "rim_inferior_mm", "rim_superior_mm", "rim_nasal_mm", "rim_temporal_mm",
@@ -1000,6 +1000,9 @@ def format_biomarkers(markers: dict[str, float], exam: Any, vcdr_note: str = "")
         if any(tag in lower for tag in ("_mm", "_um", "mm2", "_µm")) and not physical:
             continue  # never show a physical unit derived from an assumed scale
         label = _BIOMARKER_LABELS.get(lower, key.replace("_", " "))
+        if lower == "ddls_min":
+            rows.append(_ddls_row(markers, fundus_physical))
+            continue
         if lower.startswith("isnt"):
             text = "unknown" if value != value else ("holds" if value >= 0.5 else "violated")
             note = "Inferior ≥ superior ≥ nasal ≥ temporal rim width"
@@ -1021,6 +1024,27 @@ def format_biomarkers(markers: dict[str, float], exam: Any, vcdr_note: str = "")
                 note = vcdr_note
         rows.append(Biomarker(label, text, note))
     return rows
+
+
+def _ddls_row(markers: dict[str, float], physical: bool) -> Any:
+    """The Disc Damage Likelihood Scale row: one stage when the disc's size is known (mm scale), else the stages
+    it could have over the disc sizes; the note says which and where no rim is left."""
+    from engine.fundus.ddls import disc_size
+    from glaucoma_viewer.state import Biomarker
+
+    lowest, highest = int(markers["ddls_min"]), int(markers.get("ddls_max", markers["ddls_min"]))
+    height = markers.get("disc_height_mm")
+    size = disc_size(height) if physical and height is not None else None
+    if size is not None and "ddls_stage" in markers:
+        text, note = f"{int(markers['ddls_stage'])}", f"{size} disc ({height:.2f} mm tall)"
+    elif lowest == highest:
+        text, note = f"{lowest}", "the same for any disc size"
+    else:
+        text, note = f"{lowest}–{highest}", "disc size unknown (needs the photo's scale): small disc the higher"
+    absent = markers.get("rim_absent_deg", 0.0)
+    if absent > 0:
+        note += f"; no rim over {absent:.0f}°"
+    return Biomarker("DDLS stage", text, note)
 
 
 def _fill_layers(view: "AnalysisView", exam: Any, layers: Any) -> None:

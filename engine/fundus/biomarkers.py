@@ -22,6 +22,7 @@ from typing import Any, Optional
 
 import numpy as np
 
+from engine.fundus.ddls import ddls
 from engine.io.exam import Spacing
 
 SECTORS = ("inferior", "superior", "nasal", "temporal")
@@ -45,6 +46,9 @@ class DiscBiomarkers:
         cup_eccentricity: sqrt(1 - (minor/major)^2) of the cup's moment ellipse (0 = round).
         centroid_distance_px: distance between cup and disc centroids; centroid_shift: the same divided by the
             disc's mean radius (unitless).
+        rim_absent_deg: circumferential extent (degrees) where no rim is left (:mod:`engine.fundus.ddls`).
+        ddls_min, ddls_max: the Disc Damage Likelihood Scale stage (1-10) over the disc sizes it could have;
+            equal, and ``ddls_stage`` set, only when the disc's size is known (``disc_size``: needs the mm scale).
         eye: the eye the sectors were named for ("OD", "OS", "unknown").
         spacing_source: where the mm scale came from ("file", "user") or None when lengths are px only.
     """
@@ -68,12 +72,17 @@ class DiscBiomarkers:
     cup_eccentricity: float
     centroid_distance_px: float
     centroid_shift: float
+    rim_absent_deg: float
+    ddls_min: int
+    ddls_max: int
     eye: str = "unknown"
     disc_height_mm: Optional[float] = None
     cup_height_mm: Optional[float] = None
     disc_area_mm2: Optional[float] = None
     cup_area_mm2: Optional[float] = None
     rim_area_mm2: Optional[float] = None
+    disc_size: Optional[str] = None
+    ddls_stage: Optional[int] = None
     spacing_source: Optional[str] = None
 
     @property
@@ -226,7 +235,12 @@ def compute_biomarkers(
         nasal = temporal = None
     isnt = None if nasal is None else bool(inferior >= superior >= nasal >= temporal)
     valid = disc_px > 0
-    rdr = float(np.min(rim_px[valid] / disc_px[valid])) if valid.any() else 0.0
+    ratio = rim_px[valid] / disc_px[valid]
+    rdr = float(np.min(ratio)) if valid.any() else 0.0
+    row_mm = col_mm = None
+    if spacing is not None and spacing.is_physical and len(spacing.mm) >= 2:
+        row_mm, col_mm = float(spacing.mm[0]), float(spacing.mm[1])
+    stage = ddls(rdr, ratio, None if row_mm is None else dh * s * row_mm)
     mean_radius = math.sqrt(da / math.pi)
     out = DiscBiomarkers(
         vcdr=ch / dh if dh else 0.0,
@@ -248,10 +262,14 @@ def compute_biomarkers(
         cup_eccentricity=ecc,
         centroid_distance_px=dist * s,
         centroid_shift=dist / mean_radius if mean_radius else 0.0,
+        rim_absent_deg=stage.rim_absent_deg,
+        ddls_min=stage.lowest,
+        ddls_max=stage.highest,
         eye=eye,
+        disc_size=stage.disc_size,
+        ddls_stage=stage.stage,
     )
-    if spacing is not None and spacing.is_physical and len(spacing.mm) >= 2:
-        row_mm, col_mm = float(spacing.mm[0]), float(spacing.mm[1])
+    if row_mm is not None and col_mm is not None:
         out.disc_height_mm = out.disc_height_px * row_mm
         out.cup_height_mm = out.cup_height_px * row_mm
         out.disc_area_mm2 = out.disc_area_px2 * row_mm * col_mm

@@ -8,7 +8,9 @@ its masks with the experts' on the photo's own pixels:
 - ``vcdr_error``: |predicted - true| vertical cup-to-disc ratio (cup height / disc height, from the masks);
 - ``rim_profile_error``: mean over 180 directions of |predicted - true| rim width / disc diameter around the disc
   (:func:`engine.fundus.biomarkers.rim_to_disc_profile`, the photo's own angles), ``rim_min_error``:
-  |predicted - true| of its minimum (the ``rim_to_disc`` biomarker).
+  |predicted - true| of its minimum (the ``rim_to_disc`` biomarker);
+- ``ddls_error``: |predicted - true| Disc Damage Likelihood Scale stage (:mod:`engine.fundus.ddls`), both staged
+  as average-size discs (these photos' mm scale is not known, and the disc's size is not what is compared).
 
 A photo where no disc is found counts as Dice 0 and the worst possible ratio error ``max(v, 1 - v)``.
 
@@ -34,6 +36,8 @@ import numpy as np
 
 from engine.fundus.biomarkers import rim_to_disc_profile
 from engine.fundus.datasets import DiscCupCase, discover, load_case, sources_in_description
+from engine.fundus.ddls import rim_absent_degrees
+from engine.fundus.ddls import stage as ddls_stage
 
 
 def vertical_ratio(disc: np.ndarray, cup: np.ndarray) -> float:
@@ -90,14 +94,20 @@ def evaluate_case(case: DiscCupCase, segmenter: Any = None, baseline_ratio: Opti
 
 
 def rim_errors(disc: np.ndarray, cup: np.ndarray, reference: np.ndarray) -> dict[str, float]:
-    """``rim_profile_error`` (mean |difference| over the directions) and ``rim_min_error`` (of the minima) of an
-    outline's rim / disc profile against a ``reference`` profile (``rim_to_disc_profile(...)[1]``, the photo's own
-    angles); NaN for an empty disc."""
+    """``rim_profile_error`` (mean |difference| over the directions), ``rim_min_error`` (of the minima) and
+    ``ddls_error`` (of the DDLS stages, average-size disc) of an outline's rim / disc profile against a
+    ``reference`` profile (``rim_to_disc_profile(...)[1]``, the photo's own angles); NaN for an empty disc."""
     if not disc.any():
-        return {"rim_profile_error": float("nan"), "rim_min_error": float("nan")}
+        return {"rim_profile_error": float("nan"), "rim_min_error": float("nan"), "ddls_error": float("nan")}
     rim = rim_to_disc_profile(disc, cup)[1]
     return {"rim_profile_error": float(np.abs(rim - reference).mean()),
-            "rim_min_error": float(abs(rim.min() - reference.min()))}
+            "rim_min_error": float(abs(rim.min() - reference.min())),
+            "ddls_error": float(abs(average_disc_stage(rim) - average_disc_stage(reference)))}
+
+
+def average_disc_stage(profile: np.ndarray) -> int:
+    """The DDLS stage of an average-size disc with this (n,) rim / disc profile."""
+    return ddls_stage(float(profile.min()), rim_absent_degrees(profile), "average")
 
 
 def seen_sources(cards: Sequence[dict[str, Any]]) -> Optional[set[str]]:
@@ -122,9 +132,10 @@ resampling or correlating a handful of photos says nothing."""
 
 def summarise(rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, float]]:
     """Mean metrics per source and over all rows: ``{source|"all": {dice_disc, dice_cup, vcdr_mae, vcdr_bias,
-    vcdr_mae_offset_removed, vcdr_pearson, n, found, disc_area_ratio, rim_profile_mae, rim_min_mae}}``. Over the
-    photos with a disc found (NaN when none; the rim errors also NaN for rows written before they were measured):
-    ``rim_profile_mae``, ``rim_min_mae`` = mean ``rim_profile_error``, ``rim_min_error``;
+    vcdr_mae_offset_removed, vcdr_pearson, n, found, disc_area_ratio, rim_profile_mae, rim_min_mae, ddls_mae,
+    ddls_within1}}``. Over the photos with a disc found (NaN when none; the rim errors also NaN for rows written
+    before they were measured): ``rim_profile_mae``, ``rim_min_mae``, ``ddls_mae`` = mean ``rim_profile_error``,
+    ``rim_min_error``, ``ddls_error``; ``ddls_within1`` = fraction of them with the DDLS stage off by at most 1;
     ``vcdr_bias`` = mean signed error (predicted - expert vertical CDR), ``disc_area_ratio`` = median
     predicted / expert disc area. A large bias or a ratio far from 1 with a small spread is a difference of
     drawing convention (or case mix) between the training and held-out experts rather than noise.
@@ -143,6 +154,7 @@ def summarise(rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, float]]:
         ratios = [r["disc_area_ratio"] for r in sel if r.get("disc_area_ratio") is not None]
         enough = len(found) >= MIN_PHOTOS_FOR_SPREAD
         ordered = enough and np.ptp(pred) > 0 and np.ptp(true) > 0
+        stage_errors = [r["ddls_error"] for r in found if r.get("ddls_error") is not None]
         out[name] = {
             "dice_disc": float(np.mean([r["dice_disc"] for r in sel])),
             "dice_cup": float(np.mean([r["dice_cup"] for r in sel])),
@@ -153,7 +165,8 @@ def summarise(rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, float]]:
             "disc_area_ratio": float(np.median(ratios)) if ratios else float("nan"),
             "n": len(sel),
             "found": int(sum(r["found"] for r in sel)),
-            **{f"{key[:-6]}_mae": _mean_of(found, key) for key in ("rim_profile_error", "rim_min_error")},
+            **{f"{key[:-6]}_mae": _mean_of(found, key) for key in ("rim_profile_error", "rim_min_error", "ddls_error")},
+            "ddls_within1": float(np.mean([e <= 1 for e in stage_errors])) if stage_errors else float("nan"),
         }
     return out
 
@@ -268,7 +281,8 @@ def _print_summaries(doc: dict[str, Any]) -> None:
                   f"cup Dice {m['dice_cup']:.3f} vCDR MAE {m['vcdr_mae']:.3f} bias {m['vcdr_bias']:+.3f} "
                   f"(without it {m['vcdr_mae_offset_removed']:.3f}, r {m['vcdr_pearson']:.2f}) "
                   f"disc area x{m['disc_area_ratio']:.2f} rim/disc profile MAE {m.get('rim_profile_mae', nan):.3f} "
-                  f"(narrowest {m.get('rim_min_mae', nan):.3f})")
+                  f"(narrowest {m.get('rim_min_mae', nan):.3f}) DDLS stage MAE {m.get('ddls_mae', nan):.2f} "
+                  f"(within 1: {m.get('ddls_within1', nan):.2f})")
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -10,7 +10,7 @@ and each expert's cup-to-disc ratio (``cdrValues.txt``). From them, per photo an
   :mod:`engine.fundus.evaluate` compares with) - the mean of the experts' ratios;
 - per agreement level k (the outline at least k of the 4 experts drew): Dice of disc and cup against the
   reference masks, the level's vertical CDR, and its rim / disc profile error against the reference's
-  (``rim_profile_error``, ``rim_min_error``, as :mod:`engine.fundus.evaluate` measures a model's).
+  (``rim_profile_error``, ``rim_min_error``, ``ddls_error``, as :mod:`engine.fundus.evaluate` measures a model's).
 
 Given :mod:`engine.fundus.evaluate` JSON files, each predicted vertical CDR is put in an expert's place:
 ``vcdr_loo`` = mean over experts i of |prediction - mean of the experts other than i| (the same 3-expert
@@ -37,7 +37,7 @@ from engine.fundus.evaluate import dice, read_evaluation, rim_errors, vertical_r
 LEVELS = (1, 2, 3, 4)
 REFERENCE_LEVEL = 2
 """The reference outline: pixels at least this many of the 4 experts marked (soft map >= 128)."""
-LEVEL_METRICS = ("vcdr", "dice_disc", "dice_cup", "rim_profile_error", "rim_min_error")
+LEVEL_METRICS = ("vcdr", "dice_disc", "dice_cup", "rim_profile_error", "rim_min_error", "ddls_error")
 """What each agreement level is summarised by (the rim errors are missing from files written before them)."""
 
 
@@ -165,7 +165,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     for k, m in experts["levels"].items():
         print(f"level >= {k} of 4 experts: vCDR {m['vcdr']:.3f}, Dice vs reference disc {m['dice_disc']:.3f} "
               f"cup {m['dice_cup']:.3f}, rim/disc profile {m['rim_profile_error']:.3f} (narrowest "
-              f"{m['rim_min_error']:.3f})")
+              f"{m['rim_min_error']:.3f}), DDLS stage {m['ddls_error']:.2f}")
     for m in models:
         print(f"model    {m['file']}: photos={m['photos']} not found={m['not_found']}  in an expert's place: vCDR MAE "
               f"{m['vcdr_loo_mae']:.3f}, bias {m['bias']:+.3f}, within the experts' range "

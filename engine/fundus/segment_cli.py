@@ -79,8 +79,11 @@ def table_csv(results: Sequence[dict[str, Any]]) -> str:
 
 def _line(name: str, b: dict[str, Any]) -> str:
     mm = f", disc area {b['disc_area_mm2']:.2f} mm²" if "disc_area_mm2" in b else ""
+    ddls = (f"DDLS {b['ddls_stage']} ({b['disc_size']} disc)" if "ddls_stage" in b else
+            f"DDLS {b['ddls_min']}" if b["ddls_min"] == b["ddls_max"] else
+            f"DDLS {b['ddls_min']}-{b['ddls_max']} (disc size unknown)")
     return (f"{name}: vertical CDR {b['vcdr']:.3f}, horizontal CDR {b['hcdr']:.3f}, area CDR {b['area_cdr']:.3f}, "
-            f"disc {b['disc_height_px']:.0f}x{b['disc_width_px']:.0f} px{mm}, ISNT {b['isnt_rule']}")
+            f"disc {b['disc_height_px']:.0f}x{b['disc_width_px']:.0f} px{mm}, ISNT {b['isnt_rule']}, {ddls}")
 
 
 def parse_disc_at(text: str) -> tuple[float, float]:

@@ -43,6 +43,9 @@ def test_full_exam_runs_every_model_and_explains_every_level(exam, ensemble):
     assert r.disc_box is not None and r.disc_source
     assert seen == sorted(seen) and seen[-1] == 1.0
     assert summarize(r)["grade"] == r.grade_name
+    row = row_from_result(r)
+    assert "vcdr" in r.biomarkers  # the synthetic exam's scale is assumed: the DDLS range, no single stage
+    assert row["ddls_stage"] == "" and 1 <= int(row["ddls_min"]) <= int(row["ddls_max"]) <= 10
 
 
 def test_fundus_only_exam_skips_oct_models_and_says_so(exam, ensemble):

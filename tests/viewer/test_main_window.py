@@ -392,6 +392,27 @@ def test_vertical_cdr_carries_how_far_experts_differ_when_the_card_says():
     assert [(r.name, r.value, r.note) for r in rows] == [("vertical CDR", "0.61", note), ("horizontal CDR", "0.50", "")]
 
 
+def test_ddls_row_gives_one_stage_only_when_the_disc_size_is_known():
+    from types import SimpleNamespace
+
+    from engine.io.exam import Spacing
+
+    unknown = SimpleNamespace(fundus_spacing=Spacing((0.01, 0.01), "assumed"), oct_spacing=None, eye="OD")
+    markers = {"vcdr": 0.6, "rim_to_disc": 0.05, "ddls_min": 4, "ddls_max": 6, "rim_absent_deg": 0.0,
+               "disc_height_mm": 1.62, "ddls_stage": 5}
+    rows = [(r.name, r.value, r.note) for r in jobs.format_biomarkers(markers, unknown)]
+    assert rows[:3] == [("vertical CDR", "0.60", ""), ("rim / disc", "0.05", ""),
+                        ("DDLS stage", "4–6", "disc size unknown (needs the photo's scale): small disc the higher")]
+    known = SimpleNamespace(fundus_spacing=Spacing((0.01, 0.01), "file"), oct_spacing=None, eye="OD")
+    notched = dict(markers, ddls_min=7, ddls_max=7, ddls_stage=7, rim_to_disc=0.0, rim_absent_deg=60.0)
+    row = next(r for r in jobs.format_biomarkers(notched, known) if r.name == "DDLS stage")
+    assert (row.value, row.note) == ("7", "average disc (1.62 mm tall); no rim over 60°")
+    same = dict(markers, ddls_min=1, ddls_max=1)
+    del same["ddls_stage"]
+    row = next(r for r in jobs.format_biomarkers(same, unknown) if r.name == "DDLS stage")
+    assert (row.value, row.note) == ("1", "the same for any disc size")
+
+
 def test_missing_checkpoint_reads_as_no_model_installed():
     msg = jobs.friendly_message("disc/cup analysis failed: /x/resources/models/disc_cup.pt: checkpoint not found")
     assert msg == "No disc/cup model installed (disc_cup.pt is not in resources/models)."

@@ -36,6 +36,7 @@ def test_masks_named_after_inputs_and_biomarkers_printed(photos, with_oracle, tm
     assert code == 0, captured.err
     lines = captured.out.strip().splitlines()
     assert len(lines) == 2 and lines[0].startswith("photo0.png: vertical CDR")
+    assert all(", DDLS " in line for line in lines)  # the synthetic photos' scale is assumed: a range or one stage
     for p, f in zip(paths, truths):
         mask = cv2.imread(str(out / f"{p.stem}.png"), cv2.IMREAD_UNCHANGED)
         assert mask.shape == f.image.shape[:2] and set(np.unique(mask)) <= {0, 128, 255}
@@ -58,6 +59,8 @@ def test_json_output(photos, with_oracle, tmp_path, capsys):
         profile = row["rim_to_disc_profile"]
         assert profile["angles"] == "TSNIT" and len(profile["angles_deg"]) == len(profile["ratio"]) == 180
         assert min(profile["ratio"]) == pytest.approx(row["biomarkers"]["rim_to_disc"], abs=1e-4)
+        b = row["biomarkers"]
+        assert 1 <= b["ddls_min"] <= b["ddls_max"] <= 10 and "ddls_stage" not in b  # no mm scale: no one stage
     assert json.loads((out / "disc_cup_biomarkers.json").read_text()) == doc
 
 

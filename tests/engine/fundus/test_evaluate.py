@@ -44,8 +44,23 @@ def test_evaluate_case_and_summary(tmp_path, oracle):
     s = summarise([row, base])
     assert s["x"]["n"] == 2 and s["all"]["found"] == 2
     assert s["all"]["rim_profile_mae"] == pytest.approx((row["rim_profile_error"] + base["rim_profile_error"]) / 2)
-    old = {k: v for k, v in row.items() if not k.startswith("rim_")}  # a row written before they were measured
-    assert np.isnan(summarise([old])["all"]["rim_min_mae"])
+    assert row["ddls_error"] == 0  # the oracle's rim is the experts' to within a stage band
+    assert s["all"]["ddls_mae"] == pytest.approx(base["ddls_error"] / 2)
+    assert s["all"]["ddls_within1"] == pytest.approx((1 + (base["ddls_error"] <= 1)) / 2)
+    old = {k: v for k, v in row.items() if not k.startswith(("rim_", "ddls_"))}  # written before they were measured
+    assert np.isnan(summarise([old])["all"]["rim_min_mae"]) and np.isnan(summarise([old])["all"]["ddls_within1"])
+
+
+def test_ddls_error_compares_average_disc_stages():
+    from engine.fundus.evaluate import rim_errors
+
+    rows, cols = np.ogrid[:120, :120]
+    disc = (rows - 60) ** 2 + (cols - 60) ** 2 <= 40**2
+    reference = np.full(180, 0.25)  # rim 0.25 all round: stage 3 for an average disc
+    thin = (rows - 60) ** 2 + (cols - 60) ** 2 <= 34**2  # rim 6 / 80 = 0.075: stage 5
+    assert rim_errors(disc, thin, reference)["ddls_error"] == 2
+    assert rim_errors(disc, (rows - 60) ** 2 + (cols - 60) ** 2 <= 20**2, reference)["ddls_error"] == 0
+    assert np.isnan(rim_errors(np.zeros_like(disc), thin, reference)["ddls_error"])
 
 
 def test_model_card_ships_held_out_numbers(tmp_path):
