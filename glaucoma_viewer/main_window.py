@@ -61,6 +61,7 @@ class ExamEntry:
     disc_at: Optional[tuple[float, float]] = None  # (row, col) photo px where the user placed the optic disc
     outlines: Any = None  # engine.fundus.hand_outline.HandOutlines the user drew (None: the segmenter's)
     outline_undo: list = field(default_factory=list)  # the outlines measured before each change, oldest first
+    read_spacing: Any = None  # the photo's spacing as read from its file (restored when a typed scale is cleared)
 
     @property
     def reloadable(self) -> bool:
@@ -147,6 +148,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self._closing = False
         self._default_weights_in_use = True
         self.site_calibration: Any = None  # engine.fundus.site_calibration.SiteCalibration applied to disc/cup
+        self.photo_scales: dict[str, float] = {}  # exam key -> µm per photo px typed in (Analysis > Photo scale…)
         from engine.fundus.corrections import CorrectionStore  # numpy and json only
 
         self.corrections = CorrectionStore(corrections_path(self.settings))
@@ -306,6 +308,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.clear_calibration_action = analysis_menu.addAction("No site calibration",
                                                                 lambda: self.set_site_calibration(None))
         self.clear_calibration_action.setEnabled(False)
+        self.photo_scale_action = analysis_menu.addAction("Photo scale…", self.ask_photo_scale)
         analysis_menu.addSeparator()
         self.undo_outline_action = analysis_menu.addAction("Undo outline change", self.undo_outline)
         self.undo_outline_action.setShortcut(QtGui.QKeySequence.StandardKey.Undo)
@@ -533,6 +536,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self.load_report["opened"].append((entry.source, f"{loaded.exam_id}: {', '.join(loaded.exam.modalities)}"))
         self._update_report_button()
         self.examReady.emit(entry.key)
+        entry.read_spacing = loaded.exam.fundus_spacing
+        self._apply_photo_scale(entry)
         restored = self._restore_corrections(entry)
         if self._current_key == entry.key:
             self.show_exam(entry.key)
@@ -1114,6 +1119,49 @@ class MainWindow(QtWidgets.QMainWindow):
         if reanalyse and self._current_key:
             self.reanalyse(self._current_key)
         return True
+
+    def ask_photo_scale(self) -> None:
+        """Analysis > Photo scale…: type in the shown photo's scale (or clear it) and analyse it again."""
+        from glaucoma_viewer.dialogs.photo_scale import PhotoScaleDialog
+
+        entry = self.entries.get(self._current_key or "")
+        if entry is None or entry.loaded is None or entry.loaded.exam.fundus is None:
+            self.status_label.setText("Photo scale: show an exam with a fundus photo first")
+            return
+        rows = [c[:, 0] for c in (entry.analysis.disc_contours if entry.analysis is not None else []) if len(c)]
+        height = float(np.ptp(np.concatenate(rows))) if rows else None  # the disc outline's height, photo px
+        read = entry.read_spacing
+        now = (f"{self.photo_scales[entry.key]:.2f} µm per pixel, typed in" if entry.key in self.photo_scales else
+               f"{read.mm[0] * 1000:.2f} µm per pixel, from the file" if read is not None and read.is_physical else
+               "not known (sizes in pixels, DDLS as a range)")
+        dialog = PhotoScaleDialog(self, entry.label, self.photo_scales.get(entry.key), height, now)
+        if dialog.exec() == QtWidgets.QDialog.DialogCode.Accepted:
+            self.set_photo_scale(entry.key, dialog.value)
+
+    def set_photo_scale(self, key: str, um_per_px: Optional[float]) -> None:
+        """Use ``um_per_px`` (µm per photo px, typed in; None: back to the file's own scale) for exam ``key``'s photo
+        until the window closes, and analyse it again."""
+        if um_per_px is None:
+            self.photo_scales.pop(key, None)
+        else:
+            self.photo_scales[key] = float(um_per_px)
+        entry = self.entries.get(key)
+        if entry is None or entry.loaded is None:
+            return
+        self._apply_photo_scale(entry)
+        said = (f"{entry.label}: photo scale {um_per_px:.2f} µm per pixel typed in: disc sizes in mm and one DDLS "
+                "stage" if um_per_px is not None else f"{entry.label}: photo scale as the file gives it")
+        self.status_label.setText(said)
+        self.reanalyse(key)
+
+    def _apply_photo_scale(self, entry: ExamEntry) -> None:
+        from engine.io.exam import typed_photo_spacing
+
+        exam = entry.loaded.exam if entry.loaded is not None else None
+        if exam is None or exam.fundus is None:
+            return
+        typed = self.photo_scales.get(entry.key)
+        exam.fundus_spacing = entry.read_spacing if typed is None else typed_photo_spacing(typed)
 
     def show_about(self) -> None:
         QtWidgets.QMessageBox.about(

@@ -991,6 +991,11 @@ def format_biomarkers(markers: dict[str, float], exam: Any, vcdr_note: str = "")
     oct_physical = exam.oct_spacing is not None and exam.oct_spacing.is_physical
     rows: list[Biomarker] = []
     rank = {k: i for i, k in enumerate(_BIOMARKER_ORDER)}
+
+    def scale_note(is_oct: bool) -> str:
+        spacing = exam.oct_spacing if is_oct else exam.fundus_spacing
+        return "scale typed in" if getattr(spacing, "source", "") == "user" else "scale from the file"
+
     shown = [k for k in markers if k.lower() in rank or "rnfl" in k.lower() or "retina" in k.lower()]
     for key in sorted(shown, key=lambda k: rank.get(k.lower(), len(rank))):
         value = markers[key]
@@ -999,9 +1004,12 @@ def format_biomarkers(markers: dict[str, float], exam: Any, vcdr_note: str = "")
         physical = oct_physical if is_oct else fundus_physical
         if any(tag in lower for tag in ("_mm", "_um", "mm2", "_µm")) and not physical:
             continue  # never show a physical unit derived from an assumed scale
+        twin = re.sub(r"_px(2?)$", r"_mm\1", lower)
+        if physical and twin != lower and twin in markers:
+            continue  # the same value is shown in mm / mm²
         label = _BIOMARKER_LABELS.get(lower, key.replace("_", " "))
         if lower == "ddls_min":
-            rows.append(_ddls_row(markers, fundus_physical))
+            rows.append(_ddls_row(markers, fundus_physical, scale_note(False)))
             continue
         if lower.startswith("isnt"):
             text = "unknown" if value != value else ("holds" if value >= 0.5 else "violated")
@@ -1009,15 +1017,15 @@ def format_biomarkers(markers: dict[str, float], exam: Any, vcdr_note: str = "")
             if exam.eye == "unknown":
                 text, note = "unknown", "needs the eye (OD/OS), which is unknown"
         elif lower.endswith(("_mm2",)):
-            label, text, note = label.replace(" mm2", ""), f"{value:.2f} mm²", "scale from the file"
+            label, text, note = label.replace(" mm2", ""), f"{value:.2f} mm²", scale_note(is_oct)
         elif lower.endswith(("_px2", "_area_px")):
             label, text, note = label.replace(" px2", ""), f"{value:.0f} px²", "pixel units: the scale is not known"
         elif lower.endswith("_um"):
-            label, text, note = label.replace(" um", ""), f"{value:.0f} µm", "scale from the file"
+            label, text, note = label.replace(" um", ""), f"{value:.0f} µm", scale_note(is_oct)
         elif lower.endswith("_px"):
             label, text, note = label.replace(" px", ""), f"{value:.1f} px", "pixel units"
         elif lower.endswith("_mm"):
-            label, text, note = label.replace(" mm", ""), f"{value:.2f} mm", "scale from the file"
+            label, text, note = label.replace(" mm", ""), f"{value:.2f} mm", scale_note(is_oct)
         else:
             text, note = (f"{value:.2f}" if abs(value) < 100 else f"{value:.0f}"), ""
             if label == "vertical CDR":
@@ -1026,7 +1034,7 @@ def format_biomarkers(markers: dict[str, float], exam: Any, vcdr_note: str = "")
     return rows
 
 
-def _ddls_row(markers: dict[str, float], physical: bool) -> Any:
+def _ddls_row(markers: dict[str, float], physical: bool, scale: str) -> Any:
     """The Disc Damage Likelihood Scale row: one stage when the disc's size is known (mm scale), else the stages
     it could have over the disc sizes; the note says which and where no rim is left."""
     from engine.fundus.ddls import disc_size
@@ -1036,7 +1044,7 @@ def _ddls_row(markers: dict[str, float], physical: bool) -> Any:
     height = markers.get("disc_height_mm")
     size = disc_size(height) if physical and height is not None else None
     if size is not None and "ddls_stage" in markers:
-        text, note = f"{int(markers['ddls_stage'])}", f"{size} disc ({height:.2f} mm tall)"
+        text, note = f"{int(markers['ddls_stage'])}", f"{size} disc ({height:.2f} mm tall; {scale})"
     elif lowest == highest:
         text, note = f"{lowest}", "the same for any disc size"
     else:

@@ -38,6 +38,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--disc-corrections", type=Path, metavar="FILE",
                    help="disc-cup: discs placed and outlines drawn by hand in the viewer (its disc_corrections.json; "
                    "matched by the photo's pixels): masks and biomarkers follow them (--disc-at wins)")
+    p.add_argument("--photo-scale", type=float, metavar="UM_PER_PX",
+                   help="disc-cup: micrometres per pixel of every photo given (one camera and resolution), typed in: "
+                   "gives mm / mm² and the DDLS stage by disc size (a file's own scale is replaced)")
     p.add_argument("--overlays", action="store_true",
                    help="disc-cup: also write <stem>_overlay.jpg per photo (the photo and its disc region with the "
                    "outlines), to check a batch at a glance")

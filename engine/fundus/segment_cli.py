@@ -99,7 +99,7 @@ def parse_disc_at(text: str) -> tuple[float, float]:
 
 def run_disc_cup(args: Any) -> int:
     """The ``--task disc-cup`` branch of ``segment``. ``args``: ``inputs``, ``out``, ``json``, ``weights``, ``eye``,
-    ``site_calibration``, ``disc_at``, ``disc_corrections``."""
+    ``site_calibration``, ``disc_at``, ``disc_corrections``, ``photo_scale`` (µm per px, typed in)."""
     from engine.fundus.analysis import analyse_disc
     from engine.fundus.biomarkers import rim_to_disc_profile
     from engine.fundus.corrections import photo_sha256, read_corrections
@@ -113,6 +113,7 @@ def run_disc_cup(args: Any) -> int:
     )
     from engine.io.discover import eye_from_name
     from engine.io.errors import ExamLoadError
+    from engine.io.exam import typed_photo_spacing
     from engine.io.images import load_image_exam
     from engine.models.checkpoint import CheckpointError
     from engine.overlays import disc_cup_overlay, write_jpeg
@@ -123,6 +124,8 @@ def run_disc_cup(args: Any) -> int:
             raise ValueError(f"--disc-at places the disc on one photo; {len(args.inputs)} were given")
         given = getattr(args, "disc_corrections", None)
         corrections = read_corrections(Path(given)) if given else None
+        scale = getattr(args, "photo_scale", None)
+        typed = None if scale is None else typed_photo_spacing(scale)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -163,6 +166,8 @@ def run_disc_cup(args: Any) -> int:
             eye = eye_from_name(path.parent.name)
         try:
             exam = load_image_exam(path, modality="fundus", eye=eye)
+            if typed is not None:
+                exam.fundus_spacing = typed
             if corrections is not None and disc_at is None:
                 placed_at, outlines = corrections.get(photo_sha256(exam.fundus))
             result = apply_calibration(analyse_disc(exam.fundus, spacing=exam.fundus_spacing, eye=eye,

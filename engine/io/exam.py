@@ -41,6 +41,22 @@ class Spacing:
         return self.source != "assumed"
 
 
+PHOTO_UM_PER_PX_RANGE = (0.5, 100.0)
+"""Plausible micrometres per pixel of a fundus photo typed in by a user (a 45-degree 12 MP camera is near 4)."""
+
+
+def typed_photo_spacing(um_per_px: float) -> Spacing:
+    """A photo's ``(row, col)`` spacing from a typed-in scale in µm per pixel (square pixels), source ``"user"``.
+
+    Raises:
+        ValueError: not a number inside :data:`PHOTO_UM_PER_PX_RANGE` (one line for the user).
+    """
+    low, high = PHOTO_UM_PER_PX_RANGE
+    if not (np.isfinite(um_per_px) and low <= um_per_px <= high):
+        raise ValueError(f"a photo's scale must be {low:g} to {high:g} µm per pixel, got {um_per_px:g}")
+    return Spacing((um_per_px / 1000.0, um_per_px / 1000.0), "user")
+
+
 @dataclass(frozen=True)
 class SourceFile:
     """One input file that contributed to the exam, with its SHA-256 (hex)."""

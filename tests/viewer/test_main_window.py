@@ -406,7 +406,7 @@ def test_ddls_row_gives_one_stage_only_when_the_disc_size_is_known():
     known = SimpleNamespace(fundus_spacing=Spacing((0.01, 0.01), "file"), oct_spacing=None, eye="OD")
     notched = dict(markers, ddls_min=7, ddls_max=7, ddls_stage=7, rim_to_disc=0.0, rim_absent_deg=60.0)
     row = next(r for r in jobs.format_biomarkers(notched, known) if r.name == "DDLS stage")
-    assert (row.value, row.note) == ("7", "average disc (1.62 mm tall); no rim over 60°")
+    assert (row.value, row.note) == ("7", "average disc (1.62 mm tall; scale from the file); no rim over 60°")
     same = dict(markers, ddls_min=1, ddls_max=1)
     del same["ddls_stage"]
     row = next(r for r in jobs.format_biomarkers(same, unknown) if r.name == "DDLS stage")
@@ -606,3 +606,66 @@ def test_a_disc_placed_while_the_analysis_runs_is_analysed_next(qtbot, window, s
     wait_idle(window)
     assert calls == [None, (70.0, 90.0)] and window.entries[key].analysis.disc_at == (70.0, 90.0)
     assert window.entries[key].status == "done"
+
+
+def test_photo_scale_typed_in_gives_mm_and_one_ddls_stage_until_cleared(qtbot, make_window, small_exam, wait_idle,
+                                                                        monkeypatch):
+    import engine.fundus as fundus
+    from engine.fundus.analysis import DiscAnalysis, measure
+
+    def circles(image, spacing=None, **kw):
+        rows, cols = np.ogrid[: image.shape[0], : image.shape[1]]
+        r2 = (rows - 80) ** 2 + (cols - 100) ** 2
+        disc, cup = r2 <= 30**2, r2 <= 12**2  # rim 18 / 61 px = 0.295: DDLS 2-4 by disc size
+        return DiscAnalysis(True, 0.95, "", (80.0, 100.0), disc, cup, biomarkers=measure(disc, cup, "OD", spacing))
+
+    monkeypatch.setattr(fundus, "analyse_disc", circles)
+    window = make_window()
+    key = window.add_exam(small_exam(seed=2))
+    wait_idle(window)
+
+    def rows():
+        return {b.name: (b.value, b.note) for b in window.entries[key].analysis.biomarkers}
+
+    assert rows()["DDLS stage"][0] == "2–4" and rows()["disc area"][0].endswith("px²")
+    from glaucoma_viewer.dialogs.photo_scale import PhotoScaleDialog
+
+    asked = []
+
+    def typed(dialog):  # Analysis > Photo scale…: the disc's height comes from the outline shown
+        asked.append(dialog._height)
+        dialog.value = 40.0  # 61 px x 0.04 mm = 2.44 mm tall: a large disc
+        return QtWidgets.QDialog.DialogCode.Accepted
+
+    monkeypatch.setattr(PhotoScaleDialog, "exec", typed)
+    window.ask_photo_scale()
+    assert asked == [pytest.approx(60.0, abs=1.5)]
+    assert "40.00 µm per pixel typed in" in window.status_label.text()
+    wait_idle(window)
+    assert window.entries[key].loaded.exam.fundus_spacing.source == "user"
+    assert rows()["DDLS stage"] == ("2", "large disc (2.44 mm tall; scale typed in)")
+    areas = [(b.value, b.note) for b in window.entries[key].analysis.biomarkers if b.name == "disc area"]
+    assert len(areas) == 1 and areas[0][0].endswith("mm²") and areas[0][1] == "scale typed in"  # not px² too
+    window.set_photo_scale(key, None)
+    wait_idle(window)
+    assert window.entries[key].loaded.exam.fundus_spacing == window.entries[key].read_spacing
+    assert rows()["DDLS stage"][0] == "2–4" and key not in window.photo_scales
+
+
+def test_photo_scale_dialog_works_the_scale_out_from_the_disc_diameter(qtbot):
+    from glaucoma_viewer.dialogs.photo_scale import PhotoScaleDialog
+
+    dialog = PhotoScaleDialog(None, "X", None, 200.0, "not known")
+    qtbot.addWidget(dialog)
+    assert not dialog.unknown_button.isEnabled()
+    dialog.disc_mm.setValue(1.8)
+    assert dialog.um.value() == pytest.approx(9.0)
+    dialog.um.setValue(10.0)
+    assert dialog.disc_mm.value() == pytest.approx(2.0)
+    dialog._accept_scale()
+    assert dialog.value == pytest.approx(10.0) and dialog.result() == QtWidgets.QDialog.DialogCode.Accepted
+    cleared = PhotoScaleDialog(None, "X", 5.0, None, "5.00 µm per pixel, typed in")
+    qtbot.addWidget(cleared)
+    assert not cleared.disc_mm.isEnabled() and cleared.unknown_button.isEnabled()
+    cleared.unknown_button.click()
+    assert cleared.value is None and cleared.result() == QtWidgets.QDialog.DialogCode.Accepted

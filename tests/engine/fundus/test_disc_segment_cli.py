@@ -64,6 +64,21 @@ def test_json_output(photos, with_oracle, tmp_path, capsys):
     assert json.loads((out / "disc_cup_biomarkers.json").read_text()) == doc
 
 
+def test_typed_photo_scale_gives_mm_and_one_ddls_stage(photos, with_oracle, tmp_path, capsys):
+    paths, _ = photos
+    out = tmp_path / "out"
+    assert main(["segment", str(paths[0]), "--task", "disc-cup", "--out", str(out), "--json",
+                 "--photo-scale", "20"]) == 0
+    b = json.loads(capsys.readouterr().out)["results"][0]["biomarkers"]
+    assert b["spacing_source"] == "user" and b["disc_height_mm"] == pytest.approx(b["disc_height_px"] * 0.02)
+    assert b["disc_size"] in ("small", "average", "large") and b["ddls_min"] == b["ddls_stage"] == b["ddls_max"]
+    assert main(["segment", str(paths[0]), "--task", "disc-cup", "--out", str(out), "--photo-scale", "20"]) == 0
+    assert f"({b['disc_size']} disc)" in capsys.readouterr().out
+    assert main(["segment", str(paths[0]), "--task", "disc-cup", "--out", str(out), "--photo-scale", "0"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["error: a photo's scale must be 0.5 to 100 µm per pixel, got 0"]
+
+
 def test_bad_input_one_line_and_exit_1(photos, with_oracle, tmp_path, capsys):
     paths, _ = photos
     broken = tmp_path / "broken.jpg"
