@@ -17,6 +17,8 @@ Columns (in order, see :data:`COLUMNS`):
   calibration that scaled the cup outline and the disc biomarkers (``NAME x1.07``; empty when none was applied);
   ``disc_correction``: the hand correction the exam was graded with (:func:`correction_label`: what was corrected
   and a digest of it, e.g. ``placed+cup #3fa2c1d09b7e``; empty when none), which ``grade --resume`` compares;
+  ``photo_scale``: the photo's scale the disc was measured with when it is physical (:func:`scale_label`:
+  ``4.2 um/px (file)``, or ``(typed in)`` for ``grade --photo-scale``; empty when not known);
 - ``status``: ``ok`` or ``error``; ``message``: the error (one line) or warnings.
 
 The file is always replaced atomically (temp file + rename), so a reader or a crash sees either the previous
@@ -40,7 +42,8 @@ from engine.tasks import SIBLING_COLUMNS
 GAMMA_COLUMNS = ("data", "non", "early", "mid_advanced")
 BIOMARKER_COLUMNS = ("vcdr", "hcdr", "area_cdr", "rim_to_disc", "ddls_stage", "ddls_min", "ddls_max", "isnt",
                      "rnfl_mean")
-TAIL_COLUMNS = ("models", "weights_sha256", "disc_source", "disc_calibration", "disc_correction", "status", "message")
+TAIL_COLUMNS = ("models", "weights_sha256", "disc_source", "disc_calibration", "disc_correction", "photo_scale", "status",
+                "message")
 COLUMNS = (*GAMMA_COLUMNS, "grade", *BIOMARKER_COLUMNS, *SIBLING_COLUMNS, *TAIL_COLUMNS)
 
 _ALIASES = {
@@ -86,6 +89,14 @@ def calibration_label(calibration: Any) -> str:
     return f"{calibration.name} x{calibration.cup_scale:.2f}" if calibration is not None else ""
 
 
+def scale_label(spacing: Any) -> str:
+    """The ``photo_scale`` cell of a photo's :class:`engine.io.exam.Spacing`: ``8.85 um/px (typed in)`` or
+    ``(file)``; empty when there is none or it was assumed."""
+    if spacing is None or not spacing.is_physical:
+        return ""
+    return f"{spacing.mm[0] * 1000:.4g} um/px ({'typed in' if spacing.source == 'user' else spacing.source})"
+
+
 def correction_label(disc_at: Optional[Sequence[float]], outlines: Any) -> str:
     """The ``disc_correction`` cell for a disc placed at ``disc_at`` (row, col) px and/or the
     :class:`engine.fundus.hand_outline.HandOutlines` drawn: the parts corrected and the first 12 hex digits of a
@@ -119,6 +130,7 @@ def row_from_result(result: Any, data_id: Optional[str] = None) -> dict[str, str
     row["weights_sha256"] = ";".join(result.weights_sha256.get(n, "") for n in result.models_used)
     row["disc_source"] = result.disc_source or ""
     row["disc_calibration"] = calibration_label(getattr(result.disc, "site_calibration", None))
+    row["photo_scale"] = scale_label(getattr(result.disc, "spacing", None))
     row["status"] = "ok"
     row["message"] = _one_line("; ".join(result.warnings))
     return row
@@ -190,6 +202,17 @@ def calibration_conflict(rows: Sequence[Mapping[str, str]], label: str) -> Optio
             then = f"site calibration '{then}'" if then else "no site calibration"
             now = f"site calibration '{label}'" if label else "none"
             return f"{row['data']} was graded with {then}, this run with {now}"
+    return None
+
+
+def scale_conflict(rows: Sequence[Mapping[str, str]], label: str) -> Optional[str]:
+    """Why rows with a measured disc cannot be joined by rows measured with the typed-in scale ``label`` (see
+    :func:`scale_label`; empty: none typed in), or None when they agree. Scales read from files may differ."""
+    for row in rows:
+        then = row.get("photo_scale", "")
+        if row.get("status") == "ok" and row.get("vcdr") and (label or then.endswith("(typed in)")) and then != label:
+            return (f"{row['data']} was measured with {f'the photo scale {then}' if then else 'no photo scale'}, "
+                    f"this run with {f'the photo scale {label}' if label else 'none typed in'}")
     return None
 
 

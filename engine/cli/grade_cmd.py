@@ -42,6 +42,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--no-analyses", action="store_true", help="skip the disc/cup and OCT-layer analyses")
     p.add_argument("--site-calibration", type=Path, metavar="FILE",
                    help="a site's cup-outline calibration for the disc/cup biomarkers (engine.fundus.site_calibration)")
+    p.add_argument("--photo-scale", type=float, metavar="UM_PER_PX",
+                   help="micrometres per pixel of every fundus photo (one camera and resolution), typed in: disc "
+                   "sizes in mm and one DDLS stage (CSV photo_scale; a file's own scale is replaced)")
     p.add_argument("--disc-positions", type=Path, metavar="CSV",
                    help="optic discs placed by hand: a CSV with columns exam,x,y (exam id, column and row in photo "
                    "px); those exams' disc analysis and disc crop go there, the others are found automatically")
@@ -155,12 +158,13 @@ def grade_one(
     disc_at: Optional[tuple[float, float]] = None,
     disc_outlines: Any = None,
     corrections: Any = None,
+    photo_spacing: Any = None,
 ) -> Outcome:
     """Load, grade and (optionally) draw one exam; every failure becomes an error row, never an exception.
 
     ``disc_at`` / ``disc_outlines``: the disc placed / outlines drawn by hand (:func:`engine.pipeline.grade`);
     ``corrections``: an :class:`engine.fundus.corrections.CorrectionStore` looked up by the photo's pixels when
-    neither is given.
+    neither is given; ``photo_spacing``: an :class:`engine.io.exam.Spacing` typed in for the fundus photo.
     """
     from engine.io.errors import ExamLoadError
     from engine.pipeline import GradingError, grade
@@ -178,6 +182,8 @@ def grade_one(
 
     if not needs_glaucoma_grader(exam):  # brain MRI, dental X-ray: only the sibling tasks apply
         return Outcome(*sibling_only_row(exam, data_id, device, cams_dir))
+    if photo_spacing is not None and exam.fundus is not None:
+        exam.fundus_spacing = photo_spacing
     if corrections is not None and exam.fundus is not None and disc_at is None and disc_outlines is None:
         from engine.fundus.corrections import photo_sha256
 
@@ -245,21 +251,22 @@ def _safe_stem(text: str) -> str:
 _WORKER: dict[str, Any] = {}
 
 
-def _worker_init(models: Optional[str], device: str, threads: int, calibration: Any, corrections: Any) -> None:
+def _worker_init(models: Optional[str], device: str, threads: int, calibration: Any, corrections: Any,
+                 photo_spacing: Any) -> None:
     import torch
 
     from engine.pipeline import load_models
 
     torch.set_num_threads(max(1, threads))
     _WORKER.update(ensemble=load_models(models, device), device=device, calibration=calibration,
-                   corrections=corrections)
+                   corrections=corrections, photo_spacing=photo_spacing)
 
 
 def _worker_grade(source: Any, data_id: str, cams_dir: Optional[str], analyses: bool,
                   disc_at: Optional[tuple[float, float]]) -> Outcome:
     return grade_one(source, _WORKER["ensemble"], _WORKER["device"], data_id, Path(cams_dir) if cams_dir else None,
                      analyses, calibration=_WORKER["calibration"], disc_at=disc_at,
-                     corrections=_WORKER["corrections"])
+                     corrections=_WORKER["corrections"], photo_spacing=_WORKER["photo_spacing"])
 
 
 def run(args: argparse.Namespace) -> int:
@@ -271,6 +278,8 @@ def run(args: argparse.Namespace) -> int:
         anonymize_id,
         calibration_conflict,
         calibration_label,
+        scale_conflict,
+        scale_label,
         clear_partial,
         done_ids,
         grader_conflict,
@@ -304,6 +313,15 @@ def run(args: argparse.Namespace) -> int:
     except GradingError as e:
         err(str(e))
         return 2
+    photo_spacing = None
+    if args.photo_scale is not None:
+        from engine.io.exam import typed_photo_spacing
+
+        try:
+            photo_spacing = typed_photo_spacing(args.photo_scale)
+        except ValueError as e:
+            err(str(e))
+            return 2
     calibration = None
     if args.site_calibration:
         from engine.fundus.segmenter import load_segmenter
@@ -350,6 +368,10 @@ def run(args: argparse.Namespace) -> int:
         conflict = calibration_conflict(previous, calibration_label(calibration))
         if conflict:
             err(f"cannot resume {args.csv}: {conflict} (give the same --site-calibration, or grade into a new CSV)")
+            return 2
+        conflict = scale_conflict(previous, scale_label(photo_spacing))
+        if conflict:
+            err(f"cannot resume {args.csv}: {conflict} (give the same --photo-scale, or grade into a new CSV)")
             return 2
         changed = changed_corrections(previous, jobs, positions, corrections)
         if changed:
@@ -399,7 +421,7 @@ def run(args: argparse.Namespace) -> int:
         err(f"resuming: {len(finished)} exam(s) already graded, {len(todo)} to go")
     n_total = len(todo)
     try:
-        outcomes = _run_all(args, todo, ensemble, device, calibration, positions, corrections)
+        outcomes = _run_all(args, todo, ensemble, device, calibration, positions, corrections, photo_spacing)
         corrected, exam_ids = 0, {d: s.exam_id for d, s in todo}
         for k, (did, outcome) in enumerate(outcomes, 1):
             rows[did] = outcome.row
@@ -427,10 +449,10 @@ def run(args: argparse.Namespace) -> int:
 
 def _run_all(args: argparse.Namespace, todo: list[tuple[str, Any]], ensemble: Any, device: str,
              calibration: Any = None, positions: Optional[dict[str, tuple[float, float]]] = None,
-             corrections: Any = None) -> Any:
+             corrections: Any = None, photo_spacing: Any = None) -> Any:
     """Yield ``(data id, Outcome)`` in input order, in this process or in ``--jobs`` worker processes
     (``positions``: exam id -> (row, col) px of a disc placed by hand; ``corrections``: a
-    :class:`engine.fundus.corrections.CorrectionStore` for the others)."""
+    :class:`engine.fundus.corrections.CorrectionStore` for the others; ``photo_spacing``: a typed-in scale)."""
     positions = positions or {}
     cams_dir = args.cams
     analyses = not args.no_analyses
@@ -441,7 +463,8 @@ def _run_all(args: argparse.Namespace, todo: list[tuple[str, Any]], ensemble: An
             ensemble = load_models(args.models, device)
         for did, s in todo:
             yield did, grade_one(s, ensemble, device, did, cams_dir, analyses, calibration=calibration,
-                                 disc_at=positions.get(s.exam_id), corrections=corrections)
+                                 disc_at=positions.get(s.exam_id), corrections=corrections,
+                                 photo_spacing=photo_spacing)
         return
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
@@ -450,7 +473,7 @@ def _run_all(args: argparse.Namespace, todo: list[tuple[str, Any]], ensemble: An
     models = str(args.models) if args.models else None
     with ProcessPoolExecutor(
         max_workers=args.jobs, mp_context=mp.get_context("spawn"), initializer=_worker_init,
-        initargs=(models, device, threads, calibration, corrections),
+        initargs=(models, device, threads, calibration, corrections, photo_spacing),
     ) as pool:
         cams = str(cams_dir) if cams_dir else None
         futures = [(did, pool.submit(_worker_grade, s, did, cams, analyses, positions.get(s.exam_id)))

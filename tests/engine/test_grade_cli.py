@@ -103,6 +103,32 @@ def test_resume_refuses_to_mix_site_calibrations_and_other_weights_are_refused(c
     assert len(err) == 1 and "fit it again for these weights" in err[0] and not (tmp_path / "o.csv").exists()
 
 
+def test_photo_scale_typed_in_fills_ddls_stage_and_resume_keeps_one_scale(cohort, tmp_path, capsys):
+    cases, models = cohort
+    good = [str(p) for p in sorted(cases.iterdir()) if p.name != "BROKEN"]
+    out = tmp_path / "r.csv"
+    assert main(["grade", good[0], "--csv", str(out), "--models", str(models), "--quiet", "--photo-scale", "12"]) == 0
+    row = _rows(out)[0]
+    assert row["vcdr"] and row["photo_scale"] == "12 um/px (typed in)"
+    assert row["ddls_stage"] and row["ddls_min"] == row["ddls_stage"] == row["ddls_max"]
+    capsys.readouterr()
+    assert main(["grade", *good, "--csv", str(out), "--models", str(models), "--resume", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "was measured with the photo scale 12 um/px (typed in), this run with none" in err[0]
+    assert main(["grade", *good, "--csv", str(out), "--models", str(models), "--resume", "--quiet",
+                 "--photo-scale", "12"]) == 0
+    rows = _rows(out)
+    assert len(rows) == 3 and all(r["photo_scale"] == "12 um/px (typed in)" for r in rows if r["vcdr"])
+    plain = tmp_path / "p.csv"
+    assert main(["grade", good[0], "--csv", str(plain), "--models", str(models), "--quiet"]) == 0
+    row = _rows(plain)[0]
+    assert row["photo_scale"] == "" and row["ddls_stage"] == "" and int(row["ddls_min"]) <= int(row["ddls_max"])
+    capsys.readouterr()
+    assert main(["grade", good[0], "--csv", str(tmp_path / "x.csv"), "--models", str(models),
+                 "--photo-scale", "-3"]) == 2
+    assert capsys.readouterr().err.strip() == "grade: a photo's scale must be 0.5 to 100 µm per pixel, got -3"
+
+
 def test_resume_refuses_rows_graded_by_other_models(cohort, tmp_path, capsys):
     from engine.models.tiny import save_tiny_grader
 
