@@ -945,6 +945,10 @@ def _fill_disc(view: "AnalysisView", exam: Any, disc: Any, result: Any) -> None:
         view.rim_profile = rim_to_disc_profile(disc_mask, cup_mask, view.rim_eye)
     if spread and view.biomarkers:
         view.disc_method = f"{view.disc_method} Vertical CDR: {spread}.".strip()
+    spacing = exam.fundus_spacing
+    if view.biomarkers and spacing is not None and spacing.source == "user":
+        view.disc_method = (f"{view.disc_method} Photo scale typed in: {spacing.mm[0] * 1000:.2f} µm per pixel "
+                            "(Analysis → Photo scale…).").strip()
 
 
 def expert_spread_note(card: Any) -> str:
@@ -1036,7 +1040,7 @@ def format_biomarkers(markers: dict[str, float], exam: Any, vcdr_note: str = "")
 
 def _ddls_row(markers: dict[str, float], physical: bool, scale: str) -> Any:
     """The Disc Damage Likelihood Scale row: one stage when the disc's size is known (mm scale), else the stages
-    it could have over the disc sizes; the note says which and where no rim is left."""
+    from a large to a small disc; the name says which (the PDF report shows names and values only)."""
     from engine.fundus.ddls import disc_size
     from glaucoma_viewer.state import Biomarker
 
@@ -1044,15 +1048,18 @@ def _ddls_row(markers: dict[str, float], physical: bool, scale: str) -> Any:
     height = markers.get("disc_height_mm")
     size = disc_size(height) if physical and height is not None else None
     if size is not None and "ddls_stage" in markers:
-        text, note = f"{int(markers['ddls_stage'])}", f"{size} disc ({height:.2f} mm tall; {scale})"
+        name, text = f"DDLS, {size} disc", f"{int(markers['ddls_stage'])}"
+        note = f"Disc Damage Likelihood Scale; the disc is {height:.2f} mm tall ({scale})"
     elif lowest == highest:
-        text, note = f"{lowest}", "the same for any disc size"
+        name, text, note = "DDLS stage", f"{lowest}", "Disc Damage Likelihood Scale; the same for any disc size"
     else:
-        text, note = f"{lowest}–{highest}", "disc size unknown (needs the photo's scale): small disc the higher"
+        name, text = "DDLS, large–small disc", f"{lowest}–{highest}"
+        note = ("Disc Damage Likelihood Scale; its stage depends on the disc's size, which needs the photo's scale "
+                "(Analysis → Photo scale…)")
     absent = markers.get("rim_absent_deg", 0.0)
     if absent > 0:
         note += f"; no rim over {absent:.0f}°"
-    return Biomarker("DDLS stage", text, note)
+    return Biomarker(name, text, note)
 
 
 def _fill_layers(view: "AnalysisView", exam: Any, layers: Any) -> None:

@@ -401,16 +401,17 @@ def test_ddls_row_gives_one_stage_only_when_the_disc_size_is_known():
     markers = {"vcdr": 0.6, "rim_to_disc": 0.05, "ddls_min": 4, "ddls_max": 6, "rim_absent_deg": 0.0,
                "disc_height_mm": 1.62, "ddls_stage": 5}
     rows = [(r.name, r.value, r.note) for r in jobs.format_biomarkers(markers, unknown)]
-    assert rows[:3] == [("vertical CDR", "0.60", ""), ("rim / disc", "0.05", ""),
-                        ("DDLS stage", "4–6", "disc size unknown (needs the photo's scale): small disc the higher")]
+    assert rows[:2] == [("vertical CDR", "0.60", ""), ("rim / disc", "0.05", "")]
+    assert rows[2][:2] == ("DDLS, large–small disc", "4–6") and "Photo scale" in rows[2][2]
     known = SimpleNamespace(fundus_spacing=Spacing((0.01, 0.01), "file"), oct_spacing=None, eye="OD")
     notched = dict(markers, ddls_min=7, ddls_max=7, ddls_stage=7, rim_to_disc=0.0, rim_absent_deg=60.0)
-    row = next(r for r in jobs.format_biomarkers(notched, known) if r.name == "DDLS stage")
-    assert (row.value, row.note) == ("7", "average disc (1.62 mm tall; scale from the file); no rim over 60°")
+    row = next(r for r in jobs.format_biomarkers(notched, known) if r.name.startswith("DDLS"))
+    assert (row.name, row.value) == ("DDLS, average disc", "7")
+    assert row.note.endswith("1.62 mm tall (scale from the file); no rim over 60°")
     same = dict(markers, ddls_min=1, ddls_max=1)
     del same["ddls_stage"]
-    row = next(r for r in jobs.format_biomarkers(same, unknown) if r.name == "DDLS stage")
-    assert (row.value, row.note) == ("1", "the same for any disc size")
+    row = next(r for r in jobs.format_biomarkers(same, unknown) if r.name.startswith("DDLS"))
+    assert (row.name, row.value) == ("DDLS stage", "1") and row.note.endswith("the same for any disc size")
 
 
 def test_missing_checkpoint_reads_as_no_model_installed():
@@ -627,7 +628,7 @@ def test_photo_scale_typed_in_gives_mm_and_one_ddls_stage_until_cleared(qtbot, m
     def rows():
         return {b.name: (b.value, b.note) for b in window.entries[key].analysis.biomarkers}
 
-    assert rows()["DDLS stage"][0] == "2–4" and rows()["disc area"][0].endswith("px²")
+    assert rows()["DDLS, large–small disc"][0] == "2–4" and rows()["disc area"][0].endswith("px²")
     from glaucoma_viewer.dialogs.photo_scale import PhotoScaleDialog
 
     asked = []
@@ -643,13 +644,15 @@ def test_photo_scale_typed_in_gives_mm_and_one_ddls_stage_until_cleared(qtbot, m
     assert "40.00 µm per pixel typed in" in window.status_label.text()
     wait_idle(window)
     assert window.entries[key].loaded.exam.fundus_spacing.source == "user"
-    assert rows()["DDLS stage"] == ("2", "large disc (2.44 mm tall; scale typed in)")
+    assert "Photo scale typed in: 40.00 µm per pixel" in window.entries[key].analysis.disc_method  # report too
+    assert rows()["DDLS, large disc"][0] == "2" and "2.44 mm tall (scale typed in)" in rows()["DDLS, large disc"][1]
     areas = [(b.value, b.note) for b in window.entries[key].analysis.biomarkers if b.name == "disc area"]
     assert len(areas) == 1 and areas[0][0].endswith("mm²") and areas[0][1] == "scale typed in"  # not px² too
     window.set_photo_scale(key, None)
     wait_idle(window)
     assert window.entries[key].loaded.exam.fundus_spacing == window.entries[key].read_spacing
-    assert rows()["DDLS stage"][0] == "2–4" and key not in window.photo_scales
+    assert rows()["DDLS, large–small disc"][0] == "2–4" and key not in window.photo_scales
+    assert "Photo scale" not in window.entries[key].analysis.disc_method
 
 
 def test_photo_scale_dialog_works_the_scale_out_from_the_disc_diameter(qtbot):
