@@ -195,7 +195,10 @@ def run_disc_cup(args: Any) -> int:
         target = mask_path(out, path, inputs, taken)
         atomic_write_bytes(target, png_bytes(result.label_mask()))
         if getattr(args, "overlays", False):
-            caption = f"{path.name}  vertical CDR {result.biomarkers.vcdr:.2f}  confidence {result.confidence:.2f}"
+            b = result.biomarkers
+            stage = b.ddls_stage if b.ddls_stage is not None else (
+                b.ddls_min if b.ddls_min == b.ddls_max else f"{b.ddls_min}-{b.ddls_max}")
+            caption = f"{path.name}  vertical CDR {b.vcdr:.2f}  DDLS {stage}  confidence {result.confidence:.2f}"
             caption += f"  ({result.message})" if result.message else ""
             overlay = disc_cup_overlay(exam.fundus, result.disc_mask, result.cup_mask, result.crop_box, caption=caption)
             write_jpeg(mask_path(out, path, inputs, taken, "_overlay.jpg"), overlay)
