@@ -1134,13 +1134,14 @@ class BatchSummary:
 
 
 def batch_export(folders: Sequence[str], out: str, progress=None, cancel=None, models: Any = None,
-                 calibration: Any = None, corrections: Any = None) -> BatchSummary:
+                 calibration: Any = None, corrections: Any = None, photo_spacing: Any = None) -> BatchSummary:
     """Grade every exam under ``folders`` into ``out`` with the columns of ``engine grade`` (one row per exam).
 
     ``corrections``: the window's :class:`engine.fundus.corrections.CorrectionStore` (discs placed and outlines
     drawn by hand, this session or earlier ones, matched by the photo's pixels); those exams are graded with the
     disc placed there (rows: ``disc_source`` = ``user``) and measured on the outlines drawn (message column; the
-    graders keep the automatic outline).
+    graders keep the automatic outline). ``photo_spacing``: an :class:`engine.io.exam.Spacing` typed in for every
+    fundus photo (``grade --photo-scale``).
 
     Rows are written atomically after each exam, with the ``OUT.partial`` marker of
     :mod:`engine.results_csv` until the end; a cancel keeps the rows finished so far and leaves the marker
@@ -1172,7 +1173,7 @@ def batch_export(folders: Sequence[str], out: str, progress=None, cancel=None, m
             break
         report(progress, (k - 1) / max(n, 1), f"exam {k} of {n}: {source.exam_id}")
         outcome = grade_one(source, ensemble, device, source.exam_id, None, True, calibration=calibration,
-                            corrections=corrections)
+                            corrections=corrections, photo_spacing=photo_spacing)
         placed += outcome.placed
         outlined += outcome.outlined
         rows.append(outcome.row)

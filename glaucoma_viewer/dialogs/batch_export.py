@@ -16,6 +16,7 @@ from typing import Any, Optional, Sequence
 
 from PySide6 import QtCore, QtWidgets
 
+from engine.io.exam import PHOTO_UM_PER_PX_RANGE, typed_photo_spacing
 from glaucoma_viewer import worker as jobs
 from glaucoma_viewer.process_runner import ProcessRunner
 from glaucoma_viewer.worker import JobFailure, JobHandle, Worker
@@ -66,6 +67,14 @@ class BatchExportDialog(QtWidgets.QDialog):
         self.out_edit.setPlaceholderText("output CSV, e.g. grades.csv")
         browse = QtWidgets.QPushButton("Browse…")
         browse.clicked.connect(self._choose_out)
+        # A typed-in scale for every photo (one camera and resolution): disc sizes in mm and one DDLS stage.
+        self.scale = QtWidgets.QDoubleSpinBox(minimum=0.0, maximum=PHOTO_UM_PER_PX_RANGE[1], decimals=2,
+                                              singleStep=0.1)
+        self.scale.setSpecialValueText("not known")
+        self.scale.setSuffix(" µm per pixel")
+        self.scale.setToolTip("Every fundus photo's scale, for a cohort from one camera at one resolution: disc "
+                              "sizes in mm and one DDLS stage per exam (CSV photo_scale). 'not known' keeps each "
+                              "file's own scale, if any.")
 
         self.progress = QtWidgets.QProgressBar()
         self.progress.setRange(0, 100)
@@ -107,6 +116,11 @@ class BatchExportDialog(QtWidgets.QDialog):
         layout.addLayout(folder_row, 1)
         layout.addWidget(QtWidgets.QLabel("Output CSV (same columns as `engine grade`):"))
         layout.addLayout(out_row)
+        scale_row = QtWidgets.QHBoxLayout()
+        scale_row.addWidget(QtWidgets.QLabel("Photo scale (all photos):"))
+        scale_row.addWidget(self.scale)
+        scale_row.addStretch(1)
+        layout.addLayout(scale_row)
         layout.addSpacing(6)
         layout.addWidget(self.count_label)
         layout.addWidget(self.progress)
@@ -147,6 +161,13 @@ class BatchExportDialog(QtWidgets.QDialog):
         if not Path(out).parent.exists():
             self.result_label.setText(f"The folder of {out} does not exist.")
             return None
+        photo_spacing = None
+        if self.scale.value() > 0:
+            try:
+                photo_spacing = typed_photo_spacing(self.scale.value())
+            except ValueError as err:
+                self.result_label.setText(f"{str(err)[:1].upper()}{str(err)[1:]}.")
+                return None
         self.summary = None
         self._t0 = time.perf_counter()
         self._fraction = 0.0
@@ -160,7 +181,7 @@ class BatchExportDialog(QtWidgets.QDialog):
         self.job = self.worker.submit(
             run, folders, out, name="batch export", models=self.models, calibration=self.calibration,
             corrections=None if self.corrections is None else self.corrections.snapshot(),
-            on_finished=self._finished, on_failed=self._failed, on_progress=self._progress,
+            photo_spacing=photo_spacing, on_finished=self._finished, on_failed=self._failed, on_progress=self._progress,
         )
         return self.job
 

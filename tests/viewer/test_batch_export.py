@@ -82,6 +82,21 @@ def test_bad_inputs_are_refused_in_the_dialog(qtbot, window, tmp_path):
     assert dialog.start() is None and "output" in dialog.result_label.text()
     dialog.out_edit.setText(str(tmp_path / "missing" / "x.csv"))
     assert dialog.start() is None and "does not exist" in dialog.result_label.text()
+    dialog.out_edit.setText(str(tmp_path / "x.csv"))
+    dialog.scale.setValue(0.3)  # below a photo's plausible scale
+    assert dialog.start() is None and dialog.result_label.text().startswith("A photo's scale must be 0.5 to 100")
+
+
+def test_a_photo_scale_typed_in_the_dialog_measures_every_photo_with_it(qtbot, window, cohort, tmp_path):
+    out = tmp_path / "grades.csv"
+    dialog = BatchExportDialog(window.worker, folders=[str(cohort)], out=str(out), models=window.models)
+    qtbot.addWidget(dialog)
+    assert dialog.scale.text() == "not known"
+    dialog.scale.setValue(12.0)
+    with qtbot.waitSignal(dialog.finished_export, timeout=120000):
+        dialog.start()
+    measured = [r for r in _rows(out)[1] if r["vcdr"]]
+    assert measured and all(r["photo_scale"] == "12 um/px (typed in)" and r["ddls_stage"] for r in measured)
 
 
 def test_durations_read_like_a_clock():
