@@ -42,8 +42,8 @@ from engine.tasks import SIBLING_COLUMNS
 GAMMA_COLUMNS = ("data", "non", "early", "mid_advanced")
 BIOMARKER_COLUMNS = ("vcdr", "hcdr", "area_cdr", "rim_to_disc", "ddls_stage", "ddls_min", "ddls_max", "isnt",
                      "rnfl_mean")
-TAIL_COLUMNS = ("models", "weights_sha256", "disc_source", "disc_calibration", "disc_correction", "photo_scale", "status",
-                "message")
+TAIL_COLUMNS = ("models", "weights_sha256", "disc_source", "disc_calibration", "disc_correction", "photo_scale",
+                "status", "message")
 COLUMNS = (*GAMMA_COLUMNS, "grade", *BIOMARKER_COLUMNS, *SIBLING_COLUMNS, *TAIL_COLUMNS)
 
 _ALIASES = {

@@ -308,7 +308,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.clear_calibration_action = analysis_menu.addAction("No site calibration",
                                                                 lambda: self.set_site_calibration(None))
         self.clear_calibration_action.setEnabled(False)
-        self.photo_scale_action = analysis_menu.addAction("Photo scale…", self.ask_photo_scale)
+        analysis_menu.addAction("Photo scale…", self.ask_photo_scale)
         analysis_menu.addSeparator()
         self.undo_outline_action = analysis_menu.addAction("Undo outline change", self.undo_outline)
         self.undo_outline_action.setShortcut(QtGui.QKeySequence.StandardKey.Undo)

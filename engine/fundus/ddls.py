@@ -3,7 +3,7 @@
 Spaeth et al. (Trans Am Ophthalmol Soc 2002) stage glaucomatous disc damage 1-10 by the rim / disc ratio at the
 rim's narrowest point (radial rim width over the disc diameter in the same axis) or, where no rim is left, by the
 circumferential extent of its absence, with thresholds shifted by the disc's vertical diameter (a small disc has
-a wider rim for the same damage). The table (new stages, as printed in Br J Ophthalmol 2006;90:395):
+a wider rim for the same damage). The table, in the scale's 1-10 stage numbering:
 
 ========  ============================  ============================  ============================
 stage     small disc (< 1.50 mm)        average disc (1.50-2.00 mm)   large disc (> 2.00 mm)
@@ -94,11 +94,6 @@ class DdlsStage:
     highest: int
     disc_size: Optional[str]
     rim_absent_deg: float
-
-    @property
-    def text(self) -> str:
-        """``"4"``, or ``"3–5"`` when the disc's size (and so the stage) is not known."""
-        return str(self.lowest) if self.lowest == self.highest else f"{self.lowest}–{self.highest}"
 
 
 def ddls(rim_to_disc: float, ratio_profile: np.ndarray, disc_vertical_mm: Optional[float] = None) -> DdlsStage:

@@ -77,13 +77,17 @@ def table_csv(results: Sequence[dict[str, Any]]) -> str:
     return buffer.getvalue()
 
 
+def _ddls(b: dict[str, Any]) -> str:
+    """``DDLS 4 (average disc)``, ``DDLS 3-5 (disc size unknown)`` or ``DDLS 1`` (any size) of biomarkers ``b``."""
+    if "ddls_stage" in b:
+        return f"DDLS {b['ddls_stage']} ({b['disc_size']} disc)"
+    return f"DDLS {b['ddls_min']}" + ("" if b["ddls_min"] == b["ddls_max"] else f"-{b['ddls_max']} (disc size unknown)")
+
+
 def _line(name: str, b: dict[str, Any]) -> str:
     mm = f", disc area {b['disc_area_mm2']:.2f} mm²" if "disc_area_mm2" in b else ""
-    ddls = (f"DDLS {b['ddls_stage']} ({b['disc_size']} disc)" if "ddls_stage" in b else
-            f"DDLS {b['ddls_min']}" if b["ddls_min"] == b["ddls_max"] else
-            f"DDLS {b['ddls_min']}-{b['ddls_max']} (disc size unknown)")
     return (f"{name}: vertical CDR {b['vcdr']:.3f}, horizontal CDR {b['hcdr']:.3f}, area CDR {b['area_cdr']:.3f}, "
-            f"disc {b['disc_height_px']:.0f}x{b['disc_width_px']:.0f} px{mm}, ISNT {b['isnt_rule']}, {ddls}")
+            f"disc {b['disc_height_px']:.0f}x{b['disc_width_px']:.0f} px{mm}, ISNT {b['isnt_rule']}, {_ddls(b)}")
 
 
 def parse_disc_at(text: str) -> tuple[float, float]:
@@ -194,15 +198,13 @@ def run_disc_cup(args: Any) -> int:
             continue
         target = mask_path(out, path, inputs, taken)
         atomic_write_bytes(target, png_bytes(result.label_mask()))
+        markers = result.biomarkers.to_dict()
         if getattr(args, "overlays", False):
-            b = result.biomarkers
-            stage = b.ddls_stage if b.ddls_stage is not None else (
-                b.ddls_min if b.ddls_min == b.ddls_max else f"{b.ddls_min}-{b.ddls_max}")
-            caption = f"{path.name}  vertical CDR {b.vcdr:.2f}  DDLS {stage}  confidence {result.confidence:.2f}"
+            caption = (f"{path.name}  vertical CDR {markers['vcdr']:.2f}  {_ddls(markers)}  confidence "
+                       f"{result.confidence:.2f}")
             caption += f"  ({result.message})" if result.message else ""
             overlay = disc_cup_overlay(exam.fundus, result.disc_mask, result.cup_mask, result.crop_box, caption=caption)
             write_jpeg(mask_path(out, path, inputs, taken, "_overlay.jpg"), overlay)
-        markers = result.biomarkers.to_dict()
         angles, ratio = rim_to_disc_profile(result.disc_mask, result.cup_mask, result.biomarkers.eye)
         row.update(mask=str(target), center=[round(v, 1) for v in result.center],
                    crop_box=[round(float(v), 1) for v in result.crop_box], biomarkers=markers,
