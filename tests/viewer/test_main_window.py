@@ -323,9 +323,12 @@ def test_only_max_exams_stay_in_memory_and_an_unloaded_one_reloads(qtbot, make_w
     assert len(good) == 2
     unloaded = next(k for k in good if window.entries[k].status == "unloaded")
     assert window.exam_list.status(unloaded) == "unloaded"
+    window.set_photo_scale(unloaded, 10.0)  # typed for an exam not in memory: used when it is read again
     window.exam_list.select(unloaded)  # the user clicks it: read again from disk, analysed again
     qtbot.waitUntil(lambda: window.entries[unloaded].status == "done", timeout=30000)
     assert window.oct_view.count == 8 and window.entries[unloaded].analysis is not None
+    assert window.entries[unloaded].loaded.exam.fundus_spacing.source == "user"
+    assert "Photo scale typed in: 10.00" in window.entries[unloaded].analysis.disc_method
     qtbot.waitUntil(lambda: window.resident_keys() == [unloaded], timeout=30000)
 
 
