@@ -1053,9 +1053,9 @@ def _ddls_row(markers: dict[str, float], physical: bool, scale: str) -> Any:
     elif lowest == highest:
         name, text, note = "DDLS stage", f"{lowest}", "Disc Damage Likelihood Scale; the same for any disc size"
     else:
-        name, text = "DDLS, large–small disc", f"{lowest}–{highest}"
-        note = ("Disc Damage Likelihood Scale; its stage depends on the disc's size, which needs the photo's scale "
-                "(Analysis → Photo scale…)")
+        name, text = "DDLS by disc size", f"{lowest}–{highest}"
+        note = (f"Disc Damage Likelihood Scale: {lowest} for a large disc to {highest} for a small one; the disc's "
+                "size needs the photo's scale (Analysis → Photo scale…)")
     absent = markers.get("rim_absent_deg", 0.0)
     if absent > 0:
         note += f"; no rim over {absent:.0f}°"

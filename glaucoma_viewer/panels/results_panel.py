@@ -558,7 +558,8 @@ class ResultsPanel(QtWidgets.QWidget):
             name.setObjectName("note")
             value = QtWidgets.QLabel(marker.value)
             value.setObjectName("value")
-            value.setToolTip(marker.note)
+            for label in (name, value):  # a narrow panel (1280 px window) clips long names: the tooltip has both
+                label.setToolTip(f"{marker.name}: {marker.note}" if marker.note else marker.name)
             self.bio_grid.addWidget(name, row // 2, 2 * (row % 2))
             self.bio_grid.addWidget(value, row // 2, 2 * (row % 2) + 1)
         self.bio_grid.setColumnStretch(1, 1)

@@ -405,7 +405,7 @@ def test_ddls_row_gives_one_stage_only_when_the_disc_size_is_known():
                "disc_height_mm": 1.62, "ddls_stage": 5}
     rows = [(r.name, r.value, r.note) for r in jobs.format_biomarkers(markers, unknown)]
     assert rows[:2] == [("vertical CDR", "0.60", ""), ("rim / disc", "0.05", "")]
-    assert rows[2][:2] == ("DDLS, large–small disc", "4–6") and "Photo scale" in rows[2][2]
+    assert rows[2][:2] == ("DDLS by disc size", "4–6") and "4 for a large disc to 6 for a small one" in rows[2][2]
     known = SimpleNamespace(fundus_spacing=Spacing((0.01, 0.01), "file"), oct_spacing=None, eye="OD")
     notched = dict(markers, ddls_min=7, ddls_max=7, ddls_stage=7, rim_to_disc=0.0, rim_absent_deg=60.0)
     row = next(r for r in jobs.format_biomarkers(notched, known) if r.name.startswith("DDLS"))
@@ -631,7 +631,7 @@ def test_photo_scale_typed_in_gives_mm_and_one_ddls_stage_until_cleared(qtbot, m
     def rows():
         return {b.name: (b.value, b.note) for b in window.entries[key].analysis.biomarkers}
 
-    assert rows()["DDLS, large–small disc"][0] == "2–4" and rows()["disc area"][0].endswith("px²")
+    assert rows()["DDLS by disc size"][0] == "2–4" and rows()["disc area"][0].endswith("px²")
     from glaucoma_viewer.dialogs.photo_scale import PhotoScaleDialog
 
     asked = []
@@ -654,7 +654,7 @@ def test_photo_scale_typed_in_gives_mm_and_one_ddls_stage_until_cleared(qtbot, m
     window.set_photo_scale(key, None)
     wait_idle(window)
     assert window.entries[key].loaded.exam.fundus_spacing == window.entries[key].read_spacing
-    assert rows()["DDLS, large–small disc"][0] == "2–4" and key not in window.photo_scales
+    assert rows()["DDLS by disc size"][0] == "2–4" and key not in window.photo_scales
     assert "Photo scale" not in window.entries[key].analysis.disc_method
 
 
