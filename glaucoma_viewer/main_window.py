@@ -691,11 +691,11 @@ class MainWindow(QtWidgets.QMainWindow):
             self.fundus_view.set_photo(loaded.fundus_display, loaded.fundus_shape,
                                        title=f"Panoramic radiograph — {loaded.exam_id}")
         else:
-            eye = {"OD": "right eye (OD)", "OS": "left eye (OS)"}.get(exam.eye, "eye unknown")
+            eye = {"OD": "OD right", "OS": "OS left"}.get(exam.eye, "eye unknown")
             synthetic = " — SYNTHETIC" if exam.is_synthetic_modality("fundus") else ""
             what = "Fundus" if exam.fundus is not None else "No fundus photo"
-            self.fundus_view.set_photo(loaded.fundus_display, loaded.fundus_shape,
-                                       title=f"{what} — {loaded.exam_id}, {eye}{synthetic}")
+            self.fundus_view.set_photo(loaded.fundus_display, loaded.fundus_shape,  # the eye first: it must show
+                                       title=f"{what} — {eye} — {loaded.exam_id}{synthetic}")
         self.results.set_data_note(jobs.data_note(exam), jobs.data_details(exam))
         n = 0 if exam.oct is None else len(exam.oct)
         # The slice browser shows the OCT volume, or else the MRI's axial slices (glioma attention as its heat map).

@@ -11,7 +11,7 @@ from typing import Optional
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6 import QtCore, QtWidgets
+from PySide6 import QtCore, QtGui, QtWidgets
 
 pg.setConfigOptions(imageAxisOrder="row-major", antialias=True, background="#101418", foreground="#d0d6dc")
 
@@ -127,6 +127,21 @@ class ImageViewBox(pg.ViewBox):
             ev.accept()
             return
         super().mouseClickEvent(ev)
+
+
+class ElidedLabel(QtWidgets.QLabel):
+    """A one-line label that ends in "…" when it is narrower than its text (a plain QLabel cuts the text off
+    mid-word with no sign of it); the full text stays in :meth:`text`."""
+
+    def minimumSizeHint(self) -> QtCore.QSize:  # noqa: N802 - Qt naming
+        return QtCore.QSize(0, super().minimumSizeHint().height())
+
+    def paintEvent(self, event: QtGui.QPaintEvent) -> None:  # noqa: N802 - Qt naming
+        painter = QtGui.QPainter(self)
+        box = self.contentsRect()
+        shown = self.fontMetrics().elidedText(self.text(), QtCore.Qt.TextElideMode.ElideRight, box.width())
+        self.style().drawItemText(painter, box, int(self.alignment()), self.palette(), self.isEnabled(), shown,
+                                  self.foregroundRole())
 
 
 def make_graphics_view(box: ImageViewBox) -> pg.GraphicsView:

@@ -23,7 +23,15 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from glaucoma_viewer.views.common import LEVELS, ImageViewBox, gray_lut, heat_lut, make_graphics_view, pen
+from glaucoma_viewer.views.common import (
+    LEVELS,
+    ElidedLabel,
+    ImageViewBox,
+    gray_lut,
+    heat_lut,
+    make_graphics_view,
+    pen,
+)
 
 DISC_RGB = (0, 229, 255)
 CUP_RGB = (255, 193, 7)
@@ -70,9 +78,9 @@ class FundusView(QtWidgets.QWidget):
         self.placing_enabled = False  # the main window allows it on a fundus photo (not on a radiograph)
         self.drawing_enabled = False  # "Outline the disc and cup by hand here" (where the segmenter found no disc)
 
-        self.title = QtWidgets.QLabel("Fundus")
+        self.title = ElidedLabel("Fundus")
         self.title.setObjectName("panelTitle")
-        # A long exam id is clipped (full text in the tooltip) instead of widening the centre column.
+        # A long exam id ends in "…" (full text in the tooltip) instead of widening the centre column.
         self.title.setSizePolicy(QtWidgets.QSizePolicy.Policy.Ignored, QtWidgets.QSizePolicy.Policy.Preferred)
         self.title.setMinimumWidth(120)
         self.disc_toggle = QtWidgets.QCheckBox("Disc + cup")
