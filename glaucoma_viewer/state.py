@@ -155,6 +155,8 @@ class AnalysisView:
         rim_profile: ((K,) angles in degrees, (K,) rim width / disc diameter) around the disc outline shown
             (``engine.fundus.biomarkers.rim_to_disc_profile``), or None; rim_eye: "OD" / "OS" when the angles are
             TSNIT, "unknown" when they are the photo's own (counter-clockwise from its right).
+        rim_absent: (K,) bool beside ``rim_profile``, True where no rim is left (under
+            ``engine.fundus.ddls.RIM_ABSENT_BELOW`` of the disc diameter; shaded on the plot), or None.
         rnfl_profiles: (N, W) float32 RNFL thickness along each B-scan, in ``rnfl_unit``; NaN where unknown.
         rnfl_unit: "µm" when the axial scale came from the file, else "px".
         lateral_mm: mm per lateral px when the scale is physical, else None (profile x axis then in px).
@@ -192,6 +194,7 @@ class AnalysisView:
     layer_notes: list[str] = field(default_factory=list)
     biomarkers: list[Biomarker] = field(default_factory=list)
     rim_profile: Optional[tuple[np.ndarray, np.ndarray]] = None
+    rim_absent: Optional[np.ndarray] = None
     rim_eye: str = "unknown"
     rnfl_profiles: Optional[np.ndarray] = None
     rnfl_unit: str = "px"

@@ -18,8 +18,9 @@ RIM_TOP = 0.5
 
 
 class RimProfilePlot(QtWidgets.QWidget):
-    """``set_profile(angles, ratio, ticks, title)``; ``angles`` (K,) degrees in [0, 360), ``ratio`` (K,) unitless;
-    ``ticks``: the 5 labels at 0, 90, 180, 270 and 360 degrees. The narrowest point is marked."""
+    """``set_profile(angles, ratio, ticks, title, absent)``; ``angles`` (K,) degrees in [0, 360), evenly spaced,
+    ``ratio`` (K,) unitless; ``ticks``: the 5 labels at 0, 90, 180, 270 and 360 degrees; ``absent``: (K,) bool,
+    shaded where True (no rim left). The narrowest point is marked."""
 
     def __init__(self, colour: tuple[int, int, int], parent: Optional[QtWidgets.QWidget] = None) -> None:
         super().__init__(parent)
@@ -28,14 +29,17 @@ class RimProfilePlot(QtWidgets.QWidget):
         self.title = ""
         self._ticks: Sequence[str] = ()
         self._xy: Optional[tuple[np.ndarray, np.ndarray]] = None
+        self._absent: np.ndarray = np.zeros(0)  # degrees of the rays without rim
 
-    def set_profile(self, angles: np.ndarray, ratio: np.ndarray, ticks: Sequence[str], title: str) -> None:
+    def set_profile(self, angles: np.ndarray, ratio: np.ndarray, ticks: Sequence[str], title: str,
+                    absent: Optional[np.ndarray] = None) -> None:
         self._xy = (np.append(angles, angles[0] + 360.0), np.append(ratio, ratio[0]))  # closed round the disc
+        self._absent = np.zeros(0) if absent is None else np.asarray(angles)[np.asarray(absent, bool)]
         self._ticks, self.title = tuple(ticks), title
         self.update()
 
     def clear(self) -> None:
-        self._xy, self._ticks, self.title = None, (), ""
+        self._xy, self._absent, self._ticks, self.title = None, np.zeros(0), (), ""
         self.update()
 
     def paintEvent(self, event: QtGui.QPaintEvent) -> None:  # noqa: N802 - Qt naming
@@ -73,6 +77,10 @@ class RimProfilePlot(QtWidgets.QWidget):
         if self._xy is None:
             return
         xs, ys = self._xy
+        half = 180.0 / max(len(xs) - 1, 1)  # half a ray's share of the circle
+        for deg in self._absent:  # no rim left along this ray
+            p.fillRect(QtCore.QRectF(x_at(deg - half), area.top(), x_at(deg + half) - x_at(deg - half),
+                                     area.height()), QtGui.QColor(229, 57, 53, 70))
         p.setPen(QtGui.QPen(self.colour, 2))
         p.drawPolyline(QtGui.QPolygonF([QtCore.QPointF(x_at(x), y_at(y)) for x, y in zip(xs, ys)]))
         k = int(np.argmin(ys))

@@ -675,3 +675,29 @@ def test_photo_scale_dialog_works_the_scale_out_from_the_disc_diameter(qtbot):
     assert not cleared.disc_mm.isEnabled() and cleared.unknown_button.isEnabled()
     cleared.unknown_button.click()
     assert cleared.value is None and cleared.result() == QtWidgets.QDialog.DialogCode.Accepted
+
+
+def test_where_no_rim_is_left_the_rim_plot_shades_it_and_says_how_far(qtbot, make_window, small_exam, wait_idle,
+                                                                     monkeypatch):
+    import engine.fundus as fundus
+    from engine.fundus.analysis import DiscAnalysis, measure
+
+    def notched(image, spacing=None, **kw):  # the cup reaches the disc's edge over 60° to the photo's right
+        rows, cols = np.ogrid[: image.shape[0], : image.shape[1]]
+        dr, dc = rows - 80, cols - 100
+        disc = dr**2 + dc**2 <= 30**2
+        cup = (dr**2 + dc**2 <= 12**2) | (disc & (np.abs(np.degrees(np.arctan2(-dr, dc))) < 30))
+        return DiscAnalysis(True, 0.95, "", (80.0, 100.0), disc, cup, biomarkers=measure(disc, cup, "OD", spacing))
+
+    monkeypatch.setattr(fundus, "analyse_disc", notched)
+    window = make_window()
+    window.add_exam(small_exam(seed=3))
+    wait_idle(window)
+    view = next(iter(window.entries.values())).analysis
+    assert view.rim_absent is not None and 26 <= int(view.rim_absent.sum()) <= 34  # of 180 rays, 2° each
+    plot = window.results.rim_plot
+    degrees = 2 * int(view.rim_absent.sum())
+    assert plot.title == f"Rim width / disc diameter around the disc: no rim over {degrees}°, nasal"  # OD: right
+    assert len(plot._absent) == degrees // 2 and "shaded: no rim left" in plot.toolTip()
+    row = next(b for b in view.biomarkers if b.name.startswith("DDLS"))
+    assert f"no rim over {degrees}°" in row.note
