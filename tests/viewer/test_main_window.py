@@ -678,7 +678,7 @@ def test_photo_scale_dialog_works_the_scale_out_from_the_disc_diameter(qtbot):
 
 
 def test_where_no_rim_is_left_the_rim_plot_shades_it_and_says_how_far(qtbot, make_window, small_exam, wait_idle,
-                                                                     monkeypatch):
+                                                                     monkeypatch, tmp_path):
     import engine.fundus as fundus
     from engine.fundus.analysis import DiscAnalysis, measure
 
@@ -701,3 +701,9 @@ def test_where_no_rim_is_left_the_rim_plot_shades_it_and_says_how_far(qtbot, mak
     assert len(plot._absent) == degrees // 2 and "shaded: no rim left" in plot.toolTip()
     row = next(b for b in view.biomarkers if b.name.startswith("DDLS"))
     assert f"no rim over {degrees}°" in row.note
+    from glaucoma_viewer import report
+
+    captions = []
+    monkeypatch.setattr(report, "_plot", lambda *args, **kw: captions.append(args[3]))
+    window.export_report(tmp_path / "report.pdf")
+    assert f"rim width / disc diameter, TSNIT; no rim over {degrees}°" in captions  # the PDF says it too
