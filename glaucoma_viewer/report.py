@@ -191,7 +191,7 @@ def _draw(painter: QtGui.QPainter, writer: QtGui.QPagedPaintDevice, window: "Mai
         y_left += gap * 0.5 + page.text(0, y_left + gap * 0.5, col_w, "Neuro-retinal rim around the disc", 9, True)
         plot_h = 0.06 * page.h
         every_degree = np.interp(np.arange(361.0), angles, ratio, period=360.0)  # 0 to 360 inclusive
-        gone = 0.0 if view.rim_absent is None else 360.0 * float(np.mean(view.rim_absent))
+        gone = view.rim_absent_deg
         _plot(page, QtCore.QRectF(0, y_left + 4, col_w, plot_h), every_degree,
               "rim width / disc diameter" + (", TSNIT" if tsnit else " (eye unknown: the photo's sides)")
               + (f"; no rim over {gone:.0f}°" if gone else ""),

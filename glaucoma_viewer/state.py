@@ -207,3 +207,8 @@ class AnalysisView:
     default_weights: bool = True
     tasks: list[TaskRun] = field(default_factory=list)
     raw: Any = None
+
+    @property
+    def rim_absent_deg(self) -> float:
+        """Degrees around the disc where no rim is left (``rim_absent``'s share of the circle; 0 without one)."""
+        return 0.0 if self.rim_absent is None or not len(self.rim_absent) else 360.0 * float(self.rim_absent.mean())

@@ -939,12 +939,12 @@ def _fill_disc(view: "AnalysisView", exam: Any, disc: Any, result: Any) -> None:
     view.rim_profile, view.rim_absent, view.rim_eye = None, None, "unknown"
     if _field(disc, "found") and disc_mask is not None and cup_mask is not None:
         from engine.fundus.biomarkers import rim_to_disc_profile
-        from engine.fundus.ddls import RIM_ABSENT_BELOW
+        from engine.fundus.ddls import rim_absent
 
         eye = str(getattr(_field(disc, "biomarkers"), "eye", None) or getattr(exam, "eye", "unknown"))
         view.rim_eye = eye if eye in ("OD", "OS") else "unknown"
         view.rim_profile = rim_to_disc_profile(disc_mask, cup_mask, view.rim_eye)
-        view.rim_absent = view.rim_profile[1] < RIM_ABSENT_BELOW
+        view.rim_absent = rim_absent(view.rim_profile[1])
     if spread and view.biomarkers:
         view.disc_method = f"{view.disc_method} Vertical CDR: {spread}.".strip()
     spacing = exam.fundus_spacing

@@ -240,7 +240,7 @@ def compute_biomarkers(
     row_mm = col_mm = None
     if spacing is not None and spacing.is_physical and len(spacing.mm) >= 2:
         row_mm, col_mm = float(spacing.mm[0]), float(spacing.mm[1])
-    stage = ddls(rdr, ratio, None if row_mm is None else dh * s * row_mm)
+    stage = ddls(ratio, None if row_mm is None else dh * s * row_mm)
     mean_radius = math.sqrt(da / math.pi)
     out = DiscBiomarkers(
         vcdr=ch / dh if dh else 0.0,

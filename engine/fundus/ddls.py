@@ -59,16 +59,23 @@ def disc_size(vertical_mm: Optional[float]) -> Optional[str]:
     return "large" if vertical_mm > LARGE_ABOVE_MM else "average"
 
 
+def rim_absent(ratio: np.ndarray) -> np.ndarray:
+    """(n,) bool: True along the rays where no rim is left (ratio under :data:`RIM_ABSENT_BELOW`).
+
+    Args:
+        ratio: (n,) rim / disc ratio along n rays around the disc.
+    """
+    return np.asarray(ratio, np.float64).ravel() < RIM_ABSENT_BELOW
+
+
 def rim_absent_degrees(ratio: np.ndarray) -> float:
     """Circumferential extent (degrees) of absent rim.
 
     Args:
         ratio: (n,) rim / disc ratio along n rays at even angle steps around the disc (any start).
     """
-    ratio = np.asarray(ratio, np.float64).ravel()
-    if not ratio.size:
-        return 0.0
-    return float(np.count_nonzero(ratio < RIM_ABSENT_BELOW)) * 360.0 / ratio.size
+    absent = rim_absent(ratio)
+    return float(np.count_nonzero(absent)) * 360.0 / absent.size if absent.size else 0.0
 
 
 def stage(rim_to_disc: float, absent_deg: float, size: str) -> int:
@@ -96,15 +103,17 @@ class DdlsStage:
     rim_absent_deg: float
 
 
-def ddls(rim_to_disc: float, ratio_profile: np.ndarray, disc_vertical_mm: Optional[float] = None) -> DdlsStage:
+def ddls(ratio_profile: np.ndarray, disc_vertical_mm: Optional[float] = None) -> DdlsStage:
     """Stage a disc from its rim profile.
 
     Args:
-        rim_to_disc: the profile's minimum (the ``rim_to_disc`` biomarker).
-        ratio_profile: (n,) rim / disc ratio along n evenly spaced rays around the disc.
+        ratio_profile: (n,) rim / disc ratio along n evenly spaced rays around the disc (its minimum is the
+            ``rim_to_disc`` biomarker; 0 for an empty profile).
         disc_vertical_mm: the disc's vertical diameter in mm, or None when the photo's scale is not physical.
     """
+    ratio_profile = np.asarray(ratio_profile, np.float64).ravel()
+    narrowest = float(ratio_profile.min()) if ratio_profile.size else 0.0
     absent = rim_absent_degrees(ratio_profile)
     size = disc_size(disc_vertical_mm)
-    stages = [stage(rim_to_disc, absent, s) for s in ((size,) if size else DISC_SIZES)]
+    stages = [stage(narrowest, absent, s) for s in ((size,) if size else DISC_SIZES)]
     return DdlsStage(stages[0] if size else None, min(stages), max(stages), size, absent)

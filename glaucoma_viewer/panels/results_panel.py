@@ -575,11 +575,10 @@ class ResultsPanel(QtWidgets.QWidget):
         k = int(np.argmin(ratio))
         names = RIM_SECTORS["TSNIT" if view.rim_eye in ("OD", "OS") else "photo"]
         where = names[int(((angles[k] + 45.0) % 360.0) // 90.0)]
-        absent = view.rim_absent
-        gone = 0.0 if absent is None or not absent.any() else 360.0 * float(absent.mean())
+        gone = view.rim_absent_deg
         title = (f"Rim width / disc diameter around the disc: no rim over {gone:.0f}°, {where[1]}" if gone
                  else f"Rim width / disc diameter around the disc: narrowest {ratio[k]:.2f}, {where[1]}")
-        self.rim_plot.set_profile(angles, ratio, [names[i % 4][0] for i in range(5)], title, absent)
+        self.rim_plot.set_profile(angles, ratio, [names[i % 4][0] for i in range(5)], title, view.rim_absent)
         self.rim_plot.setToolTip(
             "Neuro-retinal rim width along each ray from the disc's centroid over the disc's diameter in that "
             "direction (its minimum is 'rim / disc'); dashed lines: sector borders; shaded: no rim left"

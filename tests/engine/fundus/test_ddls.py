@@ -59,11 +59,11 @@ def test_absent_extent_counts_the_rays_without_rim():
 
 def test_unknown_size_gives_the_range_and_a_known_size_one_stage():
     profile = np.full(90, 0.25)
-    unknown = ddls(0.25, profile)
+    unknown = ddls(profile)
     assert (unknown.stage, unknown.lowest, unknown.highest, unknown.disc_size) == (None, 2, 4, None)
-    known = ddls(0.25, profile, disc_vertical_mm=1.8)
+    known = ddls(profile, disc_vertical_mm=1.8)
     assert (known.stage, known.lowest, known.highest, known.disc_size) == (3, 3, 3, "average")
-    wide = ddls(0.6, np.full(90, 0.6))
+    wide = ddls(np.full(90, 0.6))
     assert (wide.stage, wide.lowest, wide.highest) == (None, 1, 1)  # stage 1 whatever the size
 
 
