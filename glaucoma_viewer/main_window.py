@@ -760,8 +760,11 @@ class MainWindow(QtWidgets.QMainWindow):
     def _remember_corrections(self, entry: ExamEntry) -> None:
         """Remember the exam's placement and outlines; the corrections file is written on the worker (a failure is
         said in the status line)."""
-        if entry.loaded is None or not self.corrections.put(entry.loaded.photo_sha256, entry.disc_at, entry.outlines):
-            return
+        if entry.loaded is not None and self.corrections.put(entry.loaded.photo_sha256, entry.disc_at, entry.outlines):
+            self._write_corrections()
+
+    def _write_corrections(self) -> None:
+        """Write the corrections file on the worker; a failure is said in the status line."""
         self.worker.submit(jobs.write_corrections, self.corrections, name="remember corrections",
                            on_failed=lambda failure: self.status_label.setText(
                                f"Corrections not remembered for the next session: {failure.message}"))
@@ -804,7 +807,7 @@ class MainWindow(QtWidgets.QMainWindow):
         def take(other: Any) -> None:
             changed = self.corrections.merge(other)
             if changed:
-                self.worker.submit(jobs.write_corrections, self.corrections, name="remember corrections")
+                self._write_corrections()
             shown = self._take_stored_corrections(changed)
             self.status_label.setText(
                 f"Imported hand corrections of {len(changed)} photo(s) from {Path(path).name} ({len(other)} there; "
@@ -829,9 +832,7 @@ class MainWindow(QtWidgets.QMainWindow):
         """Forget every remembered placement and outline (the file is written on the worker); open exams that had
         one are analysed again without it."""
         forgotten = self.corrections.forget_all()
-        self.worker.submit(jobs.write_corrections, self.corrections, name="remember corrections",
-                           on_failed=lambda failure: self.status_label.setText(
-                               f"Corrections file not written: {failure.message}"))
+        self._write_corrections()
         keys = forgotten | {e.loaded.photo_sha256 for e in self.entries.values()
                             if e.loaded is not None and (e.disc_at is not None or e.outlines is not None)}
         shown = self._take_stored_corrections(keys)
@@ -1124,7 +1125,7 @@ class MainWindow(QtWidgets.QMainWindow):
         """Analysis > Photo scale…: type in the shown photo's scale (or clear it) and analyse it again."""
         from glaucoma_viewer.dialogs.photo_scale import PhotoScaleDialog
 
-        entry = self.entries.get(self._current_key or "")
+        entry = self.current_entry()
         if entry is None or entry.loaded is None or entry.loaded.exam.fundus is None:
             self.status_label.setText("Photo scale: show an exam with a fundus photo first")
             return
