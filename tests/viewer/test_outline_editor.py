@@ -451,3 +451,25 @@ def test_an_exam_still_being_analysed_offers_no_outline_of_the_one_shown_before(
     window.show_exam(first)
     actions = {a.text(): a for a in window.fundus_view.disc_menu(80.0, 100.0).actions() if a.text()}
     assert actions["Correct the disc outline…"].isEnabled()
+
+
+def test_a_corrections_file_that_cannot_be_written_after_an_import_is_said(qtbot, window, small_exam, wait_idle,
+                                                                          circles, tmp_path, monkeypatch):
+    from engine.fundus.corrections import CorrectionStore
+
+    window.add_exam(small_exam(seed=7))
+    wait_idle(window)
+    window.correct_outline("cup", _circle((80.0, 100.0), 14.0))
+    wait_idle(window)
+    window.export_corrections(tmp_path / "shared.json")
+    window.forget_corrections()
+    wait_idle(window)
+    (tmp_path / "a_file").write_text("")
+    monkeypatch.setattr(window.corrections, "path", tmp_path / "a_file" / "disc_corrections.json")  # not writable
+    said: list[str] = []
+    set_text = window.status_label.setText
+    monkeypatch.setattr(window.status_label, "setText", lambda text: (said.append(text), set_text(text)))
+    window.import_corrections(tmp_path / "shared.json")
+    wait_idle(window)
+    assert len(window.corrections) == 1 and len(CorrectionStore(tmp_path / "shared.json")) == 1
+    assert any(t.startswith("Corrections not remembered for the next session: ") for t in said)
