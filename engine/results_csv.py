@@ -193,24 +193,28 @@ def is_partial(path: Path) -> bool:
     return partial_marker(path).exists()
 
 
+def _measured_otherwise(rows: Sequence[Mapping[str, str]], column: str, label: str) -> Iterable[Mapping[str, str]]:
+    """The ``ok`` rows with a measured disc whose ``column`` is not ``label``."""
+    return (row for row in rows if row.get("status") == "ok" and row.get("vcdr") and row.get(column, "") != label)
+
+
 def calibration_conflict(rows: Sequence[Mapping[str, str]], label: str) -> Optional[str]:
     """Why rows with a measured disc cannot be joined by rows graded with the calibration ``label`` (see
     :func:`calibration_label`; empty: none), or None when they agree."""
-    for row in rows:
-        if row.get("status") == "ok" and row.get("vcdr") and row.get("disc_calibration", "") != label:
-            then = row.get("disc_calibration")
-            then = f"site calibration '{then}'" if then else "no site calibration"
-            now = f"site calibration '{label}'" if label else "none"
-            return f"{row['data']} was graded with {then}, this run with {now}"
+    for row in _measured_otherwise(rows, "disc_calibration", label):
+        then = row.get("disc_calibration")
+        then = f"site calibration '{then}'" if then else "no site calibration"
+        now = f"site calibration '{label}'" if label else "none"
+        return f"{row['data']} was graded with {then}, this run with {now}"
     return None
 
 
 def scale_conflict(rows: Sequence[Mapping[str, str]], label: str) -> Optional[str]:
     """Why rows with a measured disc cannot be joined by rows measured with the typed-in scale ``label`` (see
     :func:`scale_label`; empty: none typed in), or None when they agree. Scales read from files may differ."""
-    for row in rows:
+    for row in _measured_otherwise(rows, "photo_scale", label):
         then = row.get("photo_scale", "")
-        if row.get("status") == "ok" and row.get("vcdr") and (label or then.endswith("(typed in)")) and then != label:
+        if label or then.endswith("(typed in)"):
             return (f"{row['data']} was measured with {f'the photo scale {then}' if then else 'no photo scale'}, "
                     f"this run with {f'the photo scale {label}' if label else 'none typed in'}")
     return None

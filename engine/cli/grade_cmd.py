@@ -313,15 +313,6 @@ def run(args: argparse.Namespace) -> int:
     except GradingError as e:
         err(str(e))
         return 2
-    photo_spacing = None
-    if args.photo_scale is not None:
-        from engine.io.exam import typed_photo_spacing
-
-        try:
-            photo_spacing = typed_photo_spacing(args.photo_scale)
-        except ValueError as e:
-            err(str(e))
-            return 2
     calibration = None
     if args.site_calibration:
         from engine.fundus.segmenter import load_segmenter
@@ -335,10 +326,12 @@ def run(args: argparse.Namespace) -> int:
             return 2
 
     from engine.fundus.corrections import read_corrections
+    from engine.io.exam import typed_photo_spacing
 
     try:
         positions = read_disc_positions(args.disc_positions) if args.disc_positions else {}
         corrections = read_corrections(args.disc_corrections) if args.disc_corrections else None
+        photo_spacing = None if args.photo_scale is None else typed_photo_spacing(args.photo_scale)
     except ValueError as e:
         err(str(e))
         return 2
