@@ -13,6 +13,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
+from glaucoma_viewer.panels.pair_grid import PairGrid
 from glaucoma_viewer.panels.rim_profile import RimProfilePlot
 from glaucoma_viewer.state import GRADE_LABELS, RIM_SECTORS, AnalysisView, ModelRun, TaskRun
 from glaucoma_viewer.views.common import LEVELS, ImageViewBox, heat_lut, make_graphics_view, pen, to_uint8_map
@@ -303,9 +304,7 @@ class ResultsPanel(QtWidgets.QWidget):
 
         # Biomarkers.
         self.bio_section = Section("Biomarkers")
-        self.bio_grid = QtWidgets.QGridLayout()
-        self.bio_grid.setHorizontalSpacing(10)
-        self.bio_grid.setVerticalSpacing(2)
+        self.bio_grid = PairGrid()
         self.bio_note = QtWidgets.QLabel("")
         self.bio_note.setObjectName("note")
         self.bio_note.setWordWrap(True)
@@ -314,7 +313,7 @@ class ResultsPanel(QtWidgets.QWidget):
         self.bio_card.linkActivated.connect(self._request_anatomy_card)
         self.rim_plot = RimProfilePlot(RIM_RGB)
         self.rim_plot.hide()
-        self.bio_section.body.addLayout(self.bio_grid)
+        self.bio_section.body.addWidget(self.bio_grid)
         self.bio_section.body.addWidget(self.rim_plot)
         self.bio_section.body.addWidget(self.bio_note)
         self.bio_section.body.addWidget(self.bio_card)
@@ -393,7 +392,7 @@ class ResultsPanel(QtWidgets.QWidget):
         self.models_toggle.hide()
         self.models_box.hide()
         self.ensemble_note.setText("")
-        _clear_layout(self.bio_grid)
+        self.bio_grid.clear()
         self.bio_note.setText("")
         self.bio_card.setText("")
         self.rim_plot.clear()
@@ -553,17 +552,16 @@ class ResultsPanel(QtWidgets.QWidget):
             self.bio_note.setText(" ".join(t for t in (view.disc_note or "No disc/cup measurements for this exam.",
                                                        view.disc_hint) if t))
             return
-        for row, marker in enumerate(view.biomarkers):
+        pairs = []
+        for marker in view.biomarkers:
             name = QtWidgets.QLabel(marker.name)
             name.setObjectName("note")
             value = QtWidgets.QLabel(marker.value)
             value.setObjectName("value")
-            for label in (name, value):  # a narrow panel (1280 px window) clips long names: the tooltip has both
+            for label in (name, value):
                 label.setToolTip(f"{marker.name}: {marker.note}" if marker.note else marker.name)
-            self.bio_grid.addWidget(name, row // 2, 2 * (row % 2))
-            self.bio_grid.addWidget(value, row // 2, 2 * (row % 2) + 1)
-        self.bio_grid.setColumnStretch(1, 1)
-        self.bio_grid.setColumnStretch(3, 1)
+            pairs.append((name, value))
+        self.bio_grid.set_pairs(pairs)
         self.bio_note.setText(" ".join(t for t in (view.disc_method, view.disc_note, view.disc_hint) if t))
         self._show_rim(view)
 
