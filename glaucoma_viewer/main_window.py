@@ -78,6 +78,33 @@ class ClickableLabel(QtWidgets.QLabel):
         super().mousePressEvent(event)
 
 
+SIZE_SCALES_KEY = "photo_scale/by_size"
+"""Settings key of the scales typed in for every photo of one size: JSON ``{"WxH": µm per px}``."""
+
+
+def photo_size(photo: np.ndarray) -> str:
+    """``"WxH"`` of an ``(H, W, 3)`` photo: one camera at one resolution."""
+    return f"{photo.shape[1]}x{photo.shape[0]}"
+
+
+def read_size_scales(settings: QtCore.QSettings) -> dict[str, float]:
+    """The scales typed in for every photo of a size, from the settings; a value that is not a plausible scale
+    (:data:`engine.io.exam.PHOTO_UM_PER_PX_RANGE`) or a file written by hand wrongly is left out."""
+    from engine.io.exam import PHOTO_UM_PER_PX_RANGE
+
+    low, high = PHOTO_UM_PER_PX_RANGE
+    try:
+        stored = json.loads(str(settings.value(SIZE_SCALES_KEY, "{}") or "{}"))
+        return {str(k): float(v) for k, v in stored.items() if low <= float(v) <= high}
+    except (TypeError, ValueError, AttributeError):
+        return {}
+
+
+def _photo_spacing(entry: "ExamEntry") -> Any:
+    """The spacing the exam's photo is measured with now (None when not loaded or not known)."""
+    return entry.loaded.exam.fundus_spacing if entry.loaded is not None else None
+
+
 def corrections_path(settings: QtCore.QSettings) -> Path:
     """Where the discs placed and outlines drawn by hand are kept: beside the settings file, or in the
     application's data folder where the settings live in the Windows registry (no file to sit beside)."""
@@ -149,6 +176,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self._default_weights_in_use = True
         self.site_calibration: Any = None  # engine.fundus.site_calibration.SiteCalibration applied to disc/cup
         self.photo_scales: dict[str, float] = {}  # exam key -> µm per photo px typed in (Analysis > Photo scale…)
+        self.size_scales = read_size_scales(self.settings)  # "WxH" -> µm per px for every photo of that size
         from engine.fundus.corrections import CorrectionStore  # numpy and json only
 
         self.corrections = CorrectionStore(corrections_path(self.settings))
@@ -588,8 +616,8 @@ class MainWindow(QtWidgets.QMainWindow):
         entry.job = self.analysis_worker.submit(
             run, entry.loaded, name=f"analyse {entry.label}", models=self.models, calibration=self.site_calibration,
             disc_at=entry.disc_at, outlines=entry.outlines,
-            on_finished=lambda view, k=entry.key, asked=(entry.disc_at, entry.outlines): self._analysed(
-                k, view, asked),
+            on_finished=lambda view, k=entry.key, asked=(entry.disc_at, entry.outlines, _photo_spacing(entry)):
+                self._analysed(k, view, asked),
             on_failed=lambda failure, k=entry.key: self._failed(k, failure),
             on_progress=lambda f, m, k=entry.key: self._progress(k, f, m, "analysing"),
         )
@@ -610,14 +638,15 @@ class MainWindow(QtWidgets.QMainWindow):
             return
         self._start_analysis(entry)
 
-    def _analysed(self, key: str, view: AnalysisView, asked: tuple[Any, Any]) -> None:
-        """Show ``view``, the analysis of exam ``key`` with the placement and outlines ``asked``; when they changed
-        while it ran (a disc placed, corrections imported or forgotten), analyse again instead."""
+    def _analysed(self, key: str, view: AnalysisView, asked: tuple[Any, Any, Any]) -> None:
+        """Show ``view``, the analysis of exam ``key`` with the placement, outlines and photo spacing ``asked``; when
+        they changed while it ran (a disc placed, corrections imported or forgotten, a scale typed in), analyse again
+        instead."""
         entry = self.entries.get(key)
         if entry is None or self._closing:
             return
         entry.job = None
-        if asked[0] != entry.disc_at or asked[1] is not entry.outlines:
+        if asked[0] != entry.disc_at or asked[1] is not entry.outlines or asked[2] != _photo_spacing(entry):
             self._start_analysis(entry)
             return
         entry.analysis = view
@@ -1131,38 +1160,78 @@ class MainWindow(QtWidgets.QMainWindow):
             return
         rows = [c[:, 0] for c in (entry.analysis.disc_contours if entry.analysis is not None else []) if len(c)]
         height = float(np.ptp(np.concatenate(rows))) if rows else None  # the disc outline's height, photo px
-        read = entry.read_spacing
-        now = (f"{self.photo_scales[entry.key]:.2f} µm per pixel, typed in" if entry.key in self.photo_scales else
-               f"{read.mm[0] * 1000:.2f} µm per pixel, from the file" if read is not None and read.is_physical else
-               "not known (sizes in pixels, DDLS as a range)")
-        dialog = PhotoScaleDialog(self, entry.label, self.photo_scales.get(entry.key), height, now)
+        um, origin = self.photo_scale_of(entry)
+        size = photo_size(entry.loaded.exam.fundus)
+        now = {"exam": f"{um or 0:.2f} µm per pixel, typed in for this exam",
+               "size": f"{um or 0:.2f} µm per pixel, typed in for every {size} px photo",
+               "file": f"{um or 0:.2f} µm per pixel, from the file"}.get(origin, "not known (sizes in pixels, DDLS as "
+                                                                           "a range)")
+        typed = um if origin in ("exam", "size") else None
+        dialog = PhotoScaleDialog(self, entry.label, typed, height, now, size.replace("x", "×"), origin == "size")
         if dialog.exec() == QtWidgets.QDialog.DialogCode.Accepted:
-            self.set_photo_scale(entry.key, dialog.value)
+            self.set_photo_scale(entry.key, dialog.value, every_size=dialog.every_size)
 
-    def set_photo_scale(self, key: str, um_per_px: Optional[float]) -> None:
+    def photo_scale_of(self, entry: ExamEntry) -> tuple[Optional[float], str]:
+        """The µm per pixel the exam's photo is measured with and where it comes from: ``"exam"`` (typed in for
+        it), ``"file"``, ``"size"`` (typed in for every photo of its size), or ``(None, "")`` when not known."""
+        if entry.key in self.photo_scales:
+            return self.photo_scales[entry.key], "exam"
+        read = entry.read_spacing
+        if read is not None and read.is_physical:
+            return float(read.mm[0]) * 1000.0, "file"
+        exam = entry.loaded.exam if entry.loaded is not None else None
+        if exam is not None and exam.fundus is not None and photo_size(exam.fundus) in self.size_scales:
+            return self.size_scales[photo_size(exam.fundus)], "size"
+        return None, ""
+
+    def set_photo_scale(self, key: str, um_per_px: Optional[float], every_size: bool = False) -> None:
         """Use ``um_per_px`` (µm per photo px, typed in; None: back to the file's own scale) for exam ``key``'s photo
-        until the window closes, and analyse it again."""
+        until the window closes, and analyse it again; ``every_size``: for every photo of its size with no scale of
+        its own (the exam's own typed scale is dropped), remembered in the settings for later sessions, and every
+        exam open whose scale that changes is analysed again."""
+        entry = self.entries.get(key)
+        exam = entry.loaded.exam if entry is not None and entry.loaded is not None else None
+        if every_size and exam is not None and exam.fundus is not None:
+            size = photo_size(exam.fundus)
+            self.photo_scales.pop(key, None)
+            if um_per_px is None:
+                self.size_scales.pop(size, None)
+            else:
+                self.size_scales[size] = float(um_per_px)
+            self.settings.setValue(SIZE_SCALES_KEY, json.dumps(self.size_scales, sort_keys=True))
+            changed = [e for e in self.entries.values() if self._apply_photo_scale(e)]
+            said = (f"photo scale {um_per_px:.2f} µm per pixel for every {size} px photo with no scale of its own"
+                    if um_per_px is not None else f"no photo scale for {size} px photos")
+            for other in changed:
+                self.reanalyse(other.key)
+            self.status_label.setText(f"{said} ({len(changed)} exam(s) open measured again)")
+            return
         if um_per_px is None:
             self.photo_scales.pop(key, None)
         else:
             self.photo_scales[key] = float(um_per_px)
-        entry = self.entries.get(key)
         if entry is None or entry.loaded is None:
             return
         self._apply_photo_scale(entry)
-        said = (f"{entry.label}: photo scale {um_per_px:.2f} µm per pixel typed in: disc sizes in mm and one DDLS "
-                "stage" if um_per_px is not None else f"{entry.label}: photo scale as the file gives it")
-        self.status_label.setText(said)
+        um, origin = self.photo_scale_of(entry)
+        said = {"exam": f"photo scale {um or 0:.2f} µm per pixel typed in: disc sizes in mm and one DDLS stage",
+                "size": f"photo scale {um or 0:.2f} µm per pixel, typed in for every "
+                        f"{photo_size(entry.loaded.exam.fundus)} px photo"}.get(origin, "photo scale as the file gives it")
+        self.status_label.setText(f"{entry.label}: {said}")
         self.reanalyse(key)
 
-    def _apply_photo_scale(self, entry: ExamEntry) -> None:
+    def _apply_photo_scale(self, entry: ExamEntry) -> bool:
+        """Give the exam's photo the scale :meth:`photo_scale_of` finds; returns whether its spacing changed."""
         from engine.io.exam import typed_photo_spacing
 
         exam = entry.loaded.exam if entry.loaded is not None else None
         if exam is None or exam.fundus is None:
-            return
-        typed = self.photo_scales.get(entry.key)
-        exam.fundus_spacing = entry.read_spacing if typed is None else typed_photo_spacing(typed)
+            return False
+        um, origin = self.photo_scale_of(entry)
+        spacing = typed_photo_spacing(um) if origin in ("exam", "size") else entry.read_spacing
+        changed = spacing != exam.fundus_spacing
+        exam.fundus_spacing = spacing
+        return changed
 
     def show_about(self) -> None:
         QtWidgets.QMessageBox.about(

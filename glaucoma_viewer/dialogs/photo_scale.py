@@ -3,7 +3,9 @@
 Most photos do not carry their scale, so disc sizes are in pixels and the DDLS stage is a range over small to
 large discs. A scale typed in here (micrometres per pixel, from the camera's specification, or worked out from the
 disc's vertical diameter measured at the slit lamp, as the DDLS itself prescribes) makes the exam's photo spacing
-``"user"``: mm / mm² values and one DDLS stage. It holds for the exam until the window closes.
+``"user"``: mm / mm² values and one DDLS stage. It holds for the exam until the window closes, or, ticked "for
+every W×H photo", for every photo of that size that carries no scale of its own, now and in later sessions (one
+camera at one resolution: the scale a clinic types once).
 """
 
 from __future__ import annotations
@@ -19,11 +21,13 @@ class PhotoScaleDialog(QtWidgets.QDialog):
     """µm per pixel, or the disc's vertical diameter in mm (with the disc's height in px from the analysis).
 
     After ``exec()`` returns Accepted, :attr:`value` is the scale in µm per pixel, or None for "not known"
-    (back to the scale the file gave, if any).
+    (back to the scale the file gave, if any), and :attr:`every_size` whether it is for every photo of this size
+    (``photo_size``, "W×H") rather than this exam alone.
     """
 
     def __init__(self, parent: Optional[QtWidgets.QWidget], label: str, current_um: Optional[float],
-                 disc_height_px: Optional[float], read_scale: str) -> None:
+                 disc_height_px: Optional[float], read_scale: str, photo_size: str = "",
+                 every_size: bool = False) -> None:
         super().__init__(parent)
         self.setWindowTitle(f"Photo scale — {label}")
         self.value: Optional[float] = current_um
@@ -38,6 +42,13 @@ class PhotoScaleDialog(QtWidgets.QDialog):
         self._sync_disc()
         self.um.valueChanged.connect(self._sync_disc)
         self.disc_mm.valueChanged.connect(self._from_disc)
+        self.every_size = every_size
+        self.size_box = QtWidgets.QCheckBox(
+            f"For every {photo_size} px photo without its own scale, in later sessions too")
+        self.size_box.setToolTip("One camera at one resolution takes every photo at the same scale. A photo whose "
+                                 "file gives its scale keeps that one; one typed for an exam alone wins.")
+        self.size_box.setChecked(every_size)
+        self.size_box.setVisible(bool(photo_size))
 
         form = QtWidgets.QFormLayout()
         form.addRow("Scale of this photo", self.um)
@@ -47,7 +58,7 @@ class PhotoScaleDialog(QtWidgets.QDialog):
         note = QtWidgets.QLabel(
             f"Now: {read_scale}. A scale typed in gives mm / mm² values and one DDLS stage by disc size (small < 1.50 "
             "mm, large > 2.00 mm tall). Use the camera's own figure for this resolution, or the diameter measured at "
-            "the slit lamp with the lens's correction. It holds for this exam until the window closes.")
+            "the slit lamp with the lens's correction. Unticked below, it holds for this exam until the window closes.")
         note.setObjectName("note")
         note.setWordWrap(True)
         buttons = QtWidgets.QDialogButtonBox(QtWidgets.QDialogButtonBox.StandardButton.Ok
@@ -60,6 +71,7 @@ class PhotoScaleDialog(QtWidgets.QDialog):
         layout = QtWidgets.QVBoxLayout(self)
         layout.addLayout(form)
         layout.addWidget(note)
+        layout.addWidget(self.size_box)
         layout.addWidget(buttons)
         self.setMinimumWidth(460)
 
@@ -77,8 +89,10 @@ class PhotoScaleDialog(QtWidgets.QDialog):
 
     def _accept_scale(self) -> None:
         self.value = float(self.um.value())
+        self.every_size = not self.size_box.isHidden() and self.size_box.isChecked()
         self.accept()
 
     def _accept_unknown(self) -> None:
         self.value = None
+        self.every_size = not self.size_box.isHidden() and self.size_box.isChecked()
         self.accept()

@@ -675,6 +675,14 @@ def test_photo_scale_dialog_works_the_scale_out_from_the_disc_diameter(qtbot):
     assert not cleared.disc_mm.isEnabled() and cleared.unknown_button.isEnabled()
     cleared.unknown_button.click()
     assert cleared.value is None and cleared.result() == QtWidgets.QDialog.DialogCode.Accepted
+    assert not cleared.every_size and cleared.size_box.isHidden()  # no photo size given: for this exam alone
+    camera = PhotoScaleDialog(None, "X", 5.0, 200.0, "5.00 µm per pixel, typed in for every 200×160 px photo",
+                              "200×160", every_size=True)
+    qtbot.addWidget(camera)
+    assert "every 200×160 px photo without its own scale" in camera.size_box.text() and camera.size_box.isChecked()
+    camera.size_box.setChecked(False)
+    camera._accept_scale()
+    assert camera.value == pytest.approx(5.0) and not camera.every_size
 
 
 def test_where_no_rim_is_left_the_rim_plot_shades_it_and_says_how_far(qtbot, make_window, small_exam, wait_idle,
@@ -707,3 +715,55 @@ def test_where_no_rim_is_left_the_rim_plot_shades_it_and_says_how_far(qtbot, mak
     monkeypatch.setattr(report, "_plot", lambda *args, **kw: captions.append(args[3]))
     window.export_report(tmp_path / "report.pdf")
     assert f"rim width / disc diameter, TSNIT; no rim over {degrees}°" in captions  # the PDF says it too
+
+
+def test_a_scale_typed_for_every_photo_of_a_size_measures_them_now_and_in_later_sessions(
+        qtbot, make_window, small_exam, wait_idle, settings):
+    from engine.io.exam import Spacing
+    from engine.synthetic import synthetic_exam
+    from glaucoma_viewer.main_window import SIZE_SCALES_KEY
+
+    window = make_window()
+    same = [window.add_exam(small_exam(seed=s, exam_id=f"SAME{s}")) for s in range(2)]
+    other = window.add_exam(synthetic_exam(1, n_bscans=4, fundus_shape=(120, 160), bscan_shape=(64, 80), seed=5,
+                                           exam_id="OTHER"))
+    from_file = small_exam(seed=3, exam_id="FILE")
+    from_file.fundus_spacing = Spacing((0.012, 0.012), "file")
+    filed = window.add_exam(from_file)
+    wait_idle(window)
+
+    def spacing(key):
+        return window.entries[key].loaded.exam.fundus_spacing
+
+    window.set_photo_scale(same[0], 20.0, every_size=True)
+    assert "every 200x160 px photo" in window.status_label.text() and "2 exam(s)" in window.status_label.text()
+    wait_idle(window)
+    assert [spacing(k) for k in same] == [Spacing((0.02, 0.02), "user")] * 2
+    assert all("Photo scale typed in: 20.00" in window.entries[k].analysis.disc_method for k in same)
+    assert spacing(other) is None or not spacing(other).is_physical  # another size: another camera
+    assert spacing(filed) == Spacing((0.012, 0.012), "file")  # a photo's own scale wins
+    assert window.photo_scale_of(window.entries[same[1]]) == (20.0, "size")
+    window.set_photo_scale(same[1], 8.0)  # typed for one exam alone: wins over the size's
+    wait_idle(window)
+    assert spacing(same[1]) == Spacing((0.008, 0.008), "user") and spacing(same[0]).mm[0] == 0.02
+
+    later = make_window()  # a later session with the same settings
+    assert later.size_scales == {"200x160": 20.0}
+    key = later.add_exam(small_exam(seed=4, exam_id="NEXT"))
+    wait_idle(later)
+    assert later.entries[key].loaded.exam.fundus_spacing == Spacing((0.02, 0.02), "user")
+    later.set_photo_scale(key, None, every_size=True)  # "Not known", ticked for every photo of the size
+    wait_idle(later)
+    assert later.entries[key].loaded.exam.fundus_spacing == later.entries[key].read_spacing
+    assert later.size_scales == {} and settings.value(SIZE_SCALES_KEY) == "{}"
+
+
+def test_size_scales_from_settings_written_by_hand_keep_only_plausible_values(settings):
+    from glaucoma_viewer.main_window import SIZE_SCALES_KEY, read_size_scales
+
+    settings.setValue(SIZE_SCALES_KEY, '{"2124x2056": 8.5, "640x480": 0.01, "800x600": "x", "1x1": 1e9}')
+    assert read_size_scales(settings) == {}  # one bad value: the whole entry is not trusted
+    settings.setValue(SIZE_SCALES_KEY, '{"2124x2056": 8.5, "640x480": 0.01}')
+    assert read_size_scales(settings) == {"2124x2056": 8.5}
+    settings.setValue(SIZE_SCALES_KEY, "not json")
+    assert read_size_scales(settings) == {}
