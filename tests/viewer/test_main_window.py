@@ -767,3 +767,19 @@ def test_size_scales_from_settings_written_by_hand_keep_only_plausible_values(se
     assert read_size_scales(settings) == {"2124x2056": 8.5}
     settings.setValue(SIZE_SCALES_KEY, "not json")
     assert read_size_scales(settings) == {}
+
+
+def test_an_analysis_finished_after_the_scale_changed_is_run_again(qtbot, make_window, small_exam, wait_idle):
+    from engine.io.exam import typed_photo_spacing
+
+    window = make_window()
+    key = window.add_exam(small_exam(seed=1))
+    wait_idle(window)
+    entry = window.entries[key]
+    stale = entry.analysis
+    asked = (entry.disc_at, entry.outlines, entry.loaded.exam.fundus_spacing)
+    entry.loaded.exam.fundus_spacing = typed_photo_spacing(10.0)  # typed in while that analysis ran
+    window._analysed(key, stale, asked)
+    assert entry.status == "analysing" and entry.analysis is None  # not shown: measured with the old scale
+    wait_idle(window)
+    assert entry.status == "done" and "Photo scale typed in: 10.00" in entry.analysis.disc_method
