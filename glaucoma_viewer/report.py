@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Optional, Sequence
 import numpy as np
 from PySide6 import QtCore, QtGui
 
+from engine.fundus.ddls import rim_absent
 from glaucoma_viewer import __version__
 from glaucoma_viewer.state import GRADE_LABELS, RIM_SECTORS, AnalysisView
 from glaucoma_viewer.worker import data_details, data_note
@@ -28,6 +29,8 @@ RESEARCH_STATEMENT = (
     "Research use only. Not a medical device; not for diagnosis or treatment decisions. The grade, masks and "
     "thickness values come from models trained on small public samples; read each model card."
 )
+RIM_ABSENT_FILL = "#f8c9c8"
+"""Where no rim is left on the rim plot: the viewer's translucent red on white paper."""
 _CLASS_RGB = {"non": "#43a047", "early": "#fb8c00", "mid_advanced": "#e53935"}
 
 
@@ -194,8 +197,8 @@ def _draw(painter: QtGui.QPainter, writer: QtGui.QPagedPaintDevice, window: "Mai
         gone = view.rim_absent_deg
         _plot(page, QtCore.QRectF(0, y_left + 4, col_w, plot_h), every_degree,
               "rim width / disc diameter" + (", TSNIT" if tsnit else " (eye unknown: the photo's sides)")
-              + (f"; no rim over {gone:.0f}°" if gone else ""),
-              hi=0.5, ticks=[(i / 4, names[i % 4]) for i in range(5)])
+              + (f"; no rim over {gone:.0f}° (shaded)" if gone else ""),
+              hi=0.5, ticks=[(i / 4, names[i % 4]) for i in range(5)], shaded=rim_absent(every_degree))
         y_left += plot_h + 4 + 22 * page.px_per_pt
     y = max(y_left, y_right) + gap
 
@@ -286,12 +289,20 @@ def _bar(page: _Page, x: float, y: float, w: float, name: str, prob: float, colo
 
 
 def _plot(page: _Page, box: QtCore.QRectF, profile: np.ndarray, caption: str, hi: Optional[float] = None,
-          ticks: Sequence[tuple[float, str]] = ()) -> None:
+          ticks: Sequence[tuple[float, str]] = (), shaded: Optional[np.ndarray] = None) -> None:
     """A line plot of ``profile`` (NaN gaps left open) from 0 to ``hi`` (its maximum x 1.1 when None), with
-    ``caption`` under it and ``ticks`` ((fraction along x, text)) on the x axis."""
+    ``caption`` under it and ``ticks`` ((fraction along x, text)) on the x axis; ``shaded``: (len(profile),) bool,
+    the samples whose stretch of x is filled behind the line (where no rim is left)."""
     p = page.p
     margin_l, margin_b = 0.07 * box.width(), 0.18 * box.height()
     area = QtCore.QRectF(box.x() + margin_l, box.y(), box.width() - margin_l, box.height() - margin_b)
+    n = len(profile)
+    xs = area.x() + area.width() * np.arange(n) / max(n - 1, 1)
+    if shaded is not None and shaded.any():
+        step = area.width() / max(n - 1, 1)
+        for k in np.flatnonzero(shaded):
+            p.fillRect(QtCore.QRectF(float(xs[k]) - step / 2, area.y(), step, area.height()) & area,
+                       QtGui.QColor(RIM_ABSENT_FILL))
     p.setPen(QtGui.QPen(QtGui.QColor("#90a4ae"), 1))
     p.drawRect(area)
     finite = profile[np.isfinite(profile)]
@@ -300,8 +311,6 @@ def _plot(page: _Page, box: QtCore.QRectF, profile: np.ndarray, caption: str, hi
                   int(QtCore.Qt.AlignmentFlag.AlignHCenter))
         return
     hi = hi or float(np.max(finite)) * 1.1 or 1.0
-    n = len(profile)
-    xs = area.x() + area.width() * np.arange(n) / max(n - 1, 1)
     ys = area.bottom() - area.height() * np.clip(profile / hi, 0, 1)
     pen = QtGui.QPen(QtGui.QColor("#f9a825"), 2)
     p.setPen(pen)

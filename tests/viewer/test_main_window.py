@@ -714,7 +714,7 @@ def test_where_no_rim_is_left_the_rim_plot_shades_it_and_says_how_far(qtbot, mak
     captions = []
     monkeypatch.setattr(report, "_plot", lambda *args, **kw: captions.append(args[3]))
     window.export_report(tmp_path / "report.pdf")
-    assert f"rim width / disc diameter, TSNIT; no rim over {degrees}°" in captions  # the PDF says it too
+    assert f"rim width / disc diameter, TSNIT; no rim over {degrees}° (shaded)" in captions  # the PDF says it too
 
 
 def test_a_scale_typed_for_every_photo_of_a_size_measures_them_now_and_in_later_sessions(
