@@ -422,7 +422,11 @@ def card(config: Any, cohort: Any) -> dict[str, Any]:
         "intended_use": "Research use only. Segments the optic disc and cup on a square crop around the disc of a "
                         "colour fundus photo (found by engine.fundus.localize) to measure cup-to-disc ratios.",
         "limitations": "Trained on a few public photos from a handful of cameras; not validated clinically. "
-                       "Discs with large peripapillary atrophy, tilted discs and unusual cameras may fail.",
+                       "Discs with large peripapillary atrophy, tilted discs and unusual cameras may fail. "
+                       "Where experts put the cup's edge differs between sources, so the held-out vertical-CDR bias "
+                       "below is that convention as much as error: a site with its own expert-outlined photos can "
+                       "fit a cup calibration (engine.fundus.site_calibration; viewer: Analysis → Site calibration "
+                       "of the cup…).",
         "preprocessing": "square crop of crop_scale disc diameters, resized to input size; "
                          "per-crop per-channel z-score over non-black pixels",
         **({"pseudo_labels": read_pseudo_labels(Path(pseudo))[1]} if pseudo else {}),
