@@ -20,6 +20,7 @@ from typing import Any, Optional, Sequence, Union
 import numpy as np
 from PySide6 import QtCore, QtGui, QtWidgets
 
+from engine.io.exam import PHOTO_UM_PER_PX_RANGE, photo_size, typed_photo_spacing
 from glaucoma_viewer import __version__, worker as jobs
 from glaucoma_viewer.panels.exam_list import ExamList, LoadReportDialog
 from glaucoma_viewer.panels.results_panel import ModelCardDialog, ResultsPanel
@@ -82,16 +83,9 @@ SIZE_SCALES_KEY = "photo_scale/by_size"
 """Settings key of the scales typed in for every photo of one size: JSON ``{"WxH": µm per px}``."""
 
 
-def photo_size(photo: np.ndarray) -> str:
-    """``"WxH"`` of an ``(H, W, 3)`` photo: one camera at one resolution."""
-    return f"{photo.shape[1]}x{photo.shape[0]}"
-
-
 def read_size_scales(settings: QtCore.QSettings) -> dict[str, float]:
     """The scales typed in for every photo of a size, from the settings; a value that is not a plausible scale
     (:data:`engine.io.exam.PHOTO_UM_PER_PX_RANGE`) or a file written by hand wrongly is left out."""
-    from engine.io.exam import PHOTO_UM_PER_PX_RANGE
-
     low, high = PHOTO_UM_PER_PX_RANGE
     try:
         stored = json.loads(str(settings.value(SIZE_SCALES_KEY, "{}") or "{}"))
@@ -1222,8 +1216,6 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def _apply_photo_scale(self, entry: ExamEntry) -> bool:
         """Give the exam's photo the scale :meth:`photo_scale_of` finds; returns whether its spacing changed."""
-        from engine.io.exam import typed_photo_spacing
-
         exam = entry.loaded.exam if entry.loaded is not None else None
         if exam is None or exam.fundus is None:
             return False
@@ -1246,7 +1238,7 @@ class MainWindow(QtWidgets.QMainWindow):
         folders = [self.last_folder()] if self.last_folder() else []
         dialog = BatchExportDialog(self.worker, folders=folders, models=self.models,
                                    calibration=self.site_calibration, isolate=self.runner is not None, parent=self,
-                                   corrections=self.corrections)
+                                   corrections=self.corrections, size_scales=self.size_scales)
         dialog.setAttribute(QtCore.Qt.WidgetAttribute.WA_DeleteOnClose)
         dialog.show()
         return dialog

@@ -1136,14 +1136,16 @@ class BatchSummary:
 
 
 def batch_export(folders: Sequence[str], out: str, progress=None, cancel=None, models: Any = None,
-                 calibration: Any = None, corrections: Any = None, photo_spacing: Any = None) -> BatchSummary:
+                 calibration: Any = None, corrections: Any = None, photo_spacing: Any = None,
+                 size_scales: Optional[dict[str, float]] = None) -> BatchSummary:
     """Grade every exam under ``folders`` into ``out`` with the columns of ``engine grade`` (one row per exam).
 
     ``corrections``: the window's :class:`engine.fundus.corrections.CorrectionStore` (discs placed and outlines
     drawn by hand, this session or earlier ones, matched by the photo's pixels); those exams are graded with the
     disc placed there (rows: ``disc_source`` = ``user``) and measured on the outlines drawn (message column; the
     graders keep the automatic outline). ``photo_spacing``: an :class:`engine.io.exam.Spacing` typed in for every
-    fundus photo (``grade --photo-scale``).
+    fundus photo (``grade --photo-scale``); ``size_scales``: otherwise, µm per px typed in for every photo of a size
+    (``{"WxH": µm}``, Analysis → Photo scale…) for the photos without a scale of their own.
 
     Rows are written atomically after each exam, with the ``OUT.partial`` marker of
     :mod:`engine.results_csv` until the end; a cancel keeps the rows finished so far and leaves the marker
@@ -1175,7 +1177,7 @@ def batch_export(folders: Sequence[str], out: str, progress=None, cancel=None, m
             break
         report(progress, (k - 1) / max(n, 1), f"exam {k} of {n}: {source.exam_id}")
         outcome = grade_one(source, ensemble, device, source.exam_id, None, True, calibration=calibration,
-                            corrections=corrections, photo_spacing=photo_spacing)
+                            corrections=corrections, photo_spacing=photo_spacing, size_scales=size_scales)
         placed += outcome.placed
         outlined += outcome.outlined
         rows.append(outcome.row)

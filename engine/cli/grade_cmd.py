@@ -13,7 +13,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 NAME = "grade"
 
@@ -159,12 +159,15 @@ def grade_one(
     disc_outlines: Any = None,
     corrections: Any = None,
     photo_spacing: Any = None,
+    size_scales: Optional[Mapping[str, float]] = None,
 ) -> Outcome:
     """Load, grade and (optionally) draw one exam; every failure becomes an error row, never an exception.
 
     ``disc_at`` / ``disc_outlines``: the disc placed / outlines drawn by hand (:func:`engine.pipeline.grade`);
     ``corrections``: an :class:`engine.fundus.corrections.CorrectionStore` looked up by the photo's pixels when
-    neither is given; ``photo_spacing``: an :class:`engine.io.exam.Spacing` typed in for the fundus photo.
+    neither is given; ``photo_spacing``: an :class:`engine.io.exam.Spacing` typed in for the fundus photo;
+    ``size_scales``: µm per px typed in for every photo of a size (``{"WxH": µm}``), used when ``photo_spacing`` is
+    None for a photo without a scale of its own (:func:`engine.io.exam.scale_for_size`).
     """
     from engine.io.errors import ExamLoadError
     from engine.pipeline import GradingError, grade
@@ -184,6 +187,10 @@ def grade_one(
         return Outcome(*sibling_only_row(exam, data_id, device, cams_dir))
     if photo_spacing is not None and exam.fundus is not None:
         exam.fundus_spacing = photo_spacing
+    elif size_scales and exam.fundus is not None:
+        from engine.io.exam import scale_for_size
+
+        exam.fundus_spacing = scale_for_size(exam.fundus, exam.fundus_spacing, size_scales)
     if corrections is not None and exam.fundus is not None and disc_at is None and disc_outlines is None:
         from engine.fundus.corrections import photo_sha256
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Literal, Mapping, Optional
 
 import numpy as np
 
@@ -55,6 +55,20 @@ def typed_photo_spacing(um_per_px: float) -> Spacing:
     if not (np.isfinite(um_per_px) and low <= um_per_px <= high):
         raise ValueError(f"a photo's scale must be {low:g} to {high:g} µm per pixel, got {um_per_px:g}")
     return Spacing((um_per_px / 1000.0, um_per_px / 1000.0), "user")
+
+
+def photo_size(photo: np.ndarray) -> str:
+    """``"WxH"`` (px) of an ``(H, W, ...)`` photo: one camera at one resolution gives one size and one scale."""
+    return f"{photo.shape[1]}x{photo.shape[0]}"
+
+
+def scale_for_size(photo: np.ndarray, read: Optional[Spacing], by_size: Mapping[str, float]) -> Optional[Spacing]:
+    """The spacing ``photo`` is measured with: its own (``read``) when physical, else the scale typed in for every
+    photo of its size (``by_size``: ``{"WxH": µm per px}``, see :func:`typed_photo_spacing`), else ``read``."""
+    if read is not None and read.is_physical:
+        return read
+    um = by_size.get(photo_size(photo))
+    return read if um is None else typed_photo_spacing(um)
 
 
 @dataclass(frozen=True)

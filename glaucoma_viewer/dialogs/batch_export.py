@@ -43,7 +43,7 @@ class BatchExportDialog(QtWidgets.QDialog):
 
     def __init__(self, worker: Worker, folders: Sequence[str] = (), out: str = "", models: Any = None,
                  calibration: Any = None, isolate: bool = False, parent: Optional[QtWidgets.QWidget] = None,
-                 corrections: Any = None) -> None:
+                 corrections: Any = None, size_scales: Optional[dict[str, float]] = None) -> None:
         super().__init__(parent)
         self.setWindowTitle("Batch export CSV")
         self.resize(620, 420)
@@ -51,6 +51,7 @@ class BatchExportDialog(QtWidgets.QDialog):
         self.models = models
         self.calibration = calibration
         self.corrections = corrections  # engine.fundus.corrections.CorrectionStore: discs placed, outlines drawn
+        self.size_scales = dict(size_scales or {})  # "WxH" -> µm per px typed in for every photo of that size
         # Grading in its own child process keeps the window smooth while a large folder is exported.
         self.runner: Optional[ProcessRunner] = ProcessRunner() if isolate else None
         self.job: Optional[JobHandle] = None
@@ -75,6 +76,14 @@ class BatchExportDialog(QtWidgets.QDialog):
         self.scale.setToolTip("Every fundus photo's scale, for a cohort from one camera at one resolution: disc "
                               "sizes in mm and one DDLS stage per exam (CSV photo_scale). 'not known' keeps each "
                               "file's own scale, if any.")
+        sizes = "; ".join(f"{size.replace('x', '×')} px: {um:.2f} µm per pixel"
+                          for size, um in sorted(self.size_scales.items()))
+        self.size_note = QtWidgets.QLabel(
+            f"'not known': a photo without a scale of its own takes the one typed in for every photo of its size "
+            f"({sizes}; Analysis → Photo scale…)." if sizes else "")
+        self.size_note.setObjectName("note")
+        self.size_note.setWordWrap(True)
+        self.size_note.setVisible(bool(sizes))
 
         self.progress = QtWidgets.QProgressBar()
         self.progress.setRange(0, 100)
@@ -121,6 +130,7 @@ class BatchExportDialog(QtWidgets.QDialog):
         scale_row.addWidget(self.scale)
         scale_row.addStretch(1)
         layout.addLayout(scale_row)
+        layout.addWidget(self.size_note)
         layout.addSpacing(6)
         layout.addWidget(self.count_label)
         layout.addWidget(self.progress)
@@ -181,7 +191,8 @@ class BatchExportDialog(QtWidgets.QDialog):
         self.job = self.worker.submit(
             run, folders, out, name="batch export", models=self.models, calibration=self.calibration,
             corrections=None if self.corrections is None else self.corrections.snapshot(),
-            photo_spacing=photo_spacing, on_finished=self._finished, on_failed=self._failed, on_progress=self._progress,
+            photo_spacing=photo_spacing, size_scales=self.size_scales if photo_spacing is None else None,
+            on_finished=self._finished, on_failed=self._failed, on_progress=self._progress,
         )
         return self.job
 

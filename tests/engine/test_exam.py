@@ -43,3 +43,19 @@ def test_provenance_defaults_are_not_shared():
     a.provenance.notes.append("x")
     assert b.provenance.notes == []
     assert not Exam("C", provenance=Provenance("r")).is_synthetic
+
+
+def test_a_scale_typed_for_a_photo_size_applies_only_to_that_size_and_never_over_a_files_own():
+    from engine.io.exam import photo_size, scale_for_size
+
+    photo = np.zeros((160, 200, 3), np.uint8)
+    assert photo_size(photo) == "200x160"  # width first, as cameras give it
+    rules = {"200x160": 20.0}
+    assert scale_for_size(photo, None, rules) == Spacing((0.02, 0.02), "user")
+    assumed = Spacing((0.01, 0.01), "assumed")
+    assert scale_for_size(photo, assumed, rules) == Spacing((0.02, 0.02), "user")
+    own = Spacing((0.012, 0.012), "file")
+    assert scale_for_size(photo, own, rules) is own
+    assert scale_for_size(np.zeros((200, 160, 3), np.uint8), assumed, rules) is assumed  # another size
+    with pytest.raises(ValueError, match="0.5 to 100"):
+        scale_for_size(photo, None, {"200x160": 500.0})

@@ -99,6 +99,24 @@ def test_a_photo_scale_typed_in_the_dialog_measures_every_photo_with_it(qtbot, w
     assert measured and all(r["photo_scale"] == "12 um/px (typed in)" and r["ddls_stage"] for r in measured)
 
 
+def test_the_batch_export_takes_the_scales_typed_in_for_every_photo_of_a_size(qtbot, window, cohort, tmp_path):
+    window.size_scales = {"200x160": 20.0, "640x480": 6.0}  # the cohort's photos are 200 x 160
+    dialog = window.open_batch_export()
+    assert "200×160 px: 20.00 µm per pixel" in dialog.size_note.text() and not dialog.size_note.isHidden()
+    out = tmp_path / "sized.csv"
+    dialog.folders.clear()
+    dialog.folders.addItem(str(cohort))
+    dialog.out_edit.setText(str(out))
+    with qtbot.waitSignal(dialog.finished_export, timeout=120000):
+        dialog.start()
+    measured = [r for r in _rows(out)[1] if r["vcdr"]]
+    assert measured and all(r["photo_scale"] == "20 um/px (typed in)" and r["ddls_stage"] for r in measured)
+    dialog.scale.setValue(12.0)  # a scale for all photos wins
+    with qtbot.waitSignal(dialog.finished_export, timeout=120000):
+        dialog.start()
+    assert all(r["photo_scale"] == "12 um/px (typed in)" for r in _rows(out)[1] if r["vcdr"])
+
+
 def test_durations_read_like_a_clock():
     assert format_duration(0) == "0:00"
     assert format_duration(75.4) == "1:15"
