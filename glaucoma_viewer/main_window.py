@@ -199,6 +199,7 @@ class MainWindow(QtWidgets.QMainWindow):
         left = self._pane(self.exam_list)
         fundus = self._pane(self.fundus_view)
         octp = self._pane(self.oct_view)
+        self.oct_pane = octp  # hidden for an exam with no slices to show: the photo takes the whole column
         self.centre_split = QtWidgets.QSplitter(QtCore.Qt.Orientation.Vertical)
         self.centre_split.addWidget(fundus)
         self.centre_split.addWidget(octp)
@@ -705,6 +706,7 @@ class MainWindow(QtWidgets.QMainWindow):
         if loaded is None:
             text = {"loading": f"Loading {entry.label}…"}.get(entry.status, f"{entry.label}: {entry.message}")
             self.fundus_view.clear(text)
+            self.oct_pane.show()
             self.oct_view.set_volume(None, message=text)
             self.results.set_pending(text)
             self.results.set_data_note("")
@@ -726,6 +728,7 @@ class MainWindow(QtWidgets.QMainWindow):
         if previous != key or volume is None or self.oct_view.volume is not volume:
             self.oct_view.set_volume(volume, key=key, auto_wl=loaded.oct_wl, index=entry.current_bscan,
                                      message="No OCT volume or MRI in this exam")
+        self.oct_pane.setVisible(volume is not None)
         if exam.oct is None and loaded.mri_display is not None:
             self.oct_view.unit_name = "slice"
             self.oct_view.cam_toggle.setText("Attention")

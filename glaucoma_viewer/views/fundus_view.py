@@ -105,12 +105,22 @@ class FundusView(QtWidgets.QWidget):
         self.fit_button.setToolTip("Fit the image to the view (zoom: wheel, pan: drag; right-click: place the "
                                    "optic disc or correct its outline)")
 
-        header = QtWidgets.QHBoxLayout()
+        # The title row, and the controls beside the title when both fit whole, else on a row of their own: the
+        # eye in the title must show (a 1280 px window left it "Fundus — ey…").
+        header = QtWidgets.QVBoxLayout()
         header.setContentsMargins(6, 2, 6, 2)
-        header.addWidget(self.title, 1)  # takes the free width; clipped only when there is none
-        for w in (self.disc_toggle, self.crop_toggle, self.cam_toggle, self.opacity, self.line_toggle, self.disc_button,
-                  self.fit_button):
-            header.addWidget(w)
+        header.setSpacing(2)
+        self._title_row = QtWidgets.QHBoxLayout()
+        self._title_row.addWidget(self.title, 1)  # takes the free width; clipped only when there is none
+        self._controls_row = QtWidgets.QHBoxLayout()
+        self._controls_row.addStretch(1)
+        header.addLayout(self._title_row)
+        header.addLayout(self._controls_row)
+        self._controls = (self.disc_toggle, self.crop_toggle, self.cam_toggle, self.opacity, self.line_toggle,
+                          self.disc_button, self.fit_button)
+        self.controls_below = False
+        for w in self._controls:
+            self._title_row.addWidget(w)
 
         # Photo pane.
         self.photo_box = ImageViewBox(wheel_steps_slices=False, lock_aspect=True)
@@ -230,6 +240,33 @@ class FundusView(QtWidgets.QWidget):
         self.photo_placeholder.show()
         self.photo_box.setRange(xRange=(-1, 1), yRange=(-1, 1), padding=0)
 
+    def _controls_width(self) -> int:
+        """Pixels the shown controls take on one row, with the header's margins."""
+        shown = [w for w in self._controls if not w.isHidden()]
+        spacing = max(self._title_row.spacing(), 0)
+        return sum(w.sizeHint().width() for w in shown) + spacing * max(len(shown) - 1, 0) + 12
+
+    def _place_controls(self, width: int) -> None:
+        """The controls beside the title when ``width`` holds both whole, on the row below otherwise."""
+        spacing = max(self._title_row.spacing(), 0)
+        below = width < self.title.fontMetrics().horizontalAdvance(self.title.text()) + spacing + self._controls_width()
+        if below == self.controls_below:
+            return
+        self.controls_below = below
+        source, target = (self._title_row, self._controls_row) if below else (self._controls_row, self._title_row)
+        for w in self._controls:
+            source.removeWidget(w)
+            target.addWidget(w)
+
+    def minimumSizeHint(self) -> QtCore.QSize:  # noqa: N802 - Qt naming
+        """As narrow as the controls on a row of their own: the title beside them never widens the column."""
+        return QtCore.QSize(max(self._controls_width(), self.title.minimumWidth() + 12),
+                            super().minimumSizeHint().height())
+
+    def resizeEvent(self, event: QtGui.QResizeEvent) -> None:  # noqa: N802 - Qt naming
+        self._place_controls(event.size().width())
+        super().resizeEvent(event)
+
     def set_photo(self, display: Optional[np.ndarray], shape: Optional[tuple[int, int]], title: str = "Fundus") -> None:
         """Show ``display`` ((h, w, 3) uint8 RGB, possibly downsampled) stretched over the original ``shape`` (H, W)."""
         self.title.setText(title)
@@ -237,6 +274,7 @@ class FundusView(QtWidgets.QWidget):
         self.stop_editing()
         for control in (self.disc_toggle, self.crop_toggle, self.cam_toggle, self.opacity):
             control.setVisible(display is not None)  # photo overlays only where there is a photo
+        self._place_controls(self.width())
         if display is None or shape is None:
             self._photo_shape = None
             self.photo_item.clear()

@@ -1,0 +1,52 @@
+"""The centre column: the fundus title never loses the eye to its controls, and a photo without slices takes the
+whole column."""
+
+from __future__ import annotations
+
+import numpy as np
+from PySide6 import QtWidgets
+
+from engine.io.exam import Exam
+from glaucoma_viewer.views.fundus_view import FundusView
+
+TITLE = "Fundus — OS left — A-LONG-EXAM-ID-0001"
+
+
+def _title_whole(view: FundusView) -> bool:
+    return view.title.width() >= view.title.fontMetrics().horizontalAdvance(view.title.text())
+
+
+def test_the_controls_go_below_the_title_when_both_do_not_fit_on_one_row(qtbot):
+    view = FundusView()
+    qtbot.addWidget(view)
+    view.set_photo(np.zeros((40, 50, 3), np.uint8), (400, 500), title=TITLE)
+    view.show()
+    view.resize(view.minimumSizeHint().width(), 400)  # as narrow as the column gets
+    qtbot.waitUntil(lambda: view.controls_below)
+    QtWidgets.QApplication.processEvents()
+    assert _title_whole(view)
+    assert all(w.width() >= w.minimumSizeHint().width() for w in (view.disc_toggle, view.line_toggle))
+    view.resize(2000, 400)
+    qtbot.waitUntil(lambda: not view.controls_below)
+    QtWidgets.QApplication.processEvents()
+    assert _title_whole(view) and view.fit_button.y() < view.title.y() + view.title.height()  # one row
+
+
+def test_the_column_is_never_held_wider_by_a_title_beside_its_controls(qtbot):
+    view = FundusView()
+    qtbot.addWidget(view)
+    view.set_photo(np.zeros((40, 50, 3), np.uint8), (400, 500), title="Fundus")
+    view.show()
+    view.resize(2000, 400)
+    qtbot.waitUntil(lambda: not view.controls_below)
+    assert view.minimumSizeHint().width() <= view._controls_width()  # what the controls need on a row of their own
+
+
+def test_a_photo_without_an_oct_volume_takes_the_whole_centre_column(qtbot, window, small_exam, wait_idle):
+    photo_only = window.add_exam(Exam("PHOTO1", fundus=small_exam(seed=1).fundus))
+    with_oct = window.add_exam(small_exam(seed=2))
+    wait_idle(window)
+    window.show_exam(photo_only)
+    assert window.oct_pane.isHidden()
+    window.show_exam(with_oct)
+    assert not window.oct_pane.isHidden() and window.oct_view.count == 12
