@@ -310,6 +310,7 @@ class ResultsPanel(QtWidgets.QWidget):
         self.bio_note.setWordWrap(True)
         self.bio_card = QtWidgets.QLabel("")
         self.bio_card.setTextFormat(QtCore.Qt.TextFormat.RichText)
+        self.bio_card.setWordWrap(True)
         self.bio_card.linkActivated.connect(self._request_anatomy_card)
         self.rim_plot = RimProfilePlot(RIM_RGB)
         self.rim_plot.hide()
@@ -469,8 +470,8 @@ class ResultsPanel(QtWidgets.QWidget):
         self.bars.set_probabilities(view.ensemble, highlight=view.grade)
         if view.models:
             n = len(view.models)
-            self.models_toggle.setText(f"{n} model{'s' if n > 1 else ''} graded this exam "
-                                       "(click a name for its model card)")
+            self.models_toggle.setText(f"{n} model{'s' if n > 1 else ''} graded this exam")
+            self.models_toggle.setToolTip("Show or hide each model's probabilities (click a name for its model card)")
             self.models_toggle.show()
             self.models_toggle.setChecked(n <= 4)  # a long ensemble starts folded
             self._show_models(self.models_toggle.isChecked())

@@ -50,3 +50,18 @@ def test_a_photo_without_an_oct_volume_takes_the_whole_centre_column(qtbot, wind
     assert window.oct_pane.isHidden()
     window.show_exam(with_oct)
     assert not window.oct_pane.isHidden() and window.oct_view.count == 12
+
+
+def test_nothing_in_the_results_column_is_wider_than_the_column_of_a_1280_px_window(qtbot, window, small_exam,
+                                                                                      wait_idle):
+    window.resize(1280, 800)
+    window.show()
+    key = window.add_exam(small_exam(seed=4))
+    wait_idle(window)
+    window.show_exam(key)
+    QtWidgets.QApplication.processEvents()
+    results = window.results
+    assert results.bio_grid.columns == 1 and results.bio_card.text()  # the narrow column, the card's link shown
+    wide = [(type(w).__name__, w.minimumSizeHint().width()) for w in results.findChildren(QtWidgets.QWidget)
+            if w.isVisible() and w.minimumSizeHint().width() > results.width()]
+    assert wide == [] and results.minimumSizeHint().width() <= results.width()
