@@ -15,6 +15,9 @@ from PySide6 import QtCore, QtGui, QtWidgets
 
 RIM_TOP = 0.5
 """The y axis' top: a disc without a cup has a rim / disc ratio of 0.5 all round."""
+PLOT_HEIGHT = 108
+"""Pixels of the plot under its title (axes, ticks and their labels); the title, wrapped to the width, adds its own."""
+_WRAP = int(QtCore.Qt.AlignmentFlag.AlignHCenter | QtCore.Qt.TextFlag.TextWordWrap)
 
 
 class RimProfilePlot(QtWidgets.QWidget):
@@ -24,7 +27,7 @@ class RimProfilePlot(QtWidgets.QWidget):
 
     def __init__(self, colour: tuple[int, int, int], parent: Optional[QtWidgets.QWidget] = None) -> None:
         super().__init__(parent)
-        self.setFixedHeight(125)
+        self.setFixedHeight(PLOT_HEIGHT)
         self.colour = QtGui.QColor(*colour)
         self.title = ""
         self._ticks: Sequence[str] = ()
@@ -36,11 +39,27 @@ class RimProfilePlot(QtWidgets.QWidget):
         self._xy = (np.append(angles, angles[0] + 360.0), np.append(ratio, ratio[0]))  # closed round the disc
         self._absent = np.zeros(0) if absent is None else np.asarray(angles)[np.asarray(absent, bool)]
         self._ticks, self.title = tuple(ticks), title
+        self._fit_title(self.width())
         self.update()
 
     def clear(self) -> None:
         self._xy, self._absent, self._ticks, self.title = None, np.zeros(0), (), ""
+        self._fit_title(self.width())
         self.update()
+
+    def _title_height(self, width: int) -> int:
+        """Pixels the title takes wrapped to ``width`` (at least one line)."""
+        metrics = self.fontMetrics()
+        box = metrics.boundingRect(QtCore.QRect(0, 0, max(width, 1), 10_000), _WRAP, self.title or " ")
+        return max(box.height(), metrics.height())
+
+    def _fit_title(self, width: int) -> None:
+        self.setFixedHeight(PLOT_HEIGHT + self._title_height(width))  # a narrow column wraps the title, never cuts it
+
+    def resizeEvent(self, event: QtGui.QResizeEvent) -> None:  # noqa: N802 - Qt naming
+        if event.size().width() != event.oldSize().width():
+            self._fit_title(event.size().width())
+        super().resizeEvent(event)
 
     def paintEvent(self, event: QtGui.QPaintEvent) -> None:  # noqa: N802 - Qt naming
         p = QtGui.QPainter(self)
@@ -50,11 +69,12 @@ class RimProfilePlot(QtWidgets.QWidget):
         muted.setAlpha(150)
         metrics = p.fontMetrics()
         line_h = metrics.height()
-        area = QtCore.QRectF(metrics.horizontalAdvance("0.5") + 10, line_h + 4, 0, 0)
+        title_h = self._title_height(self.width())
+        area = QtCore.QRectF(metrics.horizontalAdvance("0.5") + 10, title_h + 4, 0, 0)
         area.setRight(self.width() - 8)
         area.setBottom(self.height() - line_h - 4)
         p.setPen(text)
-        p.drawText(QtCore.QRectF(0, 0, self.width(), line_h), int(QtCore.Qt.AlignmentFlag.AlignHCenter), self.title)
+        p.drawText(QtCore.QRectF(0, 0, self.width(), title_h), _WRAP, self.title)
         p.setPen(QtGui.QPen(muted, 1))
         p.drawRect(area)
 
