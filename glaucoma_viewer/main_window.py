@@ -199,7 +199,7 @@ class MainWindow(QtWidgets.QMainWindow):
         left = self._pane(self.exam_list)
         fundus = self._pane(self.fundus_view)
         octp = self._pane(self.oct_view)
-        self.oct_pane = octp  # hidden for an exam with no slices to show: the photo takes the whole column
+        self.fundus_pane, self.oct_pane = fundus, octp  # a pane with nothing to show is hidden (see show_exam)
         self.centre_split = QtWidgets.QSplitter(QtCore.Qt.Orientation.Vertical)
         self.centre_split.addWidget(fundus)
         self.centre_split.addWidget(octp)
@@ -706,6 +706,7 @@ class MainWindow(QtWidgets.QMainWindow):
         if loaded is None:
             text = {"loading": f"Loading {entry.label}…"}.get(entry.status, f"{entry.label}: {entry.message}")
             self.fundus_view.clear(text)
+            self.fundus_pane.show()
             self.oct_pane.show()
             self.oct_view.set_volume(None, message=text)
             self.results.set_pending(text)
@@ -728,7 +729,11 @@ class MainWindow(QtWidgets.QMainWindow):
         if previous != key or volume is None or self.oct_view.volume is not volume:
             self.oct_view.set_volume(volume, key=key, auto_wl=loaded.oct_wl, index=entry.current_bscan,
                                      message="No OCT volume or MRI in this exam")
+        # An exam with no slices gives the photo the whole column; one with neither a photo nor an OCT en-face
+        # projection (an MRI) gives it to the slices.
         self.oct_pane.setVisible(volume is not None)
+        self.fundus_pane.setVisible(loaded.fundus_display is not None or loaded.enface is not None
+                                    or volume is None)
         if exam.oct is None and loaded.mri_display is not None:
             self.oct_view.unit_name = "slice"
             self.oct_view.cam_toggle.setText("Attention")

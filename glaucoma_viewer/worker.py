@@ -484,7 +484,7 @@ def prepare_display(exam: Any, key: str, source: str) -> "LoadedExam":
         lo, hi = np.percentile(sample, [1.0, 99.7])
         hi = max(float(hi), float(lo) + 8.0)
         loaded.oct_wl = (float(hi - lo), float((hi + lo) / 2.0))
-        if exam.bscan_positions is None and n > 1:
+        if (exam.bscan_positions is None or exam.fundus is None) and n > 1:  # positions need the photo to be drawn on
             loaded.enface = enface_projection(volume)
             spacing = exam.oct_spacing
             if spacing is not None and len(spacing.mm) == 3:

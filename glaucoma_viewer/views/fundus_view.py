@@ -295,8 +295,9 @@ class FundusView(QtWidgets.QWidget):
 
         ``enface_aspect`` is the displayed height of one en-face row in lateral px (1.0 when unknown).
         """
-        self._positions = None if positions is None else np.asarray(positions, np.float32)
-        if self._positions is not None and self._photo_shape is not None:
+        drawable = positions is not None and self._photo_shape is not None  # positions need a photo to lie on
+        self._positions = np.asarray(positions, np.float32) if drawable else None
+        if self._positions is not None:
             first, last = self._positions[0], self._positions[-1]
             quad = np.array([first[0], first[1], last[1], last[0], first[0]])
             self.area_item.setData(quad[:, 1], quad[:, 0])
@@ -312,9 +313,9 @@ class FundusView(QtWidgets.QWidget):
             self.enface_pane.show()
             self.enface_box.autoRange(padding=0.02)
             self.note.setText(
-                "B-scan positions on the photo are unknown: the OCT en-face projection stands in "
-                "(click a row to open that B-scan)."
-            )
+                ("B-scan positions on the photo are unknown" if self._photo_shape is not None else
+                 "No fundus photo to show the B-scan positions on")
+                + ": the OCT en-face projection stands in (click a row to open that B-scan).")
             self.note.show()
             if self._photo_shape is None:
                 self.photo_view.hide()

@@ -42,14 +42,28 @@ def test_the_column_is_never_held_wider_by_a_title_beside_its_controls(qtbot):
     assert view.minimumSizeHint().width() <= view._controls_width()  # what the controls need on a row of their own
 
 
-def test_a_photo_without_an_oct_volume_takes_the_whole_centre_column(qtbot, window, small_exam, wait_idle):
+def test_a_pane_with_nothing_to_show_gives_the_centre_column_to_the_other(qtbot, window, small_exam, wait_idle):
+    from engine.tasks import phantoms
+
     photo_only = window.add_exam(Exam("PHOTO1", fundus=small_exam(seed=1).fundus))
     with_oct = window.add_exam(small_exam(seed=2))
+    oct_only = small_exam(seed=3, exam_id="OCT3")
+    oct_only.fundus = None
+    oct_only = window.add_exam(oct_only)
+    mri = window.add_exam(Exam("BRAIN1", mri=phantoms.phantom_brain_mri("HGG", (12, 48, 48), ("flair",), seed=1)))
     wait_idle(window)
+
+    def shown():
+        return not window.fundus_pane.isHidden(), not window.oct_pane.isHidden()
+
     window.show_exam(photo_only)
-    assert window.oct_pane.isHidden()
+    assert shown() == (True, False)
     window.show_exam(with_oct)
-    assert not window.oct_pane.isHidden() and window.oct_view.count == 12
+    assert shown() == (True, True) and window.oct_view.count == 12
+    window.show_exam(mri)
+    assert shown() == (False, True)  # no photo, no en-face projection: the slices take the column
+    window.show_exam(oct_only)  # B-scan positions known, but no photo to draw them on: the en-face stands in
+    assert shown() == (True, True) and window.fundus_view.enface_pane.isVisibleTo(window)
 
 
 def test_nothing_in_the_results_column_is_wider_than_the_column_of_a_1280_px_window(qtbot, window, small_exam,
