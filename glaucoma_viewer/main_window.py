@@ -715,7 +715,7 @@ class MainWindow(QtWidgets.QMainWindow):
         exam = loaded.exam
         if loaded.photo_kind == "xray":
             self.fundus_view.set_photo(loaded.fundus_display, loaded.fundus_shape,
-                                       title=f"Panoramic radiograph — {loaded.exam_id}")
+                                       title=f"Panoramic radiograph — {loaded.exam_id}", kind="xray")
         else:
             eye = {"OD": "OD right", "OS": "OS left"}.get(exam.eye, "eye unknown")
             synthetic = " — SYNTHETIC" if exam.is_synthetic_modality("fundus") else ""

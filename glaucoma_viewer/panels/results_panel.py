@@ -48,13 +48,18 @@ class ProbabilityBars(QtWidgets.QWidget):
     def sizeHint(self) -> QtCore.QSize:  # noqa: N802 - Qt naming
         return QtCore.QSize(260, max(22, 22 * len(self._rows)))
 
+    def columns(self) -> tuple[int, int, int]:
+        """Pixels of the name, bar and value columns (names measured bold: the highlighted one is)."""
+        bold = QtGui.QFont(self.font())
+        bold.setBold(True)
+        name_w = max([QtGui.QFontMetrics(bold).horizontalAdvance(n) for n, _ in self._rows] + [60]) + 10
+        value_w = self.fontMetrics().horizontalAdvance("100.0 %") + 8
+        return name_w, max(20, self.width() - name_w - value_w - 4), value_w
+
     def paintEvent(self, _event: QtGui.QPaintEvent) -> None:  # noqa: N802 - Qt naming
         painter = QtGui.QPainter(self)
         painter.setRenderHint(QtGui.QPainter.RenderHint.Antialiasing)
-        fm = painter.fontMetrics()
-        name_w = max([fm.horizontalAdvance(n) for n, _ in self._rows] + [60]) + 10
-        value_w = fm.horizontalAdvance("100.0 %") + 8
-        bar_w = max(20, self.width() - name_w - value_w - 4)
+        name_w, bar_w, value_w = self.columns()
         for i, (name, p) in enumerate(self._rows):
             y = i * 22
             bold = name == self._highlight

@@ -267,13 +267,17 @@ class FundusView(QtWidgets.QWidget):
         self._place_controls(event.size().width())
         super().resizeEvent(event)
 
-    def set_photo(self, display: Optional[np.ndarray], shape: Optional[tuple[int, int]], title: str = "Fundus") -> None:
-        """Show ``display`` ((h, w, 3) uint8 RGB, possibly downsampled) stretched over the original ``shape`` (H, W)."""
+    def set_photo(self, display: Optional[np.ndarray], shape: Optional[tuple[int, int]], title: str = "Fundus",
+                  kind: str = "fundus") -> None:
+        """Show ``display`` ((h, w, 3) uint8 RGB, possibly downsampled) stretched over the original ``shape`` (H, W);
+        ``kind``: "fundus", or "xray" (a radiograph: no optic disc to outline, crop or zoom to)."""
         self.title.setText(title)
         self.title.setToolTip(title)
         self.stop_editing()
-        for control in (self.disc_toggle, self.crop_toggle, self.cam_toggle, self.opacity):
+        for control in (self.cam_toggle, self.opacity):
             control.setVisible(display is not None)  # photo overlays only where there is a photo
+        for control in (self.disc_toggle, self.crop_toggle, self.disc_button):
+            control.setVisible(display is not None and kind == "fundus")
         self._place_controls(self.width())
         if display is None or shape is None:
             self._photo_shape = None
@@ -295,6 +299,7 @@ class FundusView(QtWidgets.QWidget):
 
         ``enface_aspect`` is the displayed height of one en-face row in lateral px (1.0 when unknown).
         """
+        self.line_toggle.setVisible(n_bscans > 0)  # no B-scans, no line
         drawable = positions is not None and self._photo_shape is not None  # positions need a photo to lie on
         self._positions = np.asarray(positions, np.float32) if drawable else None
         if self._positions is not None:
@@ -326,6 +331,7 @@ class FundusView(QtWidgets.QWidget):
             self.enface_pane.hide()
             self.photo_view.show()
         self.set_current(self._current)
+        self._place_controls(self.width())
 
     def set_disc_overlay(
         self,

@@ -79,3 +79,40 @@ def test_nothing_in_the_results_column_is_wider_than_the_column_of_a_1280_px_win
     wide = [(type(w).__name__, w.minimumSizeHint().width()) for w in results.findChildren(QtWidgets.QWidget)
             if w.isVisible() and w.minimumSizeHint().width() > results.width()]
     assert wide == [] and results.minimumSizeHint().width() <= results.width()
+
+
+def test_a_bold_highlighted_class_name_ends_before_its_bar(qtbot):
+    from PySide6 import QtGui
+
+    from glaucoma_viewer.panels.results_panel import ProbabilityBars
+
+    bars = ProbabilityBars()
+    qtbot.addWidget(bars)
+    bars.resize(300, 50)
+    bars.set_probabilities({"healthy": 0.02, "osteoporosis": 0.98}, highlight="osteoporosis")
+    bold = QtGui.QFont(bars.font())
+    bold.setBold(True)
+    name_w, bar_w, value_w = bars.columns()
+    assert name_w > QtGui.QFontMetrics(bold).horizontalAdvance("osteoporosis")
+    assert name_w + bar_w + value_w <= 300
+
+
+def test_the_photo_controls_follow_what_the_exam_holds(qtbot, window, small_exam, wait_idle):
+    from engine.tasks import phantoms
+
+    xray = window.add_exam(Exam("PANO1", xray=phantoms.phantom_panoramic("healthy", shape=(120, 240), seed=1)))
+    photo_only = window.add_exam(Exam("PHOTO2", fundus=small_exam(seed=1).fundus))
+    with_oct = window.add_exam(small_exam(seed=2))
+    wait_idle(window)
+    view = window.fundus_view
+
+    def shown():
+        return {name for name in ("disc_toggle", "crop_toggle", "disc_button", "line_toggle", "cam_toggle")
+                if not getattr(view, name).isHidden()}
+
+    window.show_exam(xray)  # a radiograph: no disc, no B-scans
+    assert shown() == {"cam_toggle"}
+    window.show_exam(photo_only)
+    assert shown() == {"disc_toggle", "crop_toggle", "disc_button", "cam_toggle"}
+    window.show_exam(with_oct)
+    assert shown() == {"disc_toggle", "crop_toggle", "disc_button", "line_toggle", "cam_toggle"}
