@@ -164,7 +164,9 @@ def _draw(painter: QtGui.QPainter, writer: QtGui.QPagedPaintDevice, window: "Mai
     y_left = top + page.text(0, top, col_w, "Grade", 11, True)
     if view is not None and view.grade is not None and view.ensemble is not None:
         y_left += page.text(0, y_left + 2, col_w, GRADE_LABELS.get(view.grade, view.grade), 13, True,
-                            _CLASS_RGB.get(view.grade, "#202124")) + 6
+                            "#78909c" if view.grade_caution else _CLASS_RGB.get(view.grade, "#202124")) + 6
+        if view.grade_caution:
+            y_left += page.text(0, y_left, col_w, view.grade_caution, 9, True, "#bf360c") + 6
         for name, prob in view.ensemble.items():
             y_left = _bar(page, 0, y_left, col_w, name, prob, _CLASS_RGB.get(name, "#1e88e5"))
         if view.ensemble_rule:

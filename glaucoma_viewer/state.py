@@ -138,6 +138,8 @@ class AnalysisView:
         disc_contours, cup_contours: (K, 2) float (row, col) px polylines on the original photo.
         crop_box: (r0, c0, r1, c1) px of the disc-region crop on the photo, or None.
         disc_note: disc localisation outcome for the user (e.g. "disc not found").
+        grade_caution: why the grade should not be read as it stands (a fundus photo in which no optic disc was
+            found: maybe not a fundus photo, or not a usable one), or "".
         disc_method: which method and weights made the disc/cup masks, for the user.
         disc_at: (row, col) photo px where the user placed the disc for this analysis, or None (found by itself).
         disc_hint: what the user can do about the disc outline (place it by hand), shown in the window only.
@@ -181,6 +183,7 @@ class AnalysisView:
     cup_contours: list[np.ndarray] = field(default_factory=list)
     crop_box: Optional[tuple[float, float, float, float]] = None
     disc_note: str = ""
+    grade_caution: str = ""
     disc_method: str = ""
     disc_at: Optional[tuple[float, float]] = None
     disc_hint: str = ""

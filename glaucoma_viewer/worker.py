@@ -580,6 +580,8 @@ def analyse_exam(loaded: "LoadedExam", progress=None, cancel=None, models: Any =
         except OutlineError as err:
             view.messages.append(f"{outlines.describe().capitalize()} drawn by hand not used: {err}")
     _fill_disc(view, exam, disc, result)
+    if view.grade is not None and exam.fundus is not None and disc is not None and not _field(disc, "found"):
+        view.grade_caution = NO_DISC_CAUTION
     _fill_layers(view, exam, layers)
     _fill_cams(view, result, loaded)
     view.raw = result
@@ -587,6 +589,9 @@ def analyse_exam(loaded: "LoadedExam", progress=None, cancel=None, models: Any =
     return view
 
 
+NO_DISC_CAUTION = ("No optic disc found in this photo: check that it is a fundus photo of usable quality before "
+                   "reading this grade.")
+"""The grade's caution when the disc/cup analysis found no disc (graders still grade any image they are given)."""
 ODIR_CAM_PX = 512
 """Long side (px) of the ODIR per-label heat maps kept for display (Grad-CAM is coarse; eight full-size maps
 would cost ~28 MB per exam)."""

@@ -276,6 +276,10 @@ class ResultsPanel(QtWidgets.QWidget):
         self.grade_label = QtWidgets.QLabel("—")
         self.grade_label.setObjectName("gradeLabel")
         self.grade_label.setWordWrap(True)
+        self.caution_label = QtWidgets.QLabel("")
+        self.caution_label.setObjectName("warning")
+        self.caution_label.setWordWrap(True)
+        self.caution_label.hide()
         self.bars = ProbabilityBars()
         self.models_toggle = QtWidgets.QToolButton()
         self.models_toggle.setCheckable(True)
@@ -291,6 +295,7 @@ class ResultsPanel(QtWidgets.QWidget):
         self.ensemble_note.setObjectName("note")
         self.ensemble_note.setWordWrap(True)
         self.grade_section.body.addWidget(self.grade_label)
+        self.grade_section.body.addWidget(self.caution_label)
         self.grade_section.body.addWidget(self.bars)
         self.grade_section.body.addWidget(self.models_toggle)
         self.grade_section.body.addWidget(self.models_box)
@@ -392,6 +397,7 @@ class ResultsPanel(QtWidgets.QWidget):
         for section in (self.grade_section, self.bio_section, self.rnfl_section):
             section.show()
         self.grade_label.setText(status)
+        self.caution_label.hide()
         self.grade_label.setStyleSheet("font-size: 11pt; font-weight: 600; color: #b8c0c8;")
         self.bars.set_probabilities(None)
         _clear_layout(self.models_grid)
@@ -469,9 +475,11 @@ class ResultsPanel(QtWidgets.QWidget):
             self.grade_label.setText("No grade for this exam")
             self.grade_label.setStyleSheet("font-size: 12pt; font-weight: 700; color: #ffcc80;")
             return
-        colour = class_colour(view.grade).name()
+        colour = "#8a949e" if view.grade_caution else class_colour(view.grade).name()  # muted: not to be read as is
         self.grade_label.setText(f"{GRADE_LABELS.get(view.grade, view.grade)}")
         self.grade_label.setStyleSheet(f"color: {colour};")
+        self.caution_label.setText(f"⚠ {view.grade_caution}")
+        self.caution_label.setVisible(bool(view.grade_caution))
         self.bars.set_probabilities(view.ensemble, highlight=view.grade)
         if view.models:
             n = len(view.models)

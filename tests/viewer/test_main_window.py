@@ -783,3 +783,35 @@ def test_an_analysis_finished_after_the_scale_changed_is_run_again(qtbot, make_w
     assert entry.status == "analysing" and entry.analysis is None  # not shown: measured with the old scale
     wait_idle(window)
     assert entry.status == "done" and "Photo scale typed in: 10.00" in entry.analysis.disc_method
+
+
+def test_a_grade_on_a_photo_with_no_optic_disc_found_is_muted_and_says_why(qtbot, window, small_exam, wait_idle,
+                                                                            monkeypatch, tmp_path):
+    import engine.fundus as fundus
+    from engine.fundus.analysis import DiscAnalysis
+    from glaucoma_viewer import report
+    from glaucoma_viewer.worker import NO_DISC_CAUTION
+
+    found = window.add_exam(small_exam(seed=1))
+    wait_idle(window)
+    window.show_exam(found)
+    assert window.entries[found].analysis.grade_caution == "" and window.results.caution_label.isHidden()
+    monkeypatch.setattr(fundus, "analyse_disc", lambda image, **kw: DiscAnalysis(False, 0.1, "optic disc not found",
+                                                                               None))
+    lost = window.add_exam(small_exam(seed=2, exam_id="NODISC"))
+    wait_idle(window)
+    window.show_exam(lost)
+    view = window.entries[lost].analysis
+    assert view.grade is not None and view.grade_caution == NO_DISC_CAUTION  # graded, but not to be read as is
+    label = window.results.caution_label
+    assert not label.isHidden() and "No optic disc found in this photo" in label.text()
+    assert "#8a949e" in window.results.grade_label.styleSheet()
+    assert "no optic disc found: check the photo)" in window.status_label.text()
+    said = []
+    real_text = report._Page.text
+    monkeypatch.setattr(report._Page, "text", lambda self, x, y, w, text, *a, **k: said.append(text) or real_text(
+        self, x, y, w, text, *a, **k))
+    window.export_report(tmp_path / "nodisc.pdf")
+    assert NO_DISC_CAUTION in said  # the report says it under the grade
+    window.show_exam(found)
+    assert window.results.caution_label.isHidden()
