@@ -213,7 +213,9 @@ def grade_one(
         except OSError as err:
             row["message"] = "; ".join(x for x in (row["message"], f"CAM overlay not written: {err}") if x)
     p = max(result.probabilities)
-    return Outcome(row, f"ok {result.grade_name} (p={p:.2f}) in {time.perf_counter() - t0:.1f}s",
+    lost = exam.fundus is not None and result.disc is not None and not getattr(result.disc, "found", True)
+    caution = " (no optic disc found: check the photo)" if lost else ""
+    return Outcome(row, f"ok {result.grade_name} (p={p:.2f}){caution} in {time.perf_counter() - t0:.1f}s",
                    placed=disc_at is not None, outlined=bool(getattr(result.disc, "hand_outlined", ())))
 
 

@@ -357,3 +357,18 @@ def test_unreadable_site_calibration_is_refused_with_exit_2(cohort, tmp_path, ca
                  "--site-calibration", str(tmp_path / "site.json")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "not a site calibration" in err[0] and not (tmp_path / "t.csv").exists()
+
+
+def test_a_photo_with_no_optic_disc_found_is_graded_with_a_caution(cohort, tmp_path, capsys, monkeypatch):
+    import engine.fundus as fundus
+    from engine.fundus.analysis import DiscAnalysis
+
+    cases, models = cohort
+    out = tmp_path / "nodisc.csv"
+    assert main(["grade", str(cases / "SYNTH0000"), "--csv", str(out), "--models", str(models)]) == 0
+    assert "no optic disc found" not in capsys.readouterr().err
+    monkeypatch.setattr(fundus, "analyse_disc", lambda image, **kw: DiscAnalysis(False, 0.1, "not found", None))
+    assert main(["grade", str(cases / "SYNTH0000"), "--csv", str(out), "--models", str(models)]) == 0
+    assert "(no optic disc found: check the photo)" in capsys.readouterr().err
+    row = _rows(out)[0]
+    assert row["status"] == "ok" and "no optic disc found" in row["message"]
