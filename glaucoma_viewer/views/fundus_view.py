@@ -33,6 +33,18 @@ from glaucoma_viewer.views.common import (
     pen,
 )
 
+def height_bar(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(x, y) photo px of segment pairs (pyqtgraph ``connect="pairs"``) drawing an outline's height: a vertical bar
+    from its top row to its bottom row at its middle column, with a tick across each end. The vertical cup-to-disc
+    ratio is the cup's bar over the disc's; ``points``: (K, 2) (row, col) px of the outline."""
+    top, bottom = float(points[:, 0].min()), float(points[:, 0].max())
+    left, right = float(points[:, 1].min()), float(points[:, 1].max())
+    x, tick = (left + right) / 2.0, 0.15 * (right - left)
+    xs = np.array([x, x, x - tick, x + tick, x - tick, x + tick])
+    ys = np.array([top, bottom, top, top, bottom, bottom])
+    return xs, ys
+
+
 DISC_RGB = (0, 229, 255)
 CUP_RGB = (255, 193, 7)
 LINE_RGB = (0, 230, 118)
@@ -339,21 +351,26 @@ class FundusView(QtWidgets.QWidget):
         cup: Sequence[np.ndarray],
         crop_box: Optional[tuple[float, float, float, float]],
     ) -> None:
-        """Contours as (K, 2) float (row, col) px polylines (closed by us); ``crop_box`` (r0, c0, r1, c1) px."""
+        """Contours as (K, 2) float (row, col) px polylines (closed by us), each part with the bar of its height
+        (:func:`height_bar`); ``crop_box`` (r0, c0, r1, c1) px."""
         for curves in (self.disc_curves, self.cup_curves):
             for curve in curves:
                 self.photo_box.removeItem(curve)
             curves.clear()
         for contours, rgb, curves in ((disc, DISC_RGB, self.disc_curves), (cup, CUP_RGB, self.cup_curves)):
-            for poly in contours:
-                poly = np.asarray(poly, np.float64)
-                if len(poly) < 3:
-                    continue
+            polygons = [np.asarray(poly, np.float64) for poly in contours if len(poly) >= 3]
+            for poly in polygons:
                 closed = np.vstack([poly, poly[:1]])
                 curve = pg.PlotCurveItem(closed[:, 1], closed[:, 0], pen=pen(rgb, 2.0))
                 curve.setZValue(8)
                 self.photo_box.addItem(curve)
                 curves.append(curve)
+            if polygons:
+                xs, ys = height_bar(np.vstack(polygons))
+                bar = pg.PlotCurveItem(xs, ys, connect="pairs", pen=pen(rgb, 1.5, style=QtCore.Qt.PenStyle.DashLine))
+                bar.setZValue(8)
+                self.photo_box.addItem(bar)
+                curves.append(bar)
         if crop_box is None:
             self.crop_item.setData([], [])
         else:

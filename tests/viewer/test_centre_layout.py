@@ -4,6 +4,7 @@ whole column."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from PySide6 import QtWidgets
 
 from engine.io.exam import Exam
@@ -116,3 +117,23 @@ def test_the_photo_controls_follow_what_the_exam_holds(qtbot, window, small_exam
     assert shown() == {"disc_toggle", "crop_toggle", "disc_button", "cam_toggle"}
     window.show_exam(with_oct)
     assert shown() == {"disc_toggle", "crop_toggle", "disc_button", "line_toggle", "cam_toggle"}
+
+
+def test_each_outline_carries_the_bar_of_its_height_that_the_vertical_ratio_divides(qtbot):
+    from glaucoma_viewer.views.fundus_view import height_bar
+
+    angles = np.linspace(0, 2 * np.pi, 90, endpoint=False)
+    disc = np.stack([80 + 30 * np.sin(angles), 100 + 25 * np.cos(angles)], axis=1)  # rows 50-110, cols 75-125
+    cup = np.stack([85 + 12 * np.sin(angles), 104 + 10 * np.cos(angles)], axis=1)
+    xs, ys = height_bar(disc)
+    assert (xs[0], ys[0], xs[1], ys[1]) == pytest.approx((100, 50, 100, 110), abs=0.1)  # the bar
+    assert ys[2] == ys[3] == pytest.approx(50, abs=0.1) and xs[3] - xs[2] == pytest.approx(15, abs=0.1)  # a tick
+    view = FundusView()
+    qtbot.addWidget(view)
+    view.set_photo(np.zeros((16, 20, 3), np.uint8), (160, 200))
+    view.set_disc_overlay([disc], [cup], None)
+    heights = sorted(float(np.ptp(c.getData()[1])) for c in view.disc_curves + view.cup_curves
+                     if c.opts.get("connect") == "pairs")
+    assert heights == pytest.approx([24, 60], abs=0.1)  # cup and disc heights: vertical CDR 0.40 drawn
+    view.disc_toggle.setChecked(False)
+    assert not any(c.isVisible() for c in view.disc_curves + view.cup_curves)
