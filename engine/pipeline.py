@@ -57,7 +57,9 @@ class GradingResult:
         disc: the disc/cup analysis result (``engine.fundus``) or None.
         disc_box: ``(row0, col0, row1, col1)`` px of the disc crop on the fundus, or None.
         disc_source: where the disc-level crop was centred: ``"engine.fundus.localize"``, ``"brightness
-            heuristic"`` or ``"user"`` (``disc_at``); None without a disc level.
+            heuristic"``, ``"user"`` (``disc_at``) or ``"centred photo"`` (a crop centred on the disc, where the
+            localiser's field-of-view prior does not hold: the disc/cup analysis's disc, its measured size);
+            None without a disc level.
         layers: the OCT layer analysis result (``engine.oct``) or None.
         biomarkers: ``{name: float}`` (CDRs, rim, RNFL ...), from the analyses.
         cams: ``{level: CamMap}`` in original coordinates (see :mod:`engine.explain`), for the ensemble's grade,
@@ -209,6 +211,15 @@ def outline_disc(disc: Any, outlines: Any, exam: Exam, biomarkers: dict[str, flo
     biomarkers.update(biomarkers_of(disc))
     warnings.append(f"{outlines.describe()} drawn by hand; the graders used the automatic outline")
     return disc
+
+
+def centred_disc_diameter(disc: Any) -> float:
+    """Diameter (px, the larger side of its box) of the disc a disc/cup analysis found: on a photo centred on the
+    disc it stands in for the localiser's size from the field of view, which such a photo does not show (on full
+    photos the two agree on average: 0.18 of the field of view, the disc 0.13-0.26)."""
+    mask = np.asarray(disc.disc_mask, bool)
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    return float(max(rows[-1] - rows[0], cols[-1] - cols[0]) + 1)
 
 
 def user_disc_centre(disc: Any, disc_at: tuple[float, float]) -> tuple[float, float]:
@@ -380,6 +391,8 @@ def grade(
                         disc_found = locate_disc(exam.fundus)
                         if disc_at is not None:  # the localiser's disc size (as in training), the user's place
                             disc_found = (user_disc_centre(disc_result, disc_at), disc_found[1], "user")
+                        elif getattr(disc_result, "centred", False) and getattr(disc_result, "found", False):
+                            disc_found = (disc_result.center, centred_disc_diameter(disc_result), "centred photo")
                     center, diameter, disc_source = disc_found
                     box = crop_box_around(exam.fundus.shape[:2], center, diameter, spec.crop_scale)
                     disc_box = disc_box or box

@@ -907,6 +907,9 @@ def _fill_disc(view: "AnalysisView", exam: Any, disc: Any, result: Any) -> None:
         if confidence is not None:
             method += f", confidence {float(confidence):.2f}"
         view.disc_method = method + "."
+        if _field(disc, "centred"):
+            view.disc_method += (" The photo was read as a crop centred on the optic disc (no black border, the disc "
+                                 "filling much of the frame).")
         calibration = _field(disc, "site_calibration")
         if calibration is not None:
             view.disc_method += (f" Cup outline scaled x{calibration.cup_scale:.2f} by the site calibration "

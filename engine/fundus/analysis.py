@@ -17,6 +17,12 @@
    the photo's pixels (:func:`engine.fundus.crop.map_to_image`). When another candidate centred outside the
    winner's disc passed the fine pass too, the result says so (:data:`RIVAL_MESSAGE`).
 
+A photo without a black border may be a crop centred on the disc (an optic-nerve-head photo: RIM-ONE, ACRIMA,
+SMDG's ``onh.jpg``), where the disc fills about half the frame instead of the 0.13-0.26 of the field of view that
+step 1 expects. For such a photo the passes also run on the hypothesis "the disc is in the middle, about
+:data:`CENTRED_DISC_SIDE` of the shorter side across", and the find that scores higher under its own expected size
+wins (:attr:`DiscAnalysis.centred`).
+
 A disc placed by hand (``disc_at``, e.g. a click in the viewer on a photo where the localiser chose a bright
 lesion) replaces step 1's candidates: the coarse and fine passes look at that point only, and a disc found away
 from it is "not found" rather than another region's mask.
@@ -60,6 +66,14 @@ RIVAL_MESSAGE = "check the disc outline: another region of the photo also looked
 atrophy beside the disc): the mask may be on the wrong one. Measured: the shipped model says it on 1 of the 202
 sample photos (G1020-128, a bright macular lesion; it kept the disc); the photo-level 5-fold networks on 2 of 120
 (G1020-128 again, and REFUGE1-val-351, where one network kept a patch of atrophy beside the disc)."""
+CENTRED_DISC_SIDE = 0.65
+"""Expected disc diameter / shorter image side on a photo centred on the optic disc (measured 0.48-0.72 on the 24
+SMDG optic-nerve-head crops of the shared samples)."""
+CENTRED_MIN_FOV = 0.98
+"""The centred-disc hypothesis is tried on photos whose field of view covers at least this share of the frame: 1.0
+on all 24 SMDG optic-nerve-head crops, at most 0.966 on the 202 full photos of the shared samples (Drishti-GS1's
+field of view is cut at the top and bottom). Tried on every photo, it changed one of the 202: on an ODIR photo it
+took a bright ring of atrophy round the disc for the disc."""
 SIZE_RANGE = (0.35, 2.6)
 """Accepted measured / expected disc diameter (the expected one comes from the FOV size)."""
 
@@ -89,6 +103,7 @@ class DiscAnalysis:
         placed_at: the (row, col) photo px where the user placed the disc (``disc_at``), or None: the localiser's.
         hand_outlined: which outlines a user drew in place of the segmenter's (:mod:`engine.fundus.hand_outline`):
             a subset of ("disc", "cup"); () when both are the segmenter's.
+        centred: the photo was read as a crop centred on the optic disc (see the module docstring).
     """
 
     found: bool
@@ -107,6 +122,7 @@ class DiscAnalysis:
     site_calibration: Any = None
     placed_at: Optional[tuple[float, float]] = None
     hand_outlined: tuple[str, ...] = ()
+    centred: bool = False
 
     def label_mask(self) -> np.ndarray:
         """(H, W) uint8 GAMMA-convention mask: 0 cup, 128 rim, 255 background (all 255 when not found)."""
@@ -270,6 +286,29 @@ def _best_fine(image: np.ndarray, segmenter: Any, coarse: list[tuple[float, floa
     return best, rival
 
 
+def _centred_hypothesis(image: np.ndarray, segmenter: Any, fine: Any, rival: bool, expected: float
+                        ) -> tuple[Any, bool, bool]:
+    """The passes on "a crop centred on the disc" (:data:`CENTRED_DISC_SIDE`), against the localiser's ``fine``
+    find (``expected`` px across): ``(fine, rival, centred)`` of the one chosen. A find centred inside the other,
+    larger one is part of that disc (its cup, a bright patch of it): the larger wins. Otherwise the one that scores
+    higher under its own expected size (certainty - SIZE_PENALTY x |ln(measured / expected diameter)|)."""
+    h, w = image.shape[:2]
+    side = CENTRED_DISC_SIDE * min(h, w)
+    coarse = _passing_crops(image, segmenter, [square_box((h / 2.0, w / 2.0), COARSE_SCALE * side)], side, [0.0])
+    centred, _ = _best_fine(image, segmenter, coarse, side)
+    if centred is None:
+        return fine, rival, False
+    if fine is None:
+        return centred, False, True
+    (r0, c0), mine = _box_of(fine[1], fine[0])
+    (r1, c1), theirs = _box_of(centred[1], centred[0])
+    if np.hypot(r1 - r0, c1 - c0) < 0.5 * max(mine, theirs):  # one inside the other
+        return (centred, False, True) if theirs > mine else (fine, rival, False)
+    if _score(fine[3], 0.0, mine / expected) >= _score(centred[3], 0.0, theirs / side):
+        return fine, rival, False
+    return centred, False, True
+
+
 def _localiser_penalties(loc: DiscLocation) -> list[float]:
     """Per checked candidate: RANK_PENALTY x rank + LOCALISER_PENALTY x (best score - its score)."""
     candidates = loc.candidates[:N_COARSE]
@@ -400,7 +439,10 @@ def analyse_disc(
             timings["fine"] = time.perf_counter() - t
             return _not_found(f"optic disc not found at the place given (x {placed_at[1]:.0f}, y {placed_at[0]:.0f} "
                               "px): the segmenter saw no whole disc there", loc, sha, timings, card, placed_at)
-    elif fine is None:
+    centred = False
+    if placed_at is None and loc.fov_fraction >= CENTRED_MIN_FOV:
+        fine, rival, centred = _centred_hypothesis(image, segmenter, fine, rival, expected)
+    if placed_at is None and fine is None:
         # no candidate holds a disc (a disc cut by the edge of the field of view, bright lesions ...): the
         # network scans the whole field of view in overlapping coarse crops
         boxes = _scan_boxes(loc, COARSE_SCALE * expected)
@@ -441,4 +483,4 @@ def analyse_disc(
     report(progress, 1.0, "disc and cup done")
     return DiscAnalysis(True, confidence, message, found_centre, disc_img, cup_img,
                         disc_box(disc_img, DEFAULT_MARGIN), markers, loc, sha, timings, card, spacing,
-                        placed_at=placed_at)
+                        placed_at=placed_at, centred=centred)

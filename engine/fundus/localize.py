@@ -51,6 +51,7 @@ class DiscLocation:
         candidates: best first (includes the best).
         fov_center, fov_radius_px: the FOV circle in photo px ((row, col), px).
         scale: working-copy px per photo px.
+        fov_fraction: share of the frame inside the FOV (1.0: no black border, e.g. a crop around the disc).
     """
 
     center: tuple[float, float]
@@ -60,6 +61,7 @@ class DiscLocation:
     fov_center: tuple[float, float] = (0.0, 0.0)
     fov_radius_px: float = 0.0
     scale: float = 1.0
+    fov_fraction: float = 1.0
 
 
 def fov_mask(rgb_small: np.ndarray) -> np.ndarray:
@@ -249,7 +251,8 @@ def locate_disc(image: np.ndarray, n_candidates: int = 4) -> DiscLocation:
     peaks = ranked[:n_candidates]
     if not peaks:
         centre = (h / 2.0, w / 2.0)
-        return DiscLocation(centre, disc_r / scale, 0.0, [], (fr / scale, fc / scale), frad / scale, scale)
+        return DiscLocation(centre, disc_r / scale, 0.0, [], (fr / scale, fc / scale), frad / scale, scale,
+                            float(m0.mean()))
     cands = [Candidate(((r + 0.5) / scale - 0.5, (c + 0.5) / scale - 0.5), v) for r, c, v in peaks]
     best = peaks[0][2]
     second = peaks[1][2] if len(peaks) > 1 else best - 3.0
@@ -265,4 +268,5 @@ def locate_disc(image: np.ndarray, n_candidates: int = 4) -> DiscLocation:
         fov_center=((fr + 0.5) / scale - 0.5, (fc + 0.5) / scale - 0.5),
         fov_radius_px=frad / scale,
         scale=scale,
+        fov_fraction=float(m0.mean()),
     )

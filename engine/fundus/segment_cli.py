@@ -36,10 +36,12 @@ from engine.models.checkpoint import atomic_write_bytes
 
 SUMMARY_NAME = "disc_cup_biomarkers.json"
 TABLE_NAME = "disc_cup_biomarkers.csv"
-CSV_COLUMNS = ("input", "status", "confidence", *(f.name for f in fields(DiscBiomarkers) if f.name != "isnt"),
+CSV_COLUMNS = ("input", "status", "confidence", "centred", *(f.name for f in fields(DiscBiomarkers)
+                                                               if f.name != "isnt"),
                "isnt_rule", "outlined_by_hand", "disc_at_x", "disc_at_y", "mask", "message")
-"""The table's columns: the photo, whether its disc was found, every :class:`DiscBiomarkers` field (mm ones only
-filled when the photo's scale is known; ``isnt`` as the word ``isnt_rule``), corrections by hand, mask path."""
+"""The table's columns: the photo, whether its disc was found (and whether the photo was read as a crop centred
+on the disc), every :class:`DiscBiomarkers` field (mm ones only filled when the photo's scale is known; ``isnt`` as
+the word ``isnt_rule``), corrections by hand, mask path."""
 
 
 def png_bytes(mask: np.ndarray) -> bytes:
@@ -188,7 +190,7 @@ def run_disc_cup(args: Any) -> int:
             except OutlineError as err:
                 result.message = "; ".join(m for m in (result.message, f"outlines drawn by hand not used: {err}") if m)
         row.update(status="ok" if result.found else "not_found", confidence=round(result.confidence, 4),
-                   message=result.message, outlined_by_hand=list(result.hand_outlined))
+                   centred=result.centred, message=result.message, outlined_by_hand=list(result.hand_outlined))
         if placed_at is not None:
             row["disc_at"] = {"x": placed_at[1], "y": placed_at[0]}
         if not result.found:
@@ -216,7 +218,8 @@ def run_disc_cup(args: Any) -> int:
             placed = placed_at and f"disc placed at x {placed_at[1]:.0f}, y {placed_at[0]:.0f} px"
             drawn = result.hand_outlined and f"{' and '.join(result.hand_outlined)} drawn by hand"
             scaled = result.site_calibration and result.site_calibration.describe()  # None once a cup is drawn
-            note = "".join(f" ({m})" for m in (result.message, placed, drawn, scaled) if m)
+            centred = result.centred and "read as a crop centred on the disc"
+            note = "".join(f" ({m})" for m in (result.message, centred, placed, drawn, scaled) if m)
             print(_line(path.name, markers) + note, flush=True)
     doc = {"task": "disc-cup", "mask_convention": "0 cup, 128 rim, 255 background", "weights_sha256": seg.sha256,
            "site_calibration": None if calibration is None else json.loads(calibration.to_json()),

@@ -225,3 +225,23 @@ def test_a_disc_placed_by_hand_centres_the_disc_crop(exam, monkeypatch, found):
     assert grade(exam, two, device="cpu", cams=False).disc_source == "engine.fundus.localize"
     with pytest.raises(GradingError, match=r"x 0, y 10000 px is outside the 200 x 160 px photo"):
         grade(exam, two, device="cpu", cams=False, disc_at=(1e4, 0.0))
+
+
+def test_a_photo_read_as_centred_on_the_disc_crops_the_graders_disc_level_round_the_disc_found(exam, monkeypatch):
+    import dataclasses
+
+    import engine.fundus as fundus
+    import engine.models.preprocess as pre
+
+    h, w = exam.fundus.shape[:2]
+    # the localiser, whose size prior comes from a field of view this photo does not show, is somewhere else
+    monkeypatch.setattr(pre, "locate_disc", lambda image: ((10.0, 10.0), 12.0, "engine.fundus.localize"))
+    monkeypatch.setattr(fundus, "analyse_disc", lambda image, **kw: dataclasses.replace(
+        _circle_disc_analysis(image.shape[:2]), centred=True))
+    two = [tiny_grader(("fundus", "disc"), "add", name="two", seed=1)]
+    r = grade(exam, two, device="cpu", cams=False)
+    assert r.disc_source == "centred photo" and row_from_result(r)["disc_source"] == "centred photo"
+    r0, c0, r1, c1 = r.disc_box
+    assert abs((r0 + r1) / 2 - h / 2) <= 1 and abs((c0 + c1) / 2 - w / 2) <= 1  # round the disc found
+    assert r1 - r0 == pytest.approx(two[0].inputs["disc"].crop_scale * 61, abs=2)  # its measured 61 px across
+    assert not any("disc crop" in m for m in r.warnings)

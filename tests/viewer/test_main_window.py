@@ -815,3 +815,20 @@ def test_a_grade_on_a_photo_with_no_optic_disc_found_is_muted_and_says_why(qtbot
     assert NO_DISC_CAUTION in said  # the report says it under the grade
     window.show_exam(found)
     assert window.results.caution_label.isHidden()
+
+
+def test_a_photo_read_as_a_crop_centred_on_the_disc_says_so(qtbot, window, small_exam, wait_idle, monkeypatch):
+    import engine.fundus as fundus
+    from engine.fundus.analysis import DiscAnalysis, measure
+
+    def centred(image, spacing=None, **kw):
+        rows, cols = np.ogrid[: image.shape[0], : image.shape[1]]
+        r2 = (rows - 80) ** 2 + (cols - 100) ** 2
+        disc, cup = r2 <= 50**2, r2 <= 25**2
+        return DiscAnalysis(True, 0.9, "", (80.0, 100.0), disc, cup, biomarkers=measure(disc, cup, "OD", spacing),
+                            centred=True)
+
+    monkeypatch.setattr(fundus, "analyse_disc", centred)
+    key = window.add_exam(small_exam(seed=5))
+    wait_idle(window)
+    assert "read as a crop centred on the optic disc" in window.entries[key].analysis.disc_method

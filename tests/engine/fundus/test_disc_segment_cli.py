@@ -250,3 +250,21 @@ def test_corrections_drawn_in_the_viewer_are_followed(photos, with_oracle, tmp_p
                      str(given)]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and says in err[0], err
+
+
+def test_a_crop_centred_on_the_disc_is_said_to_be_read_as_one(photos, with_oracle, tmp_path, capsys):
+    _, truths = photos
+    f = truths[0]
+    r, c = (int(v) for v in f.disc_center)
+    rows = np.flatnonzero(f.disc_mask.any(axis=1))
+    half = int((rows[-1] - rows[0] + 1) / 0.65 / 2)  # the disc 0.65 of the frame, no black border
+    crop = tmp_path / "onh.png"
+    cv2.imwrite(str(crop), f.image[r - half : r + half, c - half : c + half, ::-1])
+    assert main(["segment", str(crop), "--task", "disc-cup", "--out", str(tmp_path / "o")]) == 0
+    assert "(read as a crop centred on the disc)" in capsys.readouterr().out
+    assert main(["segment", str(crop), "--task", "disc-cup", "--out", str(tmp_path / "o"), "--json"]) == 0
+    row = json.loads(capsys.readouterr().out)["results"][0]
+    assert row["centred"] is True and row["biomarkers"]["vcdr"] == pytest.approx(f.vcdr, abs=0.05)
+    assert main(["segment", str(photos[0][0]), "--task", "disc-cup", "--out", str(tmp_path / "p"),
+                 "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["results"][0]["centred"] is False  # a whole photo

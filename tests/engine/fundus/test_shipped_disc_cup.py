@@ -1,5 +1,6 @@
 """The shipped disc/cup model on the bundled real CC0 photo (no sample data needed): the same disc and ratio come
-back from 1 to 12 megapixels, with another aspect ratio or a black border, and for the mirrored (other) eye."""
+back from 1 to 12 megapixels, with another aspect ratio or a black border, for the mirrored (other) eye, and from a
+crop centred on the disc (an optic-nerve-head photo)."""
 
 from pathlib import Path
 
@@ -82,3 +83,29 @@ def test_the_mirrored_photo_of_the_other_eye_gives_the_same_rim(shipped):
     # named, not swapped: the nasal rim stays nearer the original nasal rim than the original temporal one
     assert abs(b.rim_nasal_px - a.rim_nasal_px) < abs(b.rim_nasal_px - a.rim_temporal_px)
     assert b.isnt == a.isnt
+
+
+def _centred_crop(image: np.ndarray, base, fill: float) -> tuple[np.ndarray, tuple[slice, slice]]:
+    """A square crop centred on ``base``'s disc, the disc ``fill`` of its side (an optic-nerve-head photo)."""
+    rows, cols = np.flatnonzero(base.disc_mask.any(axis=1)), np.flatnonzero(base.disc_mask.any(axis=0))
+    half = int((max(rows[-1] - rows[0], cols[-1] - cols[0]) + 1) / fill / 2)
+    r, c = int(base.center[0]), int(base.center[1])
+    where = (slice(r - half, r + half), slice(c - half, c + half))
+    return np.ascontiguousarray(image[where]), where
+
+
+@pytest.mark.parametrize("fill", [0.6, 0.65, 0.75])
+def test_a_crop_centred_on_the_disc_gives_the_same_disc_and_ratio(shipped, fill):
+    """An optic-nerve-head photo (the disc ``fill`` of the frame, no black border) is read as one."""
+    seg, image, base = shipped
+    crop, where = _centred_crop(image, base, fill)
+    result = analyse_disc(crop, eye="OS", segmenter=seg)
+    assert result.found and result.centred and result.message == ""
+    assert result.biomarkers.vcdr == pytest.approx(base.biomarkers.vcdr, abs=0.03)
+    assert dice(result.disc_mask, base.disc_mask[where]) > 0.93
+
+
+def test_a_crop_that_shows_the_black_edge_of_the_field_of_view_is_read_as_a_full_photo(shipped):
+    seg, image, base = shipped
+    crop, _ = _centred_crop(image, base, 0.5)  # this disc lies near the field of view's edge
+    assert not analyse_disc(crop, eye="OS", segmenter=seg).centred
