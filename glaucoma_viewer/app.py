@@ -137,9 +137,16 @@ class ScreenshotController:
         self._timer.setInterval(100)
         self._timer.timeout.connect(self._poll)
         self._done = False
+        self._analysed: set[str] = set()  # keys analysed at least once (an exam dropped from memory after is fine)
+        window.examAnalysed.connect(self._analysed.add)
 
     def start(self) -> None:
         self._timer.start()
+
+    def failed(self) -> list[str]:
+        """Keys of the exams not analysed (an exam dropped from memory after its analysis is not one of them)."""
+        return [k for k, e in self.window.entries.items()
+                if e.status != "done" and not (e.status == "unloaded" and k in self._analysed)]
 
     def _poll(self) -> None:
         if self._done:
@@ -161,7 +168,7 @@ class ScreenshotController:
         self._done = True
         self._timer.stop()
         statuses = {k: e.status for k, e in self.window.entries.items()}
-        failed = [k for k, s in statuses.items() if s != "done"]
+        failed = self.failed()
         if timed_out:
             self.window.cancel_running()
             print(f"screenshot: timed out after {self.timeout:.0f} s waiting for analyses", file=sys.stderr)

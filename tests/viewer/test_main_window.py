@@ -832,3 +832,16 @@ def test_a_photo_read_as_a_crop_centred_on_the_disc_says_so(qtbot, window, small
     key = window.add_exam(small_exam(seed=5))
     wait_idle(window)
     assert "read as a crop centred on the optic disc" in window.entries[key].analysis.disc_method
+
+
+def test_screenshot_mode_counts_an_exam_dropped_from_memory_after_its_analysis_as_analysed(qtbot, window,
+                                                                                             small_exam, wait_idle,
+                                                                                             tmp_path):
+    from glaucoma_viewer.app import ScreenshotController
+
+    shot = ScreenshotController(window, tmp_path / "x.png", timeout=60)
+    analysed = window.add_exam(small_exam(seed=1))
+    wait_idle(window)
+    window._unload(window.entries[analysed])  # as the memory limit does on a large folder
+    window.entries["never"] = type(window.entries[analysed])("never", "NEVER", "", status="unloaded")
+    assert shot.failed() == ["never"]
