@@ -1018,7 +1018,7 @@ class MainWindow(QtWidgets.QMainWindow):
             return "; ".join(f"{t.title}: {t.verdict}" for t in view.tasks)
         if view.grade is None or view.ensemble is None:
             return "analysed (no grade)"
-        caution = ", no optic disc found: check the photo" if view.grade_caution else ""
+        caution = f"; {view.grade_caution.split(':')[0].lower()}" if view.grade_caution else ""  # its first clause
         return f"grade {view.grade} ({100 * view.ensemble.get(view.grade, 0):.0f} %{caution})"
 
     def _update_banner(self) -> None:

@@ -582,6 +582,12 @@ def analyse_exam(loaded: "LoadedExam", progress=None, cancel=None, models: Any =
     _fill_disc(view, exam, disc, result)
     if view.grade is not None and exam.fundus is not None and disc is not None and not _field(disc, "found"):
         view.grade_caution = NO_DISC_CAUTION
+    elif view.grade is not None and _field(disc, "centred"):
+        whole = [n for n, p in result.per_model.items() if "fundus" in p.levels]
+        if whole:
+            view.grade_caution = (f"This photo is a crop centred on the optic disc: {len(whole)} of the "
+                                  f"{len(result.per_model)} graders look at the whole photo and were trained on full "
+                                  "photos only; read this grade with caution.")
     _fill_layers(view, exam, layers)
     _fill_cams(view, result, loaded)
     view.raw = result

@@ -372,3 +372,18 @@ def test_a_photo_with_no_optic_disc_found_is_graded_with_a_caution(cohort, tmp_p
     assert "(no optic disc found: check the photo)" in capsys.readouterr().err
     row = _rows(out)[0]
     assert row["status"] == "ok" and "no optic disc found" in row["message"]
+
+
+def test_a_photo_read_as_centred_on_the_disc_is_graded_with_a_caution(cohort, tmp_path, capsys, monkeypatch):
+    import dataclasses
+
+    import engine.fundus as fundus
+    from engine.fundus.analysis import analyse_disc
+
+    cases, models = cohort
+    monkeypatch.setattr(fundus, "analyse_disc", lambda image, **kw: dataclasses.replace(
+        analyse_disc(image, **kw), centred=True))
+    out = tmp_path / "centred.csv"
+    assert main(["grade", str(cases / "SYNTH0000"), "--csv", str(out), "--models", str(models)]) == 0
+    assert "(a crop centred on the disc: whole-photo graders never saw one)" in capsys.readouterr().err
+    assert _rows(out)[0]["disc_source"] == "centred photo"

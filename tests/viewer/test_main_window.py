@@ -806,7 +806,7 @@ def test_a_grade_on_a_photo_with_no_optic_disc_found_is_muted_and_says_why(qtbot
     label = window.results.caution_label
     assert not label.isHidden() and "No optic disc found in this photo" in label.text()
     assert "#8a949e" in window.results.grade_label.styleSheet()
-    assert "no optic disc found: check the photo)" in window.status_label.text()
+    assert "%; no optic disc found in this photo)" in window.status_label.text()
     said = []
     real_text = report._Page.text
     monkeypatch.setattr(report._Page, "text", lambda self, x, y, w, text, *a, **k: said.append(text) or real_text(
@@ -831,7 +831,12 @@ def test_a_photo_read_as_a_crop_centred_on_the_disc_says_so(qtbot, window, small
     monkeypatch.setattr(fundus, "analyse_disc", centred)
     key = window.add_exam(small_exam(seed=5))
     wait_idle(window)
-    assert "read as a crop centred on the optic disc" in window.entries[key].analysis.disc_method
+    view = window.entries[key].analysis
+    assert "read as a crop centred on the optic disc" in view.disc_method
+    whole = sum("fundus" in m.inputs.split(" + ") for m in view.models)  # the tiny graders that see the whole photo
+    assert whole and view.grade_caution.startswith(f"This photo is a crop centred on the optic disc: {whole} of "
+                                                   f"the {len(view.models)} graders look at the whole photo")
+    assert "; this photo is a crop centred on the optic disc)" in window.status_label.text()
 
 
 def test_screenshot_mode_counts_an_exam_dropped_from_memory_after_its_analysis_as_analysed(qtbot, window,
