@@ -817,18 +817,15 @@ def test_a_grade_on_a_photo_with_no_optic_disc_found_is_muted_and_says_why(qtbot
     assert window.results.caution_label.isHidden()
 
 
-def test_a_photo_read_as_a_crop_centred_on_the_disc_says_so(qtbot, window, small_exam, wait_idle, monkeypatch):
+def test_a_photo_read_as_a_crop_centred_on_the_disc_says_so(qtbot, window, small_exam, wait_idle, monkeypatch,
+                                                             circles):
+    import dataclasses
+
     import engine.fundus as fundus
-    from engine.fundus.analysis import DiscAnalysis, measure
 
-    def centred(image, spacing=None, **kw):
-        rows, cols = np.ogrid[: image.shape[0], : image.shape[1]]
-        r2 = (rows - 80) ** 2 + (cols - 100) ** 2
-        disc, cup = r2 <= 50**2, r2 <= 25**2
-        return DiscAnalysis(True, 0.9, "", (80.0, 100.0), disc, cup, biomarkers=measure(disc, cup, "OD", spacing),
-                            centred=True)
-
-    monkeypatch.setattr(fundus, "analyse_disc", centred)
+    found = fundus.analyse_disc  # the circles fixture's
+    monkeypatch.setattr(fundus, "analyse_disc", lambda image, **kw: dataclasses.replace(found(image, **kw),
+                                                                                         centred=True))
     key = window.add_exam(small_exam(seed=5))
     wait_idle(window)
     view = window.entries[key].analysis
