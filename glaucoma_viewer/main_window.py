@@ -1213,13 +1213,14 @@ class MainWindow(QtWidgets.QMainWindow):
             self.photo_scales.pop(key, None)
         else:
             self.photo_scales[key] = float(um_per_px)
-        if entry is None or entry.loaded is None:
+        if exam is None or exam.fundus is None:
             return
         self._apply_photo_scale(entry)
         um, origin = self.photo_scale_of(entry)
+        size = photo_size(exam.fundus)
         said = {"exam": f"photo scale {um or 0:.2f} µm per pixel typed in: disc sizes in mm and one DDLS stage",
-                "size": f"photo scale {um or 0:.2f} µm per pixel, typed in for every "
-                        f"{photo_size(entry.loaded.exam.fundus)} px photo"}.get(origin, "photo scale as the file gives it")
+                "size": f"photo scale {um or 0:.2f} µm per pixel, typed in for every {size} px photo"
+                }.get(origin, "photo scale as the file gives it")
         self.status_label.setText(f"{entry.label}: {said}")
         self.reanalyse(key)
 

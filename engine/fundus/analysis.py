@@ -18,10 +18,11 @@
    winner's disc passed the fine pass too, the result says so (:data:`RIVAL_MESSAGE`).
 
 A photo without a black border may be a crop centred on the disc (an optic-nerve-head photo: RIM-ONE, ACRIMA,
-SMDG's ``onh.jpg``), where the disc fills about half the frame instead of the 0.13-0.26 of the field of view that
-step 1 expects. For such a photo the passes also run on the hypothesis "the disc is in the middle, about
-:data:`CENTRED_DISC_SIDE` of the shorter side across", and the find that scores higher under its own expected size
-wins (:attr:`DiscAnalysis.centred`).
+SMDG's ``onh`` images), where the disc spans about two thirds of the frame instead of the 0.13-0.26 of the field of
+view that step 1 expects. For such a photo the passes also run on the hypothesis "the disc is in the middle, about
+:data:`CENTRED_DISC_SIDE` of the shorter side across": of two nested finds the larger wins (the smaller is its cup
+or a bright part of it), of two apart the one that scores higher under its own expected size
+(:attr:`DiscAnalysis.centred`).
 
 A disc placed by hand (``disc_at``, e.g. a click in the viewer on a photo where the localiser chose a bright
 lesion) replaces step 1's candidates: the coarse and fine passes look at that point only, and a disc found away
@@ -67,11 +68,11 @@ atrophy beside the disc): the mask may be on the wrong one. Measured: the shippe
 sample photos (G1020-128, a bright macular lesion; it kept the disc); the photo-level 5-fold networks on 2 of 120
 (G1020-128 again, and REFUGE1-val-351, where one network kept a patch of atrophy beside the disc)."""
 CENTRED_DISC_SIDE = 0.65
-"""Expected disc diameter / shorter image side on a photo centred on the optic disc (measured 0.48-0.72 on the 24
-SMDG optic-nerve-head crops of the shared samples)."""
+"""Expected disc diameter / shorter image side on a photo centred on the optic disc (the disc's height measured
+0.41-0.70 of the side on the 35 SMDG optic-nerve-head crops of the shared samples)."""
 CENTRED_MIN_FOV = 0.98
 """The centred-disc hypothesis is tried on photos whose field of view covers at least this share of the frame: 1.0
-on all 24 SMDG optic-nerve-head crops, at most 0.966 on the 202 full photos of the shared samples (Drishti-GS1's
+on all 35 SMDG optic-nerve-head crops, at most 0.966 on the 202 full photos of the shared samples (Drishti-GS1's
 field of view is cut at the top and bottom). Tried on every photo, it changed one of the 202: on an ODIR photo it
 took a bright ring of atrophy round the disc for the disc."""
 SIZE_RANGE = (0.35, 2.6)
