@@ -25,8 +25,9 @@ or a bright part of it), of two apart the one that scores higher under its own e
 (:attr:`DiscAnalysis.centred`).
 
 A disc placed by hand (``disc_at``, e.g. a click in the viewer on a photo where the localiser chose a bright
-lesion) replaces step 1's candidates: the coarse and fine passes look at that point only, and a disc found away
-from it is "not found" rather than another region's mask.
+lesion) replaces step 1's candidates: the coarse and fine passes look at that point only (on a photo without a
+black border with both size priors), and a disc found away from it is "not found" rather than another region's
+mask.
 
 Masks in files follow the GAMMA convention (:func:`label_mask`): 0 = cup, 128 = neuro-retinal rim,
 255 = background.
@@ -287,15 +288,17 @@ def _best_fine(image: np.ndarray, segmenter: Any, coarse: list[tuple[float, floa
     return best, rival
 
 
-def _centred_hypothesis(image: np.ndarray, segmenter: Any, fine: Any, rival: bool, expected: float
-                        ) -> tuple[Any, bool, bool]:
-    """The passes on "a crop centred on the disc" (:data:`CENTRED_DISC_SIDE`), against the localiser's ``fine``
-    find (``expected`` px across): ``(fine, rival, centred)`` of the one chosen. A find centred inside the other,
+def _centred_hypothesis(image: np.ndarray, segmenter: Any, fine: Any, rival: bool, expected: float,
+                        at: Optional[tuple[float, float]] = None) -> tuple[Any, bool, bool]:
+    """The passes on "a crop centred on the disc" (:data:`CENTRED_DISC_SIDE`; the disc looked for in the middle,
+    or at ``at`` where the user placed it), against the ``fine`` find made with the field-of-view size prior
+    (``expected`` px across): ``(fine, rival, centred)`` of the one chosen. A find centred inside the other,
     larger one is part of that disc (its cup, a bright patch of it): the larger wins. Otherwise the one that scores
     higher under its own expected size (certainty - SIZE_PENALTY x |ln(measured / expected diameter)|)."""
     h, w = image.shape[:2]
     side = CENTRED_DISC_SIDE * min(h, w)
-    coarse = _passing_crops(image, segmenter, [square_box((h / 2.0, w / 2.0), COARSE_SCALE * side)], side, [0.0])
+    centre = at or (h / 2.0, w / 2.0)
+    coarse = _passing_crops(image, segmenter, [square_box(centre, COARSE_SCALE * side)], side, [0.0])
     centred, _ = _best_fine(image, segmenter, coarse, side)
     if centred is None:
         return fine, rival, False
@@ -430,6 +433,9 @@ def analyse_disc(
     report(progress, 0.6, "segmenting disc and cup")
     t = time.perf_counter()
     fine, rival = _best_fine(image, segmenter, coarse[:N_COARSE], expected)
+    centred = False
+    if loc.fov_fraction >= CENTRED_MIN_FOV:  # maybe a crop centred on the disc: its size prior, at the place given
+        fine, rival, centred = _centred_hypothesis(image, segmenter, fine, rival, expected, placed_at)
     if placed_at is not None:
         rival = False  # the user chose the region
         if fine is not None:
@@ -440,9 +446,6 @@ def analyse_disc(
             timings["fine"] = time.perf_counter() - t
             return _not_found(f"optic disc not found at the place given (x {placed_at[1]:.0f}, y {placed_at[0]:.0f} "
                               "px): the segmenter saw no whole disc there", loc, sha, timings, card, placed_at)
-    centred = False
-    if placed_at is None and loc.fov_fraction >= CENTRED_MIN_FOV:
-        fine, rival, centred = _centred_hypothesis(image, segmenter, fine, rival, expected)
     if placed_at is None and fine is None:
         # no candidate holds a disc (a disc cut by the edge of the field of view, bright lesions ...): the
         # network scans the whole field of view in overlapping coarse crops

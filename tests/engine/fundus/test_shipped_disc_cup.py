@@ -109,3 +109,17 @@ def test_a_crop_that_shows_the_black_edge_of_the_field_of_view_is_read_as_a_full
     seg, image, base = shipped
     crop, _ = _centred_crop(image, base, 0.5)  # this disc lies near the field of view's edge
     assert not analyse_disc(crop, eye="OS", segmenter=seg).centred
+
+
+def test_a_disc_placed_by_hand_on_a_crop_round_the_disc_is_measured_at_its_size(shipped):
+    """On a photo without a black border the place given is looked at with both size priors: a disc two thirds
+    of the frame off the middle is found where the user put it."""
+    seg, image, base = shipped
+    crop, where = _centred_crop(image, base, 0.65)
+    shift = crop.shape[0] // 8  # the disc off the middle of the frame
+    crop = np.ascontiguousarray(crop[:, shift:])
+    disc_at = (base.center[0] - where[0].start, base.center[1] - where[1].start - shift)
+    result = analyse_disc(crop, eye="OS", segmenter=seg, disc_at=disc_at)
+    assert result.found and result.centred and result.placed_at == pytest.approx(disc_at)
+    assert result.biomarkers.vcdr == pytest.approx(base.biomarkers.vcdr, abs=0.03)
+    assert dice(result.disc_mask, base.disc_mask[where][:, shift:]) > 0.93
