@@ -582,6 +582,9 @@ def analyse_exam(loaded: "LoadedExam", progress=None, cancel=None, models: Any =
     _fill_disc(view, exam, disc, result)
     if view.grade is not None and exam.fundus is not None and disc is not None and not _field(disc, "found"):
         view.grade_caution = NO_DISC_CAUTION
+    elif view.grade is not None and getattr(_field(disc, "localisation"), "monochrome", False):
+        view.grade_caution = ("This photo has no colour (red-free or grey): the graders and the disc/cup network were "
+                              "trained on colour photos only; read this grade with caution.")
     elif view.grade is not None and _field(disc, "centred"):
         whole = [n for n, p in result.per_model.items() if "fundus" in p.levels]
         if whole:

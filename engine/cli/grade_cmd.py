@@ -214,7 +214,9 @@ def grade_one(
             row["message"] = "; ".join(x for x in (row["message"], f"CAM overlay not written: {err}") if x)
     p = max(result.probabilities)
     lost = exam.fundus is not None and result.disc is not None and not getattr(result.disc, "found", True)
+    colourless = getattr(getattr(result.disc, "localisation", None), "monochrome", False)
     caution = (" (no optic disc found: check the photo)" if lost else
+               " (no colour: the graders were trained on colour photos)" if colourless else
                " (a crop centred on the disc: whole-photo graders never saw one)"
                if result.disc_source == "centred photo" else "")
     return Outcome(row, f"ok {result.grade_name} (p={p:.2f}){caution} in {time.perf_counter() - t0:.1f}s",

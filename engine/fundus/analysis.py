@@ -68,6 +68,11 @@ RIVAL_MESSAGE = "check the disc outline: another region of the photo also looked
 atrophy beside the disc): the mask may be on the wrong one. Measured: the shipped model says it on 1 of the 202
 sample photos (G1020-128, a bright macular lesion; it kept the disc); the photo-level 5-fold networks on 2 of 120
 (G1020-128 again, and REFUGE1-val-351, where one network kept a patch of atrophy beside the disc)."""
+MONOCHROME_MESSAGE = ("a photo without colour (red-free or grey): the network was trained on colour photos only; "
+                      "check the disc outline")
+"""Said of a disc found on a grey or one-channel photo (:func:`engine.fundus.localize.is_monochrome`): on 21 sample
+photos turned grey the vertical ratio moved 0.146 on average from the colour photo's (0.157 for their green
+channel), so the result must not look as sure as on colour."""
 CENTRED_DISC_SIDE = 0.65
 """Expected disc diameter / shorter image side on a photo centred on the optic disc (the disc's height measured
 0.41-0.70 of the side on the 35 SMDG optic-nerve-head crops of the shared samples)."""
@@ -91,7 +96,8 @@ class DiscAnalysis:
             ``message`` says why.
         confidence: 0..1, the segmenter's mean certainty over the disc times a localisation factor.
         message: one line for the user ("" when all is well; "low confidence ..." below :data:`LOW_CONFIDENCE`;
-            :data:`RIVAL_MESSAGE` when a second disc-like region passed too).
+            :data:`RIVAL_MESSAGE` when a second disc-like region passed too; :data:`MONOCHROME_MESSAGE` on a photo
+            without colour).
         center: disc centre (row, col) photo px (bounding-box centre of the disc mask), or the localiser's guess.
         disc_mask, cup_mask: (H, W) bool in photo px (cup inside disc), or None.
         crop_box: square disc box + relative margin (top, left, bottom, right) photo px, for the grader's crop.
@@ -343,6 +349,8 @@ def measure(disc: np.ndarray, cup: np.ndarray, eye: str, spacing: Optional[Spaci
 def _not_found(message: str, loc: Optional[DiscLocation], sha: str, timings: dict[str, float],
                card: dict[str, Any], placed_at: Optional[tuple[float, float]] = None) -> DiscAnalysis:
     centre = placed_at or (None if loc is None else loc.center)
+    if loc is not None and loc.monochrome:
+        message = f"{message}; {MONOCHROME_MESSAGE.replace('; check the disc outline', '')}"
     return DiscAnalysis(False, 0.0 if loc is None else float(loc.confidence) * 0.5, message, centre,
                         localisation=loc, weights_sha256=sha, timings=timings, model_card=card, placed_at=placed_at)
 
@@ -483,6 +491,8 @@ def analyse_disc(
     message = "" if confidence >= LOW_CONFIDENCE else "low confidence: check the disc outline"
     if rival and not message:
         message = RIVAL_MESSAGE
+    if loc.monochrome:
+        message = MONOCHROME_MESSAGE
     check(cancel)
     report(progress, 1.0, "disc and cup done")
     return DiscAnalysis(True, confidence, message, found_centre, disc_img, cup_img,

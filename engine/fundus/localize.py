@@ -52,6 +52,7 @@ class DiscLocation:
         fov_center, fov_radius_px: the FOV circle in photo px ((row, col), px).
         scale: working-copy px per photo px.
         fov_fraction: share of the frame inside the FOV (1.0: no black border, e.g. a crop around the disc).
+        monochrome: the photo carries no colour (:func:`is_monochrome`: a grey or red-free photo).
     """
 
     center: tuple[float, float]
@@ -62,6 +63,27 @@ class DiscLocation:
     fov_radius_px: float = 0.0
     scale: float = 1.0
     fov_fraction: float = 1.0
+    monochrome: bool = False
+
+
+GREY_CHROMA = 0.05
+"""Below this mean (max - min channel) / brightness inside the FOV a photo is grey (0 for grey; the 238 colour photos
+of the shared samples: 0.20 and up)."""
+ONE_CHANNEL = 0.1
+"""Below this ratio of the second-brightest channel's mean to the brightest one's a photo is one colour, e.g. a
+red-free photo stored in green (the 238 colour photos: 0.26 and up)."""
+
+
+def is_monochrome(rgb: np.ndarray, fov: np.ndarray) -> bool:
+    """Whether an (H, W, 3) uint8 photo carries no colour inside its (H, W) bool field of view: grey, or all in one
+    channel (red-free photos). The disc/cup network and the graders were trained on colour photos only."""
+    pixels = rgb[fov].astype(np.float32)
+    if not len(pixels):
+        return False
+    brightness = float(pixels.max(axis=1).mean())
+    chroma = float((pixels.max(axis=1) - pixels.min(axis=1)).mean()) / max(brightness, 1e-6)
+    means = np.sort(pixels.mean(axis=0))
+    return chroma < GREY_CHROMA or float(means[1]) < ONE_CHANNEL * max(float(means[2]), 1e-6)
 
 
 def fov_mask(rgb_small: np.ndarray) -> np.ndarray:
@@ -252,7 +274,7 @@ def locate_disc(image: np.ndarray, n_candidates: int = 4) -> DiscLocation:
     if not peaks:
         centre = (h / 2.0, w / 2.0)
         return DiscLocation(centre, disc_r / scale, 0.0, [], (fr / scale, fc / scale), frad / scale, scale,
-                            float(m0.mean()))
+                            float(m0.mean()), is_monochrome(small, m0))
     cands = [Candidate(((r + 0.5) / scale - 0.5, (c + 0.5) / scale - 0.5), v) for r, c, v in peaks]
     best = peaks[0][2]
     second = peaks[1][2] if len(peaks) > 1 else best - 3.0
@@ -269,4 +291,5 @@ def locate_disc(image: np.ndarray, n_candidates: int = 4) -> DiscLocation:
         fov_radius_px=frad / scale,
         scale=scale,
         fov_fraction=float(m0.mean()),
+        monochrome=is_monochrome(small, m0),
     )

@@ -387,3 +387,20 @@ def test_a_photo_read_as_centred_on_the_disc_is_graded_with_a_caution(cohort, tm
     assert main(["grade", str(cases / "SYNTH0000"), "--csv", str(out), "--models", str(models)]) == 0
     assert "(a crop centred on the disc: whole-photo graders never saw one)" in capsys.readouterr().err
     assert _rows(out)[0]["disc_source"] == "centred photo"
+
+
+def test_a_photo_without_colour_is_graded_with_a_caution(cohort, tmp_path, capsys, monkeypatch):
+    import dataclasses
+
+    import engine.fundus as fundus
+    from engine.fundus.analysis import analyse_disc
+
+    cases, models = cohort
+
+    def grey(image, **kw):
+        result = analyse_disc(image, **kw)
+        return dataclasses.replace(result, localisation=dataclasses.replace(result.localisation, monochrome=True))
+
+    monkeypatch.setattr(fundus, "analyse_disc", grey)
+    assert main(["grade", str(cases / "SYNTH0000"), "--csv", str(tmp_path / "grey.csv"), "--models", str(models)]) == 0
+    assert "(no colour: the graders were trained on colour photos)" in capsys.readouterr().err

@@ -847,3 +847,21 @@ def test_screenshot_mode_counts_an_exam_dropped_from_memory_after_its_analysis_a
     window._unload(window.entries[analysed])  # as the memory limit does on a large folder
     window.entries["never"] = type(window.entries[analysed])("never", "NEVER", "", status="unloaded")
     assert shot.failed() == ["never"]
+
+
+def test_a_grade_on_a_photo_without_colour_comes_with_a_caution(qtbot, window, small_exam, wait_idle, monkeypatch,
+                                                               circles):
+    import dataclasses
+
+    import engine.fundus as fundus
+    from engine.fundus.localize import DiscLocation
+
+    found = fundus.analyse_disc  # the circles fixture's
+    grey = DiscLocation((80.0, 100.0), 20.0, 0.9, monochrome=True)
+    monkeypatch.setattr(fundus, "analyse_disc", lambda image, **kw: dataclasses.replace(found(image, **kw),
+                                                                                         localisation=grey))
+    key = window.add_exam(small_exam(seed=6))
+    wait_idle(window)
+    view = window.entries[key].analysis
+    assert view.grade_caution.startswith("This photo has no colour (red-free or grey): the graders and the disc/cup")
+    assert "; this photo has no colour (red-free or grey))" in window.status_label.text()

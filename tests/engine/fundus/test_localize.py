@@ -34,3 +34,12 @@ def test_featureless_photo_gives_low_confidence_not_an_error():
 def test_rejects_non_rgb():
     with pytest.raises(ValueError, match="RGB"):
         locate_disc(np.zeros((10, 10), np.uint8))
+
+
+def test_a_grey_or_one_channel_photo_is_said_to_carry_no_colour():
+    colour = synthetic_fundus((300, 360), cdr=0.5, seed=3).image
+    grey = np.repeat(colour.mean(axis=2, keepdims=True).astype(np.uint8), 3, axis=2)
+    green = np.zeros_like(colour)
+    green[..., 1] = colour[..., 1]  # a red-free photo stored in the green channel
+    assert not locate_disc(colour).monochrome
+    assert locate_disc(grey).monochrome and locate_disc(green).monochrome

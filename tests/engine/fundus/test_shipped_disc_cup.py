@@ -123,3 +123,21 @@ def test_a_disc_placed_by_hand_on_a_crop_round_the_disc_is_measured_at_its_size(
     assert result.found and result.centred and result.placed_at == pytest.approx(disc_at)
     assert result.biomarkers.vcdr == pytest.approx(base.biomarkers.vcdr, abs=0.03)
     assert dice(result.disc_mask, base.disc_mask[where][:, shift:]) > 0.93
+
+
+def test_a_photo_without_colour_says_the_network_saw_colour_only(shipped):
+    from engine.fundus.analysis import MONOCHROME_MESSAGE
+
+    seg, image, base = shipped
+    assert base.message == ""
+    grey = np.repeat(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)[..., None], 3, axis=2)
+    result = analyse_disc(grey, eye="OS", segmenter=seg)
+    assert not result.found  # this grey photo's disc is missed: the message says why that may be
+    assert result.message.endswith("; a photo without colour (red-free or grey): the network was trained on colour "
+                                   "photos only")
+    from engine.synthetic import synthetic_fundus
+
+    synthetic = synthetic_fundus((480, 560), cdr=0.5, seed=3).image
+    found = analyse_disc(np.repeat(synthetic.mean(axis=2, keepdims=True).astype(np.uint8), 3, axis=2), segmenter=seg)
+    assert found.found and found.message == MONOCHROME_MESSAGE  # found, and said not to be as sure as on colour
+    assert analyse_disc(synthetic, segmenter=seg).message == ""
