@@ -222,6 +222,30 @@ def centred_disc_diameter(disc: Any) -> float:
     return float(max(rows[-1] - rows[0], cols[-1] - cols[0]) + 1)
 
 
+def whole_photo_graders(result: "GradingResult") -> list[str]:
+    """Names of the graders that ran on the whole fundus photo (its ``fundus`` level), not on the disc crop alone."""
+    return [name for name, pred in result.per_model.items() if "fundus" in pred.levels]
+
+
+def grade_caution(result: "GradingResult", disc: Any = None) -> str:
+    """Why ``result``'s grade should not be read as it stands, or "" (the graders grade any image they are given):
+    ``"no disc"`` (the disc/cup analysis found no optic disc: maybe not a fundus photo, or not a usable one),
+    ``"no colour"`` (a grey or red-free photo, :func:`engine.fundus.localize.is_monochrome`: graders and segmenter
+    saw colour photos only) or ``"centred photo"`` (a crop centred on the disc, which the graders that look at the
+    whole photo, :func:`whole_photo_graders`, never saw). ``disc``: the disc/cup analysis the grade is shown with
+    (outlines drawn by hand applied), by default ``result.disc``."""
+    disc = result.disc if disc is None else disc
+    if disc is None:
+        return ""
+    if not getattr(disc, "found", True):
+        return "no disc"
+    if getattr(getattr(disc, "localisation", None), "monochrome", False):
+        return "no colour"
+    if getattr(disc, "centred", False) and whole_photo_graders(result):
+        return "centred photo"
+    return ""
+
+
 def user_disc_centre(disc: Any, disc_at: tuple[float, float]) -> tuple[float, float]:
     """Centre (row, col) px of the disc-level crop when the user placed the disc at ``disc_at``: the centre of the
     disc that the analysis run with ``disc_at`` found there, else the place itself."""

@@ -138,8 +138,8 @@ class AnalysisView:
         disc_contours, cup_contours: (K, 2) float (row, col) px polylines on the original photo.
         crop_box: (r0, c0, r1, c1) px of the disc-region crop on the photo, or None.
         disc_note: disc localisation outcome for the user (e.g. "disc not found").
-        grade_caution: why the grade should not be read as it stands (a fundus photo in which no optic disc was
-            found: maybe not a fundus photo, or not a usable one), or "".
+        grade_caution: why the grade should not be read as it stands (``engine.pipeline.grade_caution``: no optic
+            disc found in the photo, a photo without colour, a crop centred on the disc), or "".
         disc_method: which method and weights made the disc/cup masks, for the user.
         disc_at: (row, col) photo px where the user placed the disc for this analysis, or None (found by itself).
         disc_hint: what the user can do about the disc outline (place it by hand), shown in the window only.

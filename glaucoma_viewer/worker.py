@@ -580,17 +580,8 @@ def analyse_exam(loaded: "LoadedExam", progress=None, cancel=None, models: Any =
         except OutlineError as err:
             view.messages.append(f"{outlines.describe().capitalize()} drawn by hand not used: {err}")
     _fill_disc(view, exam, disc, result)
-    if view.grade is not None and exam.fundus is not None and disc is not None and not _field(disc, "found"):
-        view.grade_caution = NO_DISC_CAUTION
-    elif view.grade is not None and getattr(_field(disc, "localisation"), "monochrome", False):
-        view.grade_caution = ("This photo has no colour (red-free or grey): the graders and the disc/cup network were "
-                              "trained on colour photos only; read this grade with caution.")
-    elif view.grade is not None and _field(disc, "centred"):
-        whole = [n for n, p in result.per_model.items() if "fundus" in p.levels]
-        if whole:
-            view.grade_caution = (f"This photo is a crop centred on the optic disc: {len(whole)} of the "
-                                  f"{len(result.per_model)} graders look at the whole photo and were trained on full "
-                                  "photos only; read this grade with caution.")
+    if view.grade is not None:
+        view.grade_caution = _caution_text(pipeline.grade_caution(result, disc), result)
     _fill_layers(view, exam, layers)
     _fill_cams(view, result, loaded)
     view.raw = result
@@ -601,6 +592,24 @@ def analyse_exam(loaded: "LoadedExam", progress=None, cancel=None, models: Any =
 NO_DISC_CAUTION = ("No optic disc found in this photo: check that it is a fundus photo of usable quality before "
                    "reading this grade.")
 """The grade's caution when the disc/cup analysis found no disc (graders still grade any image they are given)."""
+
+
+def _caution_text(kind: str, result: Any) -> str:
+    """The viewer's words for :func:`engine.pipeline.grade_caution`'s ``kind`` ("" for none)."""
+    from engine.pipeline import whole_photo_graders
+
+    if kind == "no disc":
+        return NO_DISC_CAUTION
+    if kind == "no colour":
+        return ("This photo has no colour (red-free or grey): the graders and the disc/cup network were trained on "
+                "colour photos only; read this grade with caution.")
+    if kind == "centred photo":
+        return (f"This photo is a crop centred on the optic disc: {len(whole_photo_graders(result))} of the "
+                f"{len(result.per_model)} graders look at the whole photo and were trained on full photos only; read "
+                "this grade with caution.")
+    return ""
+
+
 ODIR_CAM_PX = 512
 """Long side (px) of the ODIR per-label heat maps kept for display (Grad-CAM is coarse; eight full-size maps
 would cost ~28 MB per exam)."""

@@ -16,6 +16,10 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Sequence
 
 NAME = "grade"
+CAUTION_NOTES = {"no disc": " (no optic disc found: check the photo)",
+                 "no colour": " (no colour: the graders were trained on colour photos)",
+                 "centred photo": " (a crop centred on the disc: whole-photo graders never saw one)"}
+"""The progress line's note per :func:`engine.pipeline.grade_caution` (the CSV's message column has the details)."""
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -170,7 +174,7 @@ def grade_one(
     None for a photo without a scale of its own (:func:`engine.io.exam.scale_for_size`).
     """
     from engine.io.errors import ExamLoadError
-    from engine.pipeline import GradingError, grade
+    from engine.pipeline import GradingError, grade, grade_caution
     from engine.results_csv import correction_label, error_row, row_from_result
 
     t0 = time.perf_counter()
@@ -213,12 +217,7 @@ def grade_one(
         except OSError as err:
             row["message"] = "; ".join(x for x in (row["message"], f"CAM overlay not written: {err}") if x)
     p = max(result.probabilities)
-    lost = exam.fundus is not None and result.disc is not None and not getattr(result.disc, "found", True)
-    colourless = getattr(getattr(result.disc, "localisation", None), "monochrome", False)
-    caution = (" (no optic disc found: check the photo)" if lost else
-               " (no colour: the graders were trained on colour photos)" if colourless else
-               " (a crop centred on the disc: whole-photo graders never saw one)"
-               if result.disc_source == "centred photo" else "")
+    caution = CAUTION_NOTES.get(grade_caution(result), "")
     return Outcome(row, f"ok {result.grade_name} (p={p:.2f}){caution} in {time.perf_counter() - t0:.1f}s",
                    placed=disc_at is not None, outlined=bool(getattr(result.disc, "hand_outlined", ())))
 

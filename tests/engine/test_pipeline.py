@@ -245,3 +245,23 @@ def test_a_photo_read_as_centred_on_the_disc_crops_the_graders_disc_level_round_
     assert abs((r0 + r1) / 2 - h / 2) <= 1 and abs((c0 + c1) / 2 - w / 2) <= 1  # round the disc found
     assert r1 - r0 == pytest.approx(two[0].inputs["disc"].crop_scale * 61, abs=2)  # its measured 61 px across
     assert not any("disc crop" in m for m in r.warnings)
+
+
+def test_grade_caution_names_why_a_grade_should_not_be_read_as_it_stands():
+    from types import SimpleNamespace as NS
+
+    from engine.pipeline import grade_caution
+
+    whole, crop = NS(levels=("fundus", "disc")), NS(levels=("disc",))
+
+    def result(disc, *levels):
+        return NS(disc=disc, per_model={f"m{k}": lv for k, lv in enumerate(levels)})
+
+    found = NS(found=True, centred=False, localisation=NS(monochrome=False))
+    assert grade_caution(result(found, whole)) == "" and grade_caution(result(None, whole)) == ""
+    assert grade_caution(result(NS(found=False), whole)) == "no disc"
+    assert grade_caution(result(NS(found=True, localisation=NS(monochrome=True)), whole)) == "no colour"
+    centred = NS(found=True, centred=True, localisation=NS(monochrome=False))
+    assert grade_caution(result(centred, whole, crop)) == "centred photo"
+    assert grade_caution(result(centred, crop)) == ""  # only disc-crop graders ran: they saw crops like it
+    assert grade_caution(result(NS(found=False), whole), disc=found) == ""  # outlined by hand where none was found
