@@ -20,7 +20,7 @@ from typing import Any, Optional, Sequence, Union
 import numpy as np
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from engine.io.exam import PHOTO_UM_PER_PX_RANGE, photo_size, typed_photo_spacing
+from engine.io.exam import PHOTO_UM_PER_PX_RANGE, photo_size, scale_for_size, typed_photo_spacing
 from glaucoma_viewer import __version__, worker as jobs
 from glaucoma_viewer.panels.exam_list import ExamList, LoadReportDialog
 from glaucoma_viewer.panels.results_panel import ModelCardDialog, ResultsPanel
@@ -1177,15 +1177,24 @@ class MainWindow(QtWidgets.QMainWindow):
     def photo_scale_of(self, entry: ExamEntry) -> tuple[Optional[float], str]:
         """The µm per pixel the exam's photo is measured with and where it comes from: ``"exam"`` (typed in for
         it), ``"file"``, ``"size"`` (typed in for every photo of its size), or ``(None, "")`` when not known."""
+        spacing = self._measured_spacing(entry)
+        if spacing is None or not spacing.is_physical:
+            return None, ""
         if entry.key in self.photo_scales:
             return self.photo_scales[entry.key], "exam"
-        read = entry.read_spacing
-        if read is not None and read.is_physical:
-            return float(read.mm[0]) * 1000.0, "file"
+        if spacing is entry.read_spacing:
+            return float(spacing.mm[0]) * 1000.0, "file"
+        return self.size_scales[photo_size(entry.loaded.exam.fundus)], "size"
+
+    def _measured_spacing(self, entry: ExamEntry) -> Any:
+        """The :class:`engine.io.exam.Spacing` for the exam's photo: one typed in for the exam, else the file's or
+        the one typed in for every photo of its size, as :func:`engine.io.exam.scale_for_size` chooses."""
+        if entry.key in self.photo_scales:
+            return typed_photo_spacing(self.photo_scales[entry.key])
         exam = entry.loaded.exam if entry.loaded is not None else None
-        if exam is not None and exam.fundus is not None and photo_size(exam.fundus) in self.size_scales:
-            return self.size_scales[photo_size(exam.fundus)], "size"
-        return None, ""
+        if exam is None or exam.fundus is None:
+            return entry.read_spacing
+        return scale_for_size(exam.fundus, entry.read_spacing, self.size_scales)
 
     def set_photo_scale(self, key: str, um_per_px: Optional[float], every_size: bool = False) -> None:
         """Use ``um_per_px`` (µm per photo px, typed in; None: back to the file's own scale) for exam ``key``'s photo
@@ -1225,12 +1234,11 @@ class MainWindow(QtWidgets.QMainWindow):
         self.reanalyse(key)
 
     def _apply_photo_scale(self, entry: ExamEntry) -> bool:
-        """Give the exam's photo the scale :meth:`photo_scale_of` finds; returns whether its spacing changed."""
+        """Give the exam's photo the scale :meth:`_measured_spacing` finds; returns whether its spacing changed."""
         exam = entry.loaded.exam if entry.loaded is not None else None
         if exam is None or exam.fundus is None:
             return False
-        um, origin = self.photo_scale_of(entry)
-        spacing = typed_photo_spacing(um) if origin in ("exam", "size") else entry.read_spacing
+        spacing = self._measured_spacing(entry)
         changed = spacing != exam.fundus_spacing
         exam.fundus_spacing = spacing
         return changed

@@ -88,11 +88,12 @@ class PhotoScaleDialog(QtWidgets.QDialog):
             self.um.blockSignals(False)
 
     def _accept_scale(self) -> None:
-        self.value = float(self.um.value())
-        self.every_size = not self.size_box.isHidden() and self.size_box.isChecked()
-        self.accept()
+        self._accept_with(float(self.um.value()))
 
     def _accept_unknown(self) -> None:
-        self.value = None
+        self._accept_with(None)
+
+    def _accept_with(self, value: Optional[float]) -> None:
+        self.value = value
         self.every_size = not self.size_box.isHidden() and self.size_box.isChecked()
         self.accept()
