@@ -4,7 +4,9 @@ Columns (in order, see :data:`COLUMNS`):
 
 - ``data,non,early,mid_advanced``: exam id (or its salted hash with ``--anonymize``) and the class
   probabilities (6 decimals, summing to 1) — a valid GAMMA submission when only these are read;
-- ``grade``: the predicted class name;
+- ``grade``: the predicted class name; ``caution``: why the grade should not be read as it stands
+  (:func:`engine.pipeline.grade_caution`: ``no disc``, ``disc uncertain``, ``no colour``, ``centred photo``; empty
+  when there is no such reason, the message column says more);
 - biomarkers (:data:`BIOMARKER_COLUMNS`; empty when the analysis was unavailable); ``ddls_stage`` is the Disc
   Damage Likelihood Scale stage, empty when the disc's size is unknown (no mm scale), ``ddls_min,ddls_max`` the
   stages it could have over the disc sizes (:mod:`engine.fundus.ddls`);
@@ -18,7 +20,8 @@ Columns (in order, see :data:`COLUMNS`):
   ``disc_correction``: the hand correction the exam was graded with (:func:`correction_label`: what was corrected
   and a digest of it, e.g. ``placed+cup #3fa2c1d09b7e``; empty when none), which ``grade --resume`` compares;
   ``photo_scale``: the photo's scale the disc was measured with when it is physical (:func:`scale_label`:
-  ``4.2 um/px (file)``, or ``(typed in)`` for ``grade --photo-scale``; empty when not known);
+  ``4.2 um/px (file)``, or ``(typed in)`` for ``grade --photo-scale`` / ``--photo-scale-for``; empty when not
+  known); ``photo_size``: the fundus photo's ``WxH`` px (one camera at one resolution; empty without a photo);
 - ``status``: ``ok`` or ``error``; ``message``: the error (one line) or warnings.
 
 The file is always replaced atomically (temp file + rename), so a reader or a crash sees either the previous
@@ -43,8 +46,8 @@ GAMMA_COLUMNS = ("data", "non", "early", "mid_advanced")
 BIOMARKER_COLUMNS = ("vcdr", "hcdr", "area_cdr", "rim_to_disc", "ddls_stage", "ddls_min", "ddls_max", "isnt",
                      "rnfl_mean")
 TAIL_COLUMNS = ("models", "weights_sha256", "disc_source", "disc_calibration", "disc_correction", "photo_scale",
-                "status", "message")
-COLUMNS = (*GAMMA_COLUMNS, "grade", *BIOMARKER_COLUMNS, *SIBLING_COLUMNS, *TAIL_COLUMNS)
+                "photo_size", "status", "message")
+COLUMNS = (*GAMMA_COLUMNS, "grade", "caution", *BIOMARKER_COLUMNS, *SIBLING_COLUMNS, *TAIL_COLUMNS)
 
 _ALIASES = {
     "vcdr": ("vcdr", "vertical_cdr", "cdr_vertical"),
@@ -115,12 +118,15 @@ def correction_label(disc_at: Optional[Sequence[float]], outlines: Any) -> str:
 
 def row_from_result(result: Any, data_id: Optional[str] = None) -> dict[str, str]:
     """A CSV row for a :class:`engine.pipeline.GradingResult` (``data_id`` replaces the exam id)."""
+    from engine.pipeline import grade_caution
+
     probs = [float(p) for p in result.probabilities]
     row = {c: "" for c in COLUMNS}
     row["data"] = data_id or result.exam_id
     for name, p in zip(GAMMA_COLUMNS[1:], probs):
         row[name] = f"{p:.6f}"
     row["grade"] = result.grade_name
+    row["caution"] = grade_caution(result)
     for column, names in _ALIASES.items():
         for name in names:
             if name in result.biomarkers:
@@ -169,8 +175,16 @@ def read_csv(path: Path) -> list[dict[str, str]]:
     """
     with open(path, newline="", encoding="utf-8") as fh:
         reader = csv.DictReader(fh)
-        if tuple(reader.fieldnames or ()) != COLUMNS:
-            raise ResultsCsvError(f"{path}: not a grading CSV of this version (columns {reader.fieldnames})")
+        found = tuple(reader.fieldnames or ())
+        if found != COLUMNS:
+            if found[:len(GAMMA_COLUMNS)] != GAMMA_COLUMNS:
+                raise ResultsCsvError(f"{path}: not a grading CSV (columns {list(found)})")
+            added = [c for c in COLUMNS if c not in found]
+            dropped = [c for c in found if c not in COLUMNS]
+            changes = "; ".join(x for x in (f"columns added since: {', '.join(added)}" if added else "",
+                                            f"columns dropped since: {', '.join(dropped)}" if dropped else "")
+                                if x) or "columns in another order"
+            raise ResultsCsvError(f"{path}: a grading CSV of another version of grade ({changes})")
         return [dict(r) for r in reader]
 
 
@@ -209,15 +223,29 @@ def calibration_conflict(rows: Sequence[Mapping[str, str]], label: str) -> Optio
     return None
 
 
-def scale_conflict(rows: Sequence[Mapping[str, str]], label: str) -> Optional[str]:
-    """Why rows with a measured disc cannot be joined by rows measured with the typed-in scale ``label`` (see
-    :func:`scale_label`; empty: none typed in), or None when they agree. Scales read from files may differ."""
-    for row in _measured_otherwise(rows, "photo_scale", label):
+def scale_changed(rows: Sequence[Mapping[str, str]], typed: Any, by_size: Mapping[str, float]) -> set[str]:
+    """``data`` ids of the ``ok`` rows with a measured disc that this run would measure with another photo scale
+    than their ``photo_scale``: ``typed`` (an :class:`engine.io.exam.Spacing` typed in for every photo, or None)
+    replaces every photo's own; else a photo without a scale of its own (its cell empty or typed in) takes the
+    one typed for its ``photo_size`` in ``by_size`` (``{"WxH": µm per px}``, :func:`engine.io.exam.scale_for_size`),
+    else none; a scale read from the file is kept."""
+    from engine.io.exam import typed_photo_spacing
+
+    changed = set()
+    for row in rows:
+        if row.get("status") != "ok" or not row.get("vcdr"):
+            continue
         then = row.get("photo_scale", "")
-        if label or then.endswith("(typed in)"):
-            return (f"{row['data']} was measured with {f'the photo scale {then}' if then else 'no photo scale'}, "
-                    f"this run with {f'the photo scale {label}' if label else 'none typed in'}")
-    return None
+        if typed is not None:
+            now = scale_label(typed)
+        elif then and not then.endswith("(typed in)"):
+            continue  # the file's own scale
+        else:
+            um = by_size.get(row.get("photo_size", ""))
+            now = "" if um is None else scale_label(typed_photo_spacing(um))
+        if now != then:
+            changed.add(row["data"])
+    return changed
 
 
 def grader_conflict(rows: Sequence[Mapping[str, str]], weights: Mapping[str, str],

@@ -603,6 +603,9 @@ def _caution_text(kind: str, result: Any) -> str:
     if kind == "no colour":
         return ("This photo has no colour (red-free or grey): the graders and the disc/cup network were trained on "
                 "colour photos only; read this grade with caution.")
+    if kind == "disc uncertain":
+        return ("The optic disc was found with low confidence: check its outline (right-click the photo to place the "
+                "disc) before reading this grade.")
     if kind == "centred photo":
         return (f"This photo is a crop centred on the optic disc: {len(whole_photo_graders(result))} of the "
                 f"{len(result.per_model)} graders look at the whole photo and were trained on full photos only; read "

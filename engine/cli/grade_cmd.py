@@ -18,8 +18,10 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 NAME = "grade"
 CAUTION_NOTES = {"no disc": " (no optic disc found: check the photo)",
                  "no colour": " (no colour: the graders were trained on colour photos)",
+                 "disc uncertain": " (optic disc found with low confidence: check its outline)",
                  "centred photo": " (a crop centred on the disc: whole-photo graders never saw one)"}
-"""The progress line's note per :func:`engine.pipeline.grade_caution` (the CSV's message column has the details)."""
+"""The progress line's note per :func:`engine.pipeline.grade_caution` (the CSV's ``caution`` column; its message column
+has the details)."""
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -49,6 +51,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--photo-scale", type=float, metavar="UM_PER_PX",
                    help="micrometres per pixel of every fundus photo (one camera and resolution), typed in: disc "
                    "sizes in mm and one DDLS stage (CSV photo_scale; a file's own scale is replaced)")
+    p.add_argument("--photo-scale-for", action="append", default=[], metavar="WxH=UM_PER_PX",
+                   help="micrometres per pixel of every fundus photo of that size (W x H px, CSV photo_size: one "
+                   "camera), typed in, for the photos without a scale of their own; repeat it for each camera")
     p.add_argument("--disc-positions", type=Path, metavar="CSV",
                    help="optic discs placed by hand: a CSV with columns exam,x,y (exam id, column and row in photo "
                    "px); those exams' disc analysis and disc crop go there, the others are found automatically")
@@ -209,6 +214,10 @@ def grade_one(
         return Outcome(error_row(data_id, msg), f"error: {msg}")
     row = add_sibling_columns(row_from_result(result, data_id), exam, device, result.biomarkers, cams_dir)
     row["disc_correction"] = correction_label(disc_at, disc_outlines)
+    if exam.fundus is not None:
+        from engine.io.exam import photo_size
+
+        row["photo_size"] = photo_size(exam.fundus)
     if cams_dir is not None and result.cams:
         from engine.overlays import write_cam_overlays
 
@@ -264,21 +273,22 @@ _WORKER: dict[str, Any] = {}
 
 
 def _worker_init(models: Optional[str], device: str, threads: int, calibration: Any, corrections: Any,
-                 photo_spacing: Any) -> None:
+                 photo_spacing: Any, size_scales: Mapping[str, float]) -> None:
     import torch
 
     from engine.pipeline import load_models
 
     torch.set_num_threads(max(1, threads))
     _WORKER.update(ensemble=load_models(models, device), device=device, calibration=calibration,
-                   corrections=corrections, photo_spacing=photo_spacing)
+                   corrections=corrections, photo_spacing=photo_spacing, size_scales=size_scales)
 
 
 def _worker_grade(source: Any, data_id: str, cams_dir: Optional[str], analyses: bool,
                   disc_at: Optional[tuple[float, float]]) -> Outcome:
     return grade_one(source, _WORKER["ensemble"], _WORKER["device"], data_id, Path(cams_dir) if cams_dir else None,
                      analyses, calibration=_WORKER["calibration"], disc_at=disc_at,
-                     corrections=_WORKER["corrections"], photo_spacing=_WORKER["photo_spacing"])
+                     corrections=_WORKER["corrections"], photo_spacing=_WORKER["photo_spacing"],
+                     size_scales=_WORKER["size_scales"])
 
 
 def run(args: argparse.Namespace) -> int:
@@ -290,13 +300,12 @@ def run(args: argparse.Namespace) -> int:
         anonymize_id,
         calibration_conflict,
         calibration_label,
-        scale_conflict,
-        scale_label,
         clear_partial,
         done_ids,
         grader_conflict,
         mark_partial,
         read_csv,
+        scale_changed,
         write_csv,
     )
 
@@ -338,12 +347,15 @@ def run(args: argparse.Namespace) -> int:
             return 2
 
     from engine.fundus.corrections import read_corrections
-    from engine.io.exam import typed_photo_spacing
+    from engine.io.exam import parse_size_scales, typed_photo_spacing
 
     try:
         positions = read_disc_positions(args.disc_positions) if args.disc_positions else {}
         corrections = read_corrections(args.disc_corrections) if args.disc_corrections else None
         photo_spacing = None if args.photo_scale is None else typed_photo_spacing(args.photo_scale)
+        size_scales = parse_size_scales(args.photo_scale_for)
+        if photo_spacing is not None and size_scales:
+            raise ValueError("give --photo-scale (every photo) or --photo-scale-for (per photo size), not both")
     except ValueError as e:
         err(str(e))
         return 2
@@ -374,10 +386,12 @@ def run(args: argparse.Namespace) -> int:
         if conflict:
             err(f"cannot resume {args.csv}: {conflict} (give the same --site-calibration, or grade into a new CSV)")
             return 2
-        conflict = scale_conflict(previous, scale_label(photo_spacing))
-        if conflict:
-            err(f"cannot resume {args.csv}: {conflict} (give the same --photo-scale, or grade into a new CSV)")
-            return 2
+        rescaled = scale_changed(previous, photo_spacing, size_scales)
+        if rescaled:
+            previous = [r for r in previous if r["data"] not in rescaled]
+            if not args.quiet:
+                err(f"{len(rescaled)} exam(s) graded again: this run gives their photo another scale than their "
+                    "rows' photo_scale")
         changed = changed_corrections(previous, jobs, positions, corrections)
         if changed:
             previous = [r for r in previous if r["data"] not in changed]
@@ -426,7 +440,8 @@ def run(args: argparse.Namespace) -> int:
         err(f"resuming: {len(finished)} exam(s) already graded, {len(todo)} to go")
     n_total = len(todo)
     try:
-        outcomes = _run_all(args, todo, ensemble, device, calibration, positions, corrections, photo_spacing)
+        outcomes = _run_all(args, todo, ensemble, device, calibration, positions, corrections, photo_spacing,
+                            size_scales)
         corrected, exam_ids = 0, {d: s.exam_id for d, s in todo}
         for k, (did, outcome) in enumerate(outcomes, 1):
             rows[did] = outcome.row
@@ -444,6 +459,8 @@ def run(args: argparse.Namespace) -> int:
     clear_partial(args.csv)
     final_rows = [rows[d] for d in order if d in rows]
     n_err = sum(1 for r in final_rows if r["status"] != "ok")
+    for size in sorted(set(size_scales) - {r.get("photo_size") for r in final_rows}):
+        err(f"note: --photo-scale-for {size}: no photo of that size among the exams")
     if not args.quiet:
         err(f"wrote {args.csv}: {len(final_rows) - n_err} ok, {n_err} error(s)")
         if corrections is not None:
@@ -454,10 +471,13 @@ def run(args: argparse.Namespace) -> int:
 
 def _run_all(args: argparse.Namespace, todo: list[tuple[str, Any]], ensemble: Any, device: str,
              calibration: Any = None, positions: Optional[dict[str, tuple[float, float]]] = None,
-             corrections: Any = None, photo_spacing: Any = None) -> Any:
+             corrections: Any = None, photo_spacing: Any = None,
+             size_scales: Optional[Mapping[str, float]] = None) -> Any:
     """Yield ``(data id, Outcome)`` in input order, in this process or in ``--jobs`` worker processes
     (``positions``: exam id -> (row, col) px of a disc placed by hand; ``corrections``: a
-    :class:`engine.fundus.corrections.CorrectionStore` for the others; ``photo_spacing``: a typed-in scale)."""
+    :class:`engine.fundus.corrections.CorrectionStore` for the others; ``photo_spacing``: a typed-in scale;
+    ``size_scales``: µm per px typed in per photo size, see :func:`grade_one`)."""
+    size_scales = dict(size_scales or {})
     positions = positions or {}
     cams_dir = args.cams
     analyses = not args.no_analyses
@@ -469,7 +489,7 @@ def _run_all(args: argparse.Namespace, todo: list[tuple[str, Any]], ensemble: An
         for did, s in todo:
             yield did, grade_one(s, ensemble, device, did, cams_dir, analyses, calibration=calibration,
                                  disc_at=positions.get(s.exam_id), corrections=corrections,
-                                 photo_spacing=photo_spacing)
+                                 photo_spacing=photo_spacing, size_scales=size_scales)
         return
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
@@ -478,7 +498,7 @@ def _run_all(args: argparse.Namespace, todo: list[tuple[str, Any]], ensemble: An
     models = str(args.models) if args.models else None
     with ProcessPoolExecutor(
         max_workers=args.jobs, mp_context=mp.get_context("spawn"), initializer=_worker_init,
-        initargs=(models, device, threads, calibration, corrections, photo_spacing),
+        initargs=(models, device, threads, calibration, corrections, photo_spacing, size_scales),
     ) as pool:
         cams = str(cams_dir) if cams_dir else None
         futures = [(did, pool.submit(_worker_grade, s, did, cams, analyses, positions.get(s.exam_id)))

@@ -41,6 +41,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--photo-scale", type=float, metavar="UM_PER_PX",
                    help="disc-cup: micrometres per pixel of every photo given (one camera and resolution), typed in: "
                    "gives mm / mm² and the DDLS stage by disc size (a file's own scale is replaced)")
+    p.add_argument("--photo-scale-for", action="append", default=[], metavar="WxH=UM_PER_PX",
+                   help="disc-cup: micrometres per pixel of every photo of that size (W x H px: one camera), typed in, "
+                   "for the photos without a scale of their own; repeat it for each camera of a cohort")
     p.add_argument("--overlays", action="store_true",
                    help="disc-cup: also write <stem>_overlay.jpg per photo (the photo and its disc region with the "
                    "outlines), to check a batch at a glance")

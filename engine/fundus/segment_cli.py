@@ -36,12 +36,13 @@ from engine.models.checkpoint import atomic_write_bytes
 
 SUMMARY_NAME = "disc_cup_biomarkers.json"
 TABLE_NAME = "disc_cup_biomarkers.csv"
-CSV_COLUMNS = ("input", "status", "confidence", "centred", *(f.name for f in fields(DiscBiomarkers)
-                                                               if f.name != "isnt"),
+CSV_COLUMNS = ("input", "status", "confidence", "centred", "photo_size", "photo_scale",
+               *(f.name for f in fields(DiscBiomarkers) if f.name != "isnt"),
                "isnt_rule", "outlined_by_hand", "disc_at_x", "disc_at_y", "mask", "message")
 """The table's columns: the photo, whether its disc was found (and whether the photo was read as a crop centred
-on the disc), every :class:`DiscBiomarkers` field (mm ones only filled when the photo's scale is known; ``isnt`` as
-the word ``isnt_rule``), corrections by hand, mask path."""
+on the disc), its size (``WxH`` px) and the scale it was measured with (:func:`engine.results_csv.scale_label`;
+empty when not known), every :class:`DiscBiomarkers` field (mm ones only filled when the photo's scale is known;
+``isnt`` as the word ``isnt_rule``), corrections by hand, mask path."""
 
 
 def png_bytes(mask: np.ndarray) -> bytes:
@@ -105,7 +106,8 @@ def parse_disc_at(text: str) -> tuple[float, float]:
 
 def run_disc_cup(args: Any) -> int:
     """The ``--task disc-cup`` branch of ``segment``. ``args``: ``inputs``, ``out``, ``json``, ``weights``, ``eye``,
-    ``site_calibration``, ``disc_at``, ``disc_corrections``, ``photo_scale`` (µm per px, typed in)."""
+    ``site_calibration``, ``disc_at``, ``disc_corrections``, ``photo_scale`` (µm per px, typed in),
+    ``photo_scale_for`` (``WxH=UM`` texts, :func:`engine.io.exam.parse_size_scales`)."""
     from engine.fundus.analysis import analyse_disc
     from engine.fundus.biomarkers import rim_to_disc_profile
     from engine.fundus.corrections import photo_sha256, read_corrections
@@ -119,7 +121,8 @@ def run_disc_cup(args: Any) -> int:
     )
     from engine.io.discover import eye_from_name
     from engine.io.errors import ExamLoadError
-    from engine.io.exam import typed_photo_spacing
+    from engine.io.exam import parse_size_scales, photo_size, scale_for_size, typed_photo_spacing
+    from engine.results_csv import scale_label
     from engine.io.images import load_image_exam
     from engine.models.checkpoint import CheckpointError
     from engine.overlays import disc_cup_overlay, write_jpeg
@@ -132,6 +135,9 @@ def run_disc_cup(args: Any) -> int:
         corrections = read_corrections(Path(given)) if given else None
         scale = getattr(args, "photo_scale", None)
         typed = None if scale is None else typed_photo_spacing(scale)
+        by_size = parse_size_scales(getattr(args, "photo_scale_for", None) or ())
+        if typed is not None and by_size:
+            raise ValueError("give --photo-scale (every photo) or --photo-scale-for (per photo size), not both")
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -172,8 +178,9 @@ def run_disc_cup(args: Any) -> int:
             eye = eye_from_name(path.parent.name)
         try:
             exam = load_image_exam(path, modality="fundus", eye=eye)
-            if typed is not None:
-                exam.fundus_spacing = typed
+            exam.fundus_spacing = typed if typed is not None else scale_for_size(exam.fundus, exam.fundus_spacing,
+                                                                                 by_size)
+            row.update(photo_size=photo_size(exam.fundus), photo_scale=scale_label(exam.fundus_spacing))
             if corrections is not None and disc_at is None:
                 placed_at, outlines = corrections.get(photo_sha256(exam.fundus))
             result = apply_calibration(analyse_disc(exam.fundus, spacing=exam.fundus_spacing, eye=eye,
@@ -221,6 +228,9 @@ def run_disc_cup(args: Any) -> int:
             centred = result.centred and "read as a crop centred on the disc"
             note = "".join(f" ({m})" for m in (result.message, centred, placed, drawn, scaled) if m)
             print(_line(path.name, markers) + note, flush=True)
+    sizes = {row.get("photo_size") for row in results}
+    for size in sorted(set(by_size) - sizes):
+        print(f"note: --photo-scale-for {size}: no photo of that size among the inputs", file=sys.stderr)
     doc = {"task": "disc-cup", "mask_convention": "0 cup, 128 rim, 255 background", "weights_sha256": seg.sha256,
            "site_calibration": None if calibration is None else json.loads(calibration.to_json()),
            "results": results}

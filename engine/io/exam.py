@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Mapping, Optional
+from typing import Literal, Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -60,6 +60,32 @@ def typed_photo_spacing(um_per_px: float) -> Spacing:
 def photo_size(photo: np.ndarray) -> str:
     """``"WxH"`` (px) of an ``(H, W, ...)`` photo: one camera at one resolution gives one size and one scale."""
     return f"{photo.shape[1]}x{photo.shape[0]}"
+
+
+def parse_size_scales(texts: Sequence[str]) -> dict[str, float]:
+    """``["2124x2056=4.2", ...]`` (a photo size W×H px ``=`` µm per px, as the command line's ``--photo-scale-for``
+    gives them) -> ``{"2124x2056": 4.2}`` for :func:`scale_for_size`.
+
+    Raises:
+        ValueError: not ``WxH=UM``, a size given twice or a scale :func:`typed_photo_spacing` refuses (one line).
+    """
+    out: dict[str, float] = {}
+    for text in texts:
+        size, _, um_text = text.replace(" ", "").partition("=")
+        w, _, h = size.lower().partition("x")
+        try:
+            width, height, um = int(w), int(h), float(um_text)
+        except ValueError:
+            raise ValueError(f"a photo size's scale must look like WxH=UM_PER_PX (e.g. 2124x2056=4.2), got {text!r}"
+                             ) from None
+        if width < 1 or height < 1:
+            raise ValueError(f"a photo size must be positive, got {text!r}")
+        key = f"{width}x{height}"
+        if key in out:
+            raise ValueError(f"the photo size {key} is given twice")
+        typed_photo_spacing(um)  # raises for an implausible scale
+        out[key] = um
+    return out
 
 
 def scale_for_size(photo: np.ndarray, read: Optional[Spacing], by_size: Mapping[str, float]) -> Optional[Spacing]:

@@ -103,30 +103,44 @@ def test_resume_refuses_to_mix_site_calibrations_and_other_weights_are_refused(c
     assert len(err) == 1 and "fit it again for these weights" in err[0] and not (tmp_path / "o.csv").exists()
 
 
-def test_photo_scale_typed_in_fills_ddls_stage_and_resume_keeps_one_scale(cohort, tmp_path, capsys):
+def test_photo_scale_typed_in_fills_ddls_stage_and_resume_grades_again_rows_of_another_scale(cohort, tmp_path,
+                                                                                             capsys):
     cases, models = cohort
     good = [str(p) for p in sorted(cases.iterdir()) if p.name != "BROKEN"]
     out = tmp_path / "r.csv"
     assert main(["grade", good[0], "--csv", str(out), "--models", str(models), "--quiet", "--photo-scale", "12"]) == 0
     row = _rows(out)[0]
-    assert row["vcdr"] and row["photo_scale"] == "12 um/px (typed in)"
+    assert row["vcdr"] and row["photo_scale"] == "12 um/px (typed in)" and row["photo_size"] == "150x120"
     assert row["ddls_stage"] and row["ddls_min"] == row["ddls_stage"] == row["ddls_max"]
     capsys.readouterr()
-    assert main(["grade", *good, "--csv", str(out), "--models", str(models), "--resume", "--quiet"]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "was measured with the photo scale 12 um/px (typed in), this run with none" in err[0]
-    assert main(["grade", *good, "--csv", str(out), "--models", str(models), "--resume", "--quiet",
-                 "--photo-scale", "12"]) == 0
+    assert main(["grade", *good, "--csv", str(out), "--models", str(models), "--resume"]) == 0
+    err = capsys.readouterr().err
+    assert "1 exam(s) graded again: this run gives their photo another scale than their rows' photo_scale" in err
+    assert "0 exam(s) already graded" not in err and "3/3" in err  # the typed-in row measured again, without scale
+    assert [r["photo_scale"] for r in _rows(out)] == ["", "", ""]
+    per_size = ["--photo-scale-for", "150x120=12", "--photo-scale-for", "3000x2000=4"]
+    assert main(["grade", *good, "--csv", str(out), "--models", str(models), "--resume", *per_size]) == 0
+    err = capsys.readouterr().err
+    assert "3 exam(s) graded again" in err and "note: --photo-scale-for 3000x2000: no photo of that size" in err
     rows = _rows(out)
-    assert len(rows) == 3 and all(r["photo_scale"] == "12 um/px (typed in)" for r in rows if r["vcdr"])
+    assert len(rows) == 3 and all(r["photo_scale"] == "12 um/px (typed in)" and r["ddls_stage"] for r in rows)
+    assert main(["grade", *good, "--csv", str(out), "--models", str(models), "--resume", *per_size[:2]]) == 0
+    err = capsys.readouterr().err
+    assert "3 exam(s) already graded, 0 to go" in err and "graded again" not in err and _rows(out) == rows
     plain = tmp_path / "p.csv"
     assert main(["grade", good[0], "--csv", str(plain), "--models", str(models), "--quiet"]) == 0
     row = _rows(plain)[0]
     assert row["photo_scale"] == "" and row["ddls_stage"] == "" and int(row["ddls_min"]) <= int(row["ddls_max"])
     capsys.readouterr()
-    assert main(["grade", good[0], "--csv", str(tmp_path / "x.csv"), "--models", str(models),
-                 "--photo-scale", "-3"]) == 2
-    assert capsys.readouterr().err.strip() == "grade: a photo's scale must be 0.5 to 100 µm per pixel, got -3"
+    for bad, said in ((["--photo-scale", "-3"], "a photo's scale must be 0.5 to 100 µm per pixel, got -3"),
+                      (["--photo-scale-for", "150x120"], "a photo size's scale must look like WxH=UM_PER_PX"),
+                      (["--photo-scale-for", "150x120=200"], "a photo's scale must be 0.5 to 100 µm per pixel"),
+                      (["--photo-scale-for", "150x120=4", "--photo-scale-for", "150X120=5"],
+                       "the photo size 150x120 is given twice"),
+                      (["--photo-scale", "4", *per_size[:2]], "give --photo-scale (every photo) or --photo-scale-for")):
+        assert main(["grade", good[0], "--csv", str(tmp_path / "x.csv"), "--models", str(models), *bad]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith(f"grade: {said}") and not (tmp_path / "x.csv").exists()
 
 
 def test_resume_refuses_rows_graded_by_other_models(cohort, tmp_path, capsys):
@@ -320,6 +334,22 @@ def test_calibration_conflict_reads_only_rows_with_a_measured_disc():
                                                           "this run with site calibration 'clinic x1.50'")
 
 
+def test_scale_changed_keeps_a_files_own_scale_unless_one_is_typed_for_every_photo():
+    from engine.io.exam import typed_photo_spacing
+    from engine.results_csv import scale_changed
+
+    def row(data, scale, size="640x480", vcdr="0.5"):
+        return {"data": data, "status": "ok", "vcdr": vcdr, "photo_scale": scale, "photo_size": size}
+
+    rows = [row("file", "6.5 um/px (file)"), row("none", ""), row("typed", "4 um/px (typed in)"),
+            row("other", "", size="320x240"), row("nodisc", "", vcdr=""),
+            {"data": "err", "status": "error", "vcdr": "", "photo_scale": "", "photo_size": ""}]
+    assert scale_changed(rows, None, {}) == {"typed"}
+    assert scale_changed(rows, None, {"640x480": 4.0}) == {"none"}  # the file's own scale wins over a size's
+    assert scale_changed(rows, None, {"640x480": 4.0, "320x240": 8.0}) == {"none", "other"}
+    assert scale_changed(rows, typed_photo_spacing(4.0), {}) == {"file", "none", "other"}  # it replaces the file's
+
+
 def test_anonymize_replaces_ids_and_needs_a_salt(cohort, tmp_path, capsys):
     cases, models = cohort
     out = tmp_path / "a.csv"
@@ -360,18 +390,22 @@ def test_unreadable_site_calibration_is_refused_with_exit_2(cohort, tmp_path, ca
 
 
 def test_a_photo_with_no_optic_disc_found_is_graded_with_a_caution(cohort, tmp_path, capsys, monkeypatch):
+    import dataclasses
+
     import engine.fundus as fundus
-    from engine.fundus.analysis import DiscAnalysis
+    from engine.fundus.analysis import DiscAnalysis, analyse_disc
 
     cases, models = cohort
     out = tmp_path / "nodisc.csv"
+    monkeypatch.setattr(fundus, "analyse_disc", lambda image, **kw: dataclasses.replace(  # a confident disc
+        analyse_disc(image, **kw), confidence=0.95))
     assert main(["grade", str(cases / "SYNTH0000"), "--csv", str(out), "--models", str(models)]) == 0
-    assert "no optic disc found" not in capsys.readouterr().err
+    assert "no optic disc found" not in capsys.readouterr().err and _rows(out)[0]["caution"] == ""
     monkeypatch.setattr(fundus, "analyse_disc", lambda image, **kw: DiscAnalysis(False, 0.1, "not found", None))
     assert main(["grade", str(cases / "SYNTH0000"), "--csv", str(out), "--models", str(models)]) == 0
     assert "(no optic disc found: check the photo)" in capsys.readouterr().err
     row = _rows(out)[0]
-    assert row["status"] == "ok" and "no optic disc found" in row["message"]
+    assert row["status"] == "ok" and row["caution"] == "no disc" and "no optic disc found" in row["message"]
 
 
 def test_a_photo_read_as_centred_on_the_disc_is_graded_with_a_caution(cohort, tmp_path, capsys, monkeypatch):
@@ -382,11 +416,11 @@ def test_a_photo_read_as_centred_on_the_disc_is_graded_with_a_caution(cohort, tm
 
     cases, models = cohort
     monkeypatch.setattr(fundus, "analyse_disc", lambda image, **kw: dataclasses.replace(
-        analyse_disc(image, **kw), centred=True))
+        analyse_disc(image, **kw), centred=True, confidence=0.95))
     out = tmp_path / "centred.csv"
     assert main(["grade", str(cases / "SYNTH0000"), "--csv", str(out), "--models", str(models)]) == 0
     assert "(a crop centred on the disc: whole-photo graders never saw one)" in capsys.readouterr().err
-    assert _rows(out)[0]["disc_source"] == "centred photo"
+    assert _rows(out)[0]["disc_source"] == "centred photo" and _rows(out)[0]["caution"] == "centred photo"
 
 
 def test_a_photo_without_colour_is_graded_with_a_caution(cohort, tmp_path, capsys, monkeypatch):
@@ -404,3 +438,35 @@ def test_a_photo_without_colour_is_graded_with_a_caution(cohort, tmp_path, capsy
     monkeypatch.setattr(fundus, "analyse_disc", grey)
     assert main(["grade", str(cases / "SYNTH0000"), "--csv", str(tmp_path / "grey.csv"), "--models", str(models)]) == 0
     assert "(no colour: the graders were trained on colour photos)" in capsys.readouterr().err
+    assert _rows(tmp_path / "grey.csv")[0]["caution"] == "no colour"
+
+
+def test_a_disc_found_with_low_confidence_is_graded_with_a_caution(cohort, tmp_path, capsys, monkeypatch):
+    import dataclasses
+
+    import engine.fundus as fundus
+    from engine.fundus.analysis import LOW_CONFIDENCE, analyse_disc
+
+    cases, models = cohort
+    monkeypatch.setattr(fundus, "analyse_disc", lambda image, **kw: dataclasses.replace(
+        analyse_disc(image, **kw), confidence=LOW_CONFIDENCE - 0.01))
+    out = tmp_path / "unsure.csv"
+    assert main(["grade", str(cases / "SYNTH0000"), "--csv", str(out), "--models", str(models)]) == 0
+    assert "(optic disc found with low confidence: check its outline)" in capsys.readouterr().err
+    row = _rows(out)[0]
+    assert row["caution"] == "disc uncertain" and row["vcdr"]  # measured, to be checked
+
+
+def test_resume_from_a_csv_of_another_version_names_the_columns_that_differ(cohort, tmp_path, capsys):
+    cases, models = cohort
+    out = tmp_path / "old.csv"
+    older = [c for c in COLUMNS if c != "caution"] + ["retired"]
+    out.write_text(",".join(older) + "\n" + ",".join("SYNTH0000" if c == "data" else "" for c in older) + "\n")
+    before = out.read_bytes()
+    assert main(["grade", str(cases / "SYNTH0000"), "--csv", str(out), "--models", str(models), "--resume"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "another version of grade (columns added since: caution; columns dropped since: " \
+        "retired)" in err[0] and out.read_bytes() == before
+    out.write_text("id,score\nA,1\n")
+    assert main(["grade", str(cases / "SYNTH0000"), "--csv", str(out), "--models", str(models), "--resume"]) == 2
+    assert "not a grading CSV (columns ['id', 'score'])" in capsys.readouterr().err

@@ -265,3 +265,11 @@ def test_grade_caution_names_why_a_grade_should_not_be_read_as_it_stands():
     assert grade_caution(result(centred, whole, crop)) == "centred photo"
     assert grade_caution(result(centred, crop)) == ""  # only disc-crop graders ran: they saw crops like it
     assert grade_caution(result(NS(found=False), whole), disc=found) == ""  # outlined by hand where none was found
+    unsure = NS(found=True, confidence=0.5, centred=True, localisation=NS(monochrome=False))
+    assert grade_caution(result(unsure, whole)) == "disc uncertain"  # before the centred photo: it may be elsewhere
+    assert grade_caution(result(unsure, crop)) == "disc uncertain"  # the disc-crop graders look where it was found
+    assert grade_caution(result(NS(found=True, confidence=0.5, localisation=NS(monochrome=True)), whole)) == "no colour"
+    unsure.hand_outlined = ("cup",)
+    assert grade_caution(result(unsure, crop)) == "disc uncertain"
+    unsure.hand_outlined = ("disc", "cup")
+    assert grade_caution(result(unsure, crop)) == ""  # the disc drawn by hand is the disc

@@ -865,3 +865,21 @@ def test_a_grade_on_a_photo_without_colour_comes_with_a_caution(qtbot, window, s
     view = window.entries[key].analysis
     assert view.grade_caution.startswith("This photo has no colour (red-free or grey): the graders and the disc/cup")
     assert "; this photo has no colour (red-free or grey))" in window.status_label.text()
+
+
+def test_a_grade_with_a_disc_found_with_low_confidence_comes_with_a_caution(qtbot, window, small_exam, wait_idle,
+                                                                           monkeypatch, circles):
+    import dataclasses
+
+    import engine.fundus as fundus
+    from engine.fundus.analysis import LOW_CONFIDENCE
+
+    found = fundus.analyse_disc  # the circles fixture's
+    monkeypatch.setattr(fundus, "analyse_disc", lambda image, **kw: dataclasses.replace(
+        found(image, **kw), confidence=LOW_CONFIDENCE - 0.01))
+    key = window.add_exam(small_exam(seed=7))
+    wait_idle(window)
+    view = window.entries[key].analysis
+    assert view.grade_caution.startswith("The optic disc was found with low confidence: check its outline")
+    assert "; the optic disc was found with low confidence)" in window.status_label.text()
+    assert not window.results.caution_label.isHidden()

@@ -79,6 +79,35 @@ def test_typed_photo_scale_gives_mm_and_one_ddls_stage(photos, with_oracle, tmp_
     assert err == ["error: a photo's scale must be 0.5 to 100 µm per pixel, got 0"]
 
 
+def test_photo_scale_per_photo_size_measures_each_camera_with_its_own(photos, with_oracle, tmp_path, capsys):
+    import csv
+
+    paths, _ = photos
+    small = tmp_path / "small.png"  # a second camera: another size
+    cv2.imwrite(str(small), cv2.resize(cv2.imread(str(paths[0])), (420, 360)))
+    out = tmp_path / "out"
+    assert main(["segment", str(paths[0]), str(small), "--task", "disc-cup", "--out", str(out), "--json",
+                 "--photo-scale-for", "560x480=20", "--photo-scale-for", "420x360 = 26.7",
+                 "--photo-scale-for", "1x1=5"]) == 0
+    captured = capsys.readouterr()
+    big_row, small_row = json.loads(captured.out)["results"]
+    assert (big_row["photo_size"], big_row["photo_scale"]) == ("560x480", "20 um/px (typed in)")
+    assert (small_row["photo_size"], small_row["photo_scale"]) == ("420x360", "26.7 um/px (typed in)")
+    big, little = big_row["biomarkers"], small_row["biomarkers"]
+    assert big["disc_height_mm"] == pytest.approx(big["disc_height_px"] * 0.02)
+    assert little["disc_height_mm"] == pytest.approx(big["disc_height_mm"], rel=0.05)  # one disc, two cameras
+    assert captured.err.strip() == "note: --photo-scale-for 1x1: no photo of that size among the inputs"
+    with open(out / "disc_cup_biomarkers.csv", newline="") as fh:
+        table = list(csv.DictReader(fh))
+    assert [r["photo_scale"] for r in table] == ["20 um/px (typed in)", "26.7 um/px (typed in)"]
+    assert main(["segment", str(small), "--task", "disc-cup", "--out", str(out), "--json",
+                 "--photo-scale-for", "560x480=20"]) == 0
+    row = json.loads(capsys.readouterr().out)["results"][0]
+    assert row["photo_scale"] == "" and "disc_height_mm" not in row["biomarkers"]  # no scale for its size
+    assert main(["segment", str(small), "--task", "disc-cup", "--out", str(out), "--photo-scale-for", "420x360"]) == 2
+    assert capsys.readouterr().err.startswith("error: a photo size's scale must look like WxH=UM_PER_PX")
+
+
 def test_bad_input_one_line_and_exit_1(photos, with_oracle, tmp_path, capsys):
     paths, _ = photos
     broken = tmp_path / "broken.jpg"
