@@ -6,7 +6,10 @@ Columns (in order, see :data:`COLUMNS`):
   probabilities (6 decimals, summing to 1) — a valid GAMMA submission when only these are read;
 - ``grade``: the predicted class name; ``caution``: why the grade should not be read as it stands
   (:func:`engine.pipeline.grade_caution`: ``no disc``, ``disc uncertain``, ``no colour``, ``centred photo``; empty
-  when there is no such reason, the message column says more);
+  when there is no such reason, the message column says more); ``eye``: ``OD`` / ``OS`` as the exam gives it, or
+  ``OD (disc side)`` when it was inferred from the disc's side of the photo
+  (:func:`engine.fundus.laterality.eye_from_disc`; the ISNT rule and nasal / temporal rims use it), empty when
+  unknown;
 - biomarkers (:data:`BIOMARKER_COLUMNS`; empty when the analysis was unavailable); ``ddls_stage`` is the Disc
   Damage Likelihood Scale stage, empty when the disc's size is unknown (no mm scale), ``ddls_min,ddls_max`` the
   stages it could have over the disc sizes (:mod:`engine.fundus.ddls`);
@@ -47,7 +50,7 @@ BIOMARKER_COLUMNS = ("vcdr", "hcdr", "area_cdr", "rim_to_disc", "ddls_stage", "d
                      "rnfl_mean")
 TAIL_COLUMNS = ("models", "weights_sha256", "disc_source", "disc_calibration", "disc_correction", "photo_scale",
                 "photo_size", "status", "message")
-COLUMNS = (*GAMMA_COLUMNS, "grade", "caution", *BIOMARKER_COLUMNS, *SIBLING_COLUMNS, *TAIL_COLUMNS)
+COLUMNS = (*GAMMA_COLUMNS, "grade", "caution", "eye", *BIOMARKER_COLUMNS, *SIBLING_COLUMNS, *TAIL_COLUMNS)
 
 _ALIASES = {
     "vcdr": ("vcdr", "vertical_cdr", "cdr_vertical"),
@@ -98,6 +101,14 @@ def scale_label(spacing: Any) -> str:
     if spacing is None or not spacing.is_physical:
         return ""
     return f"{spacing.mm[0] * 1000:.4g} um/px ({'typed in' if spacing.source == 'user' else spacing.source})"
+
+
+def eye_label(exam_eye: str, disc: Any) -> str:
+    """The ``eye`` cell: ``OD`` / ``OS`` as the exam gives it, ``OD (disc side)`` / ``OS (disc side)`` where the
+    disc/cup analysis ``disc`` inferred it (``eye_inferred``), else empty."""
+    if getattr(disc, "eye_inferred", False) and getattr(disc, "biomarkers", None) is not None:
+        return f"{disc.biomarkers.eye} (disc side)"
+    return exam_eye if exam_eye in ("OD", "OS") else ""
 
 
 def correction_label(disc_at: Optional[Sequence[float]], outlines: Any) -> str:

@@ -63,6 +63,7 @@ class ExamEntry:
     outlines: Any = None  # engine.fundus.hand_outline.HandOutlines the user drew (None: the segmenter's)
     outline_undo: list = field(default_factory=list)  # the outlines measured before each change, oldest first
     read_spacing: Any = None  # the photo's spacing as read from its file (restored when a typed scale is cleared)
+    read_eye: str = "unknown"  # the eye as the files say (restored when "As the files say" is chosen)
 
     @property
     def reloadable(self) -> bool:
@@ -171,6 +172,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.site_calibration: Any = None  # engine.fundus.site_calibration.SiteCalibration applied to disc/cup
         self.photo_scales: dict[str, float] = {}  # exam key -> µm per photo px typed in (Analysis > Photo scale…)
         self.size_scales = read_size_scales(self.settings)  # "WxH" -> µm per px for every photo of that size
+        self.eyes: dict[str, str] = {}  # exam key -> "OD" / "OS" set by hand (Analysis > Eye)
         from engine.fundus.corrections import CorrectionStore  # numpy and json only
 
         self.corrections = CorrectionStore(corrections_path(self.settings))
@@ -332,6 +334,16 @@ class MainWindow(QtWidgets.QMainWindow):
                                                                 lambda: self.set_site_calibration(None))
         self.clear_calibration_action.setEnabled(False)
         analysis_menu.addAction("Photo scale…", self.ask_photo_scale)
+        self.eye_menu = analysis_menu.addMenu("Eye")
+        self.eye_actions = QtGui.QActionGroup(self)
+        for eye, text in ((None, "As the files say, else from the disc's side of the photo"),
+                          ("OD", "Right eye (OD)"), ("OS", "Left eye (OS)")):
+            action = self.eye_menu.addAction(text, lambda e=eye: self._current_key and self.set_eye(self._current_key,
+                                                                                                  e))
+            action.setCheckable(True)
+            action.setData(eye)
+            self.eye_actions.addAction(action)
+        self.eye_menu.aboutToShow.connect(self._check_eye_action)
         analysis_menu.addSeparator()
         self.undo_outline_action = analysis_menu.addAction("Undo outline change", self.undo_outline)
         self.undo_outline_action.setShortcut(QtGui.QKeySequence.StandardKey.Undo)
@@ -559,8 +571,9 @@ class MainWindow(QtWidgets.QMainWindow):
         self.load_report["opened"].append((entry.source, f"{loaded.exam_id}: {', '.join(loaded.exam.modalities)}"))
         self._update_report_button()
         self.examReady.emit(entry.key)
-        entry.read_spacing = loaded.exam.fundus_spacing
+        entry.read_spacing, entry.read_eye = loaded.exam.fundus_spacing, loaded.exam.eye
         self._apply_photo_scale(entry)
+        loaded.exam.eye = self.eyes.get(entry.key, entry.read_eye)
         restored = self._restore_corrections(entry)
         if self._current_key == entry.key:
             self.show_exam(entry.key)
@@ -611,7 +624,8 @@ class MainWindow(QtWidgets.QMainWindow):
         entry.job = self.analysis_worker.submit(
             run, entry.loaded, name=f"analyse {entry.label}", models=self.models, calibration=self.site_calibration,
             disc_at=entry.disc_at, outlines=entry.outlines,
-            on_finished=lambda view, k=entry.key, asked=(entry.disc_at, entry.outlines, _photo_spacing(entry)):
+            on_finished=lambda view, k=entry.key, asked=(entry.disc_at, entry.outlines, _photo_spacing(entry),
+                                                         entry.loaded.exam.eye):
                 self._analysed(k, view, asked),
             on_failed=lambda failure, k=entry.key: self._failed(k, failure),
             on_progress=lambda f, m, k=entry.key: self._progress(k, f, m, "analysing"),
@@ -633,15 +647,16 @@ class MainWindow(QtWidgets.QMainWindow):
             return
         self._start_analysis(entry)
 
-    def _analysed(self, key: str, view: AnalysisView, asked: tuple[Any, Any, Any]) -> None:
-        """Show ``view``, the analysis of exam ``key`` with the placement, outlines and photo spacing ``asked``; when
-        they changed while it ran (a disc placed, corrections imported or forgotten, a scale typed in), analyse again
-        instead."""
+    def _analysed(self, key: str, view: AnalysisView, asked: tuple[Any, Any, Any, str]) -> None:
+        """Show ``view``, the analysis of exam ``key`` with the placement, outlines, photo spacing and eye ``asked``;
+        when they changed while it ran (a disc placed, corrections imported or forgotten, a scale typed in, the eye
+        set), analyse again instead."""
         entry = self.entries.get(key)
         if entry is None or self._closing:
             return
         entry.job = None
-        if asked[0] != entry.disc_at or asked[1] is not entry.outlines or asked[2] != _photo_spacing(entry):
+        now = (entry.disc_at, entry.outlines, _photo_spacing(entry), entry.loaded.exam.eye if entry.loaded else None)
+        if asked[0] != now[0] or asked[1] is not now[1] or asked[2:] != now[2:]:
             self._start_analysis(entry)
             return
         entry.analysis = view
@@ -717,11 +732,7 @@ class MainWindow(QtWidgets.QMainWindow):
             self.fundus_view.set_photo(loaded.fundus_display, loaded.fundus_shape,
                                        title=f"Panoramic radiograph — {loaded.exam_id}", kind="xray")
         else:
-            eye = {"OD": "OD right", "OS": "OS left"}.get(exam.eye, "eye unknown")
-            synthetic = " — SYNTHETIC" if exam.is_synthetic_modality("fundus") else ""
-            what = "Fundus" if exam.fundus is not None else "No fundus photo"
-            self.fundus_view.set_photo(loaded.fundus_display, loaded.fundus_shape,  # the eye first: it must show
-                                       title=f"{what} — {eye} — {loaded.exam_id}{synthetic}")
+            self.fundus_view.set_photo(loaded.fundus_display, loaded.fundus_shape, title=self._photo_title(entry))
         self.results.set_data_note(jobs.data_note(exam), jobs.data_details(exam))
         n = 0 if exam.oct is None else len(exam.oct)
         # The slice browser shows the OCT volume, or else the MRI's axial slices (glioma attention as its heat map).
@@ -985,9 +996,23 @@ class MainWindow(QtWidgets.QMainWindow):
         self.undo_outline_action.setEnabled(can)
         self.fundus_view.undo_button.setEnabled(can)
 
+    def _photo_title(self, entry: ExamEntry) -> str:
+        """The fundus pane's title: the eye first (it must show), as the exam gives it or as its analysis inferred
+        it from the disc's side of the photo, then the exam id."""
+        assert entry.loaded is not None
+        exam = entry.loaded.exam
+        inferred = entry.analysis.eye_inferred if entry.analysis is not None else ""
+        eye = ({"OD": "OD right", "OS": "OS left"}.get(exam.eye)
+               or {"OD": "OD right (disc side)", "OS": "OS left (disc side)"}.get(inferred, "eye unknown"))
+        synthetic = " — SYNTHETIC" if exam.is_synthetic_modality("fundus") else ""
+        what = "Fundus" if exam.fundus is not None else "No fundus photo"
+        return f"{what} — {eye} — {entry.loaded.exam_id}{synthetic}"
+
     def _apply_analysis(self, entry: ExamEntry) -> None:
         view = entry.analysis
         assert view is not None
+        if entry.loaded is not None and entry.loaded.photo_kind != "xray":
+            self.fundus_view.set_title(self._photo_title(entry))
         self.fundus_view.set_disc_overlay(view.disc_contours, view.cup_contours, view.crop_box)
         drawn = () if view.outlines is None else view.outlines.parts
         self.fundus_view.set_outline_vertices(view.outline_vertices, drawn,
@@ -1173,6 +1198,36 @@ class MainWindow(QtWidgets.QMainWindow):
         dialog = PhotoScaleDialog(self, entry.label, typed, height, now, size.replace("x", "×"), origin == "size")
         if dialog.exec() == QtWidgets.QDialog.DialogCode.Accepted:
             self.set_photo_scale(entry.key, dialog.value, every_size=dialog.every_size)
+
+    def set_eye(self, key: str, eye: Optional[str]) -> None:
+        """Measure exam ``key`` as a right (``"OD"``) or left (``"OS"``) eye until the window closes, or (None) as
+        its files say, else with the eye the disc's side of the photo shows; analyse it again when that changes."""
+        entry = self.entries.get(key)
+        if entry is None:
+            return
+        if eye is None:
+            self.eyes.pop(key, None)
+        else:
+            self.eyes[key] = eye
+        exam = entry.loaded.exam if entry.loaded is not None else None
+        if exam is None:
+            return
+        wanted = self.eyes.get(key, entry.read_eye)
+        said = {"OD": "measured as a right eye (OD)", "OS": "measured as a left eye (OS)"}.get(
+            eye or "", "eye as the files say" + ("" if entry.read_eye in ("OD", "OS") else
+                                                 ", else from the disc's side of the photo"))
+        self.status_label.setText(f"{entry.label}: {said}")
+        if wanted != exam.eye:
+            exam.eye = wanted
+            if key == self._current_key:
+                self.fundus_view.set_title(self._photo_title(entry))
+            self.reanalyse(key)
+
+    def _check_eye_action(self) -> None:
+        """Tick the Eye menu's entry for the shown exam."""
+        chosen = self.eyes.get(self._current_key or "")
+        for action in self.eye_actions.actions():
+            action.setChecked(action.data() == chosen)
 
     def photo_scale_of(self, entry: ExamEntry) -> tuple[Optional[float], str]:
         """The µm per pixel the exam's photo is measured with and where it comes from: ``"exam"`` (typed in for

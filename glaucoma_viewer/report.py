@@ -122,7 +122,10 @@ def _draw(painter: QtGui.QPainter, writer: QtGui.QPagedPaintDevice, window: "Mai
     page.text(gap / 2, band_h * 0.18, W - gap, "RESEARCH USE ONLY — not a medical device", 11, True, "#3e2723")
     y = band_h + gap * 0.6
     y += page.text(0, y, W, f"Glaucoma Viewer — exam report: {loaded.exam_id}", 15, True)
-    eye = {"OD": "right eye (OD)", "OS": "left eye (OS)"}.get(exam.eye, "eye unknown")
+    inferred = view.eye_inferred if view is not None else ""
+    eye = ({"OD": "right eye (OD)", "OS": "left eye (OS)"}.get(exam.eye)
+           or {"OD": "right eye (OD) from the disc's side of the photo",
+               "OS": "left eye (OS) from the disc's side of the photo"}.get(inferred, "eye unknown"))
     when = _dt.datetime.now().strftime("%Y-%m-%d %H:%M")
     meta = [f"Exam {loaded.exam_id} · {eye} · modalities: {', '.join(exam.modalities)}",
             f"Source: {loaded.source or 'n/a'}", f"Report made {when} with Glaucoma Viewer {__version__}"]

@@ -157,6 +157,8 @@ class AnalysisView:
         rim_profile: ((K,) angles in degrees, (K,) rim width / disc diameter) around the disc outline shown
             (``engine.fundus.biomarkers.rim_to_disc_profile``), or None; rim_eye: "OD" / "OS" when the angles are
             TSNIT, "unknown" when they are the photo's own (counter-clockwise from its right).
+        eye_inferred: "OD" / "OS" when the exam does not say which eye and the disc analysis measured with the one
+            the disc's side of the photo shows (``engine.fundus.laterality``), else "".
         rim_absent: (K,) bool beside ``rim_profile``, True where no rim is left (under
             ``engine.fundus.ddls.RIM_ABSENT_BELOW`` of the disc diameter; shaded on the plot), or None.
         rnfl_profiles: (N, W) float32 RNFL thickness along each B-scan, in ``rnfl_unit``; NaN where unknown.
@@ -199,6 +201,7 @@ class AnalysisView:
     rim_profile: Optional[tuple[np.ndarray, np.ndarray]] = None
     rim_absent: Optional[np.ndarray] = None
     rim_eye: str = "unknown"
+    eye_inferred: str = ""
     rnfl_profiles: Optional[np.ndarray] = None
     rnfl_unit: str = "px"
     lateral_mm: Optional[float] = None

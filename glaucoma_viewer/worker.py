@@ -964,7 +964,9 @@ def _fill_disc(view: "AnalysisView", exam: Any, disc: Any, result: Any) -> None:
         elif not markers:
             markers = _as_float_dict(disc)
     spread = expert_spread_note(_field(disc, "model_card"))
-    view.biomarkers = format_biomarkers(markers, exam, vcdr_note=spread)
+    if _field(disc, "eye_inferred"):
+        view.eye_inferred = str(getattr(_field(disc, "biomarkers"), "eye", ""))
+    view.biomarkers = format_biomarkers(markers, exam, vcdr_note=spread, eye_inferred=view.eye_inferred)
     view.rim_profile, view.rim_absent, view.rim_eye = None, None, "unknown"
     if _field(disc, "found") and disc_mask is not None and cup_mask is not None:
         from engine.fundus.biomarkers import rim_to_disc_profile
@@ -976,6 +978,9 @@ def _fill_disc(view: "AnalysisView", exam: Any, disc: Any, result: Any) -> None:
         view.rim_absent = rim_absent(view.rim_profile[1])
     if spread and view.biomarkers:
         view.disc_method = f"{view.disc_method} Vertical CDR: {spread}.".strip()
+    if view.eye_inferred:
+        view.disc_method += (f" Eye: {EYE_WORDS[view.eye_inferred]}, from the disc's side of the photo (the exam does "
+                             "not say which eye; Analysis → Eye to set it).")
     spacing = exam.fundus_spacing
     if view.biomarkers and spacing is not None and spacing.source == "user":
         view.disc_method = (f"{view.disc_method} Photo scale typed in: {spacing.mm[0] * 1000:.2f} µm per pixel "
@@ -1017,9 +1022,13 @@ _BIOMARKER_LABELS = {
 }
 
 
-def format_biomarkers(markers: dict[str, float], exam: Any, vcdr_note: str = "") -> list:
+EYE_WORDS = {"OD": "right (OD)", "OS": "left (OS)"}
+
+
+def format_biomarkers(markers: dict[str, float], exam: Any, vcdr_note: str = "", eye_inferred: str = "") -> list:
     """Biomarkers as display rows. Physical units only when the matching scale is physical (not assumed);
-    ``vcdr_note`` goes beside the vertical CDR (how far experts' own ratios differ)."""
+    ``vcdr_note`` goes beside the vertical CDR (how far experts' own ratios differ); ``eye_inferred``: "OD" / "OS"
+    when the disc was measured with the eye its side of the photo shows (the exam's is unknown)."""
     from glaucoma_viewer.state import Biomarker
 
     fundus_physical = exam.fundus_spacing is not None and exam.fundus_spacing.is_physical
@@ -1049,7 +1058,9 @@ def format_biomarkers(markers: dict[str, float], exam: Any, vcdr_note: str = "")
         if lower.startswith("isnt"):
             text = "unknown" if value != value else ("holds" if value >= 0.5 else "violated")
             note = "Inferior ≥ superior ≥ nasal ≥ temporal rim width"
-            if exam.eye == "unknown":
+            if eye_inferred:
+                note += f"; eye {EYE_WORDS[eye_inferred]} from the disc's side of the photo"
+            elif exam.eye == "unknown":
                 text, note = "unknown", "needs the eye (OD/OS), which is unknown"
         elif lower.endswith(("_mm2",)):
             label, text, note = label.replace(" mm2", ""), f"{value:.2f} mm²", scale_note(is_oct)

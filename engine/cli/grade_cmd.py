@@ -180,7 +180,7 @@ def grade_one(
     """
     from engine.io.errors import ExamLoadError
     from engine.pipeline import GradingError, grade, grade_caution
-    from engine.results_csv import correction_label, error_row, row_from_result
+    from engine.results_csv import correction_label, error_row, eye_label, row_from_result
 
     t0 = time.perf_counter()
     try:
@@ -214,6 +214,7 @@ def grade_one(
         return Outcome(error_row(data_id, msg), f"error: {msg}")
     row = add_sibling_columns(row_from_result(result, data_id), exam, device, result.biomarkers, cams_dir)
     row["disc_correction"] = correction_label(disc_at, disc_outlines)
+    row["eye"] = eye_label(exam.eye, result.disc)
     if exam.fundus is not None:
         from engine.io.exam import photo_size
 

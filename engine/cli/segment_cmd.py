@@ -29,7 +29,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--weights", type=Path, metavar="FILE", help="segmenter checkpoint (default: the shipped one)")
     p.add_argument("--eye", choices=("OD", "OS", "unknown"),
                    help="disc-cup: eye of every photo, for the nasal/temporal sectors and the ISNT rule (default: "
-                   "from each photo's or its folder's name, e.g. P01_OD/fundus.jpg or 12_left.jpg, else unknown)")
+                   "from each photo's or its folder's name, e.g. P01_OD/fundus.jpg or 12_left.jpg, else the eye the "
+                   "disc's side of the photo shows, when it shows one; 'unknown' measures without an eye)")
     p.add_argument("--site-calibration", type=Path, metavar="FILE",
                    help="disc-cup: a site's cup-outline calibration (python -m engine.fundus.site_calibration)")
     p.add_argument("--disc-at", metavar="X,Y",

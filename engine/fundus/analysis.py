@@ -42,7 +42,8 @@ import numpy as np
 
 from engine.fundus.biomarkers import DiscBiomarkers, compute_biomarkers
 from engine.fundus.crop import DEFAULT_MARGIN, Box, crop_square, disc_box, map_to_image, square_box
-from engine.fundus.localize import DiscLocation, locate_disc
+from engine.fundus.laterality import eye_conflict, eye_from_disc
+from engine.fundus.localize import BORDERLESS_FOV, DiscLocation, locate_disc
 from engine.io.exam import Spacing
 from engine.progress import CancelToken, ProgressCallback, check, report
 
@@ -76,11 +77,9 @@ channel), so the result must not look as sure as on colour."""
 CENTRED_DISC_SIDE = 0.65
 """Expected disc diameter / shorter image side on a photo centred on the optic disc (the disc's height measured
 0.41-0.70 of the side on the 35 SMDG optic-nerve-head crops of the shared samples)."""
-CENTRED_MIN_FOV = 0.98
-"""The centred-disc hypothesis is tried on photos whose field of view covers at least this share of the frame: 1.0
-on all 35 SMDG optic-nerve-head crops, at most 0.966 on the 202 full photos of the shared samples (Drishti-GS1's
-field of view is cut at the top and bottom). Tried on every photo, it changed one of the 202: on an ODIR photo it
-took a bright ring of atrophy round the disc for the disc."""
+CENTRED_MIN_FOV = BORDERLESS_FOV
+"""The centred-disc hypothesis is tried on photos without a black border only. Tried on every photo, it changed one
+of the 202 full sample photos: on an ODIR photo it took a bright ring of atrophy round the disc for the disc."""
 SIZE_RANGE = (0.35, 2.6)
 """Accepted measured / expected disc diameter (the expected one comes from the FOV size)."""
 
@@ -112,6 +111,8 @@ class DiscAnalysis:
         hand_outlined: which outlines a user drew in place of the segmenter's (:mod:`engine.fundus.hand_outline`):
             a subset of ("disc", "cup"); () when both are the segmenter's.
         centred: the photo was read as a crop centred on the optic disc (see the module docstring).
+        eye_inferred: no eye was given and ``biomarkers.eye`` is the one the disc's side of the photo shows
+            (:func:`engine.fundus.laterality.eye_from_disc`).
     """
 
     found: bool
@@ -131,6 +132,7 @@ class DiscAnalysis:
     placed_at: Optional[tuple[float, float]] = None
     hand_outlined: tuple[str, ...] = ()
     centred: bool = False
+    eye_inferred: bool = False
 
     def label_mask(self) -> np.ndarray:
         """(H, W) uint8 GAMMA-convention mask: 0 cup, 128 rim, 255 background (all 255 when not found)."""
@@ -377,6 +379,7 @@ def analyse_disc(
     segmenter: Any = None,
     weights: Any = None,
     disc_at: Optional[Sequence[float]] = None,
+    infer_eye: bool = True,
     progress: Optional[ProgressCallback] = None,
     cancel: Optional[CancelToken] = None,
 ) -> DiscAnalysis:
@@ -386,6 +389,9 @@ def analyse_disc(
         image: (H, W, 3) uint8 RGB, any size (1-12 MP), aspect ratio, eye, with or without a black border.
         spacing: the photo's pixel spacing; biomarkers get mm values only when ``spacing.is_physical``.
         eye: "OD", "OS" or "unknown" (nasal / temporal sectors and the ISNT rule need it).
+        infer_eye: with ``eye`` unknown, measure with the eye the disc's side of the photo shows, when it shows
+            one (:func:`engine.fundus.laterality.eye_from_disc`; ``eye_inferred`` then says so); with ``eye``
+            given, say in the message when the disc's side shows the other eye.
         segmenter: an object with ``size``, ``crop_scale``, ``sha256`` and ``predict((B, S, S, 3) uint8) ->
             (B, 3, S, S)`` probabilities; default: :func:`engine.fundus.segmenter.load_segmenter` (``weights``
             path or the shipped ``resources/models/disc_cup.pt``).
@@ -480,11 +486,13 @@ def analyse_disc(
     if not disc_img.any():
         return _not_found("optic disc not found: the disc mask is empty at the photo's resolution", loc, sha,
                           timings, card, placed_at)
-    markers = measure(disc_img, cup_img, eye, spacing)
-    timings["measure"] = time.perf_counter() - t
     rows = np.flatnonzero(disc_img.any(axis=1))
     cols = np.flatnonzero(disc_img.any(axis=0))
     found_centre = ((rows[0] + rows[-1] + 1) / 2.0, (cols[0] + cols[-1] + 1) / 2.0)
+    side = eye_from_disc(found_centre, loc) if infer_eye else "unknown"
+    eye_inferred = eye not in ("OD", "OS") and side != "unknown"
+    markers = measure(disc_img, cup_img, side if eye_inferred else eye, spacing)
+    timings["measure"] = time.perf_counter() - t
     # the localiser's confidence counts only where it chose the place
     located = 1.0 if placed_at is not None else 0.85 + 0.15 * loc.confidence
     confidence = float(np.clip(certainty * located, 0.0, 1.0))
@@ -493,8 +501,9 @@ def analyse_disc(
         message = RIVAL_MESSAGE
     if loc.monochrome:
         message = MONOCHROME_MESSAGE
+    message = "; ".join(m for m in (message, eye_conflict(eye, side)) if m)
     check(cancel)
     report(progress, 1.0, "disc and cup done")
     return DiscAnalysis(True, confidence, message, found_centre, disc_img, cup_img,
                         disc_box(disc_img, DEFAULT_MARGIN), markers, loc, sha, timings, card, spacing,
-                        placed_at=placed_at, centred=centred)
+                        placed_at=placed_at, centred=centred, eye_inferred=eye_inferred)

@@ -30,6 +30,10 @@ WORK_FOV_PX = 320
 DISC_FOV_RATIO = 0.18
 """Typical disc diameter / FOV diameter (measured 0.13-0.26 on the shared samples: REFUGE, Drishti, ORIGA,
 PAPILA, G1020, odoc100)."""
+BORDERLESS_FOV = 0.98
+"""A photo whose field of view (``DiscLocation.fov_fraction``) covers at least this share of the frame shows no
+black border: a crop, e.g. centred on the disc. 1.0 on all 35 SMDG optic-nerve-head crops, at most 0.966 on the
+202 full photos of the shared samples (Drishti-GS1's field of view is cut at the top and bottom)."""
 
 
 @dataclass

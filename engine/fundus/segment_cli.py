@@ -36,11 +36,11 @@ from engine.models.checkpoint import atomic_write_bytes
 
 SUMMARY_NAME = "disc_cup_biomarkers.json"
 TABLE_NAME = "disc_cup_biomarkers.csv"
-CSV_COLUMNS = ("input", "status", "confidence", "centred", "photo_size", "photo_scale",
+CSV_COLUMNS = ("input", "status", "confidence", "centred", "eye_inferred", "photo_size", "photo_scale",
                *(f.name for f in fields(DiscBiomarkers) if f.name != "isnt"),
                "isnt_rule", "outlined_by_hand", "disc_at_x", "disc_at_y", "mask", "message")
 """The table's columns: the photo, whether its disc was found (and whether the photo was read as a crop centred
-on the disc), its size (``WxH`` px) and the scale it was measured with (:func:`engine.results_csv.scale_label`;
+on the disc, whether its ``eye`` was inferred from the disc's side of the photo), its size (``WxH`` px) and the scale it was measured with (:func:`engine.results_csv.scale_label`;
 empty when not known), every :class:`DiscBiomarkers` field (mm ones only filled when the photo's scale is known;
 ``isnt`` as the word ``isnt_rule``), corrections by hand, mask path."""
 
@@ -176,6 +176,7 @@ def run_disc_cup(args: Any) -> int:
         eye = given_eye or eye_from_name(path.stem)
         if eye == "unknown" and not given_eye:
             eye = eye_from_name(path.parent.name)
+        infer_eye = given_eye != "unknown"  # --eye unknown: measure without an eye
         try:
             exam = load_image_exam(path, modality="fundus", eye=eye)
             exam.fundus_spacing = typed if typed is not None else scale_for_size(exam.fundus, exam.fundus_spacing,
@@ -184,7 +185,8 @@ def run_disc_cup(args: Any) -> int:
             if corrections is not None and disc_at is None:
                 placed_at, outlines = corrections.get(photo_sha256(exam.fundus))
             result = apply_calibration(analyse_disc(exam.fundus, spacing=exam.fundus_spacing, eye=eye,
-                                                    segmenter=seg, disc_at=placed_at), calibration)
+                                                    segmenter=seg, disc_at=placed_at, infer_eye=infer_eye),
+                                       calibration)
         except (ExamLoadError, ValueError, OSError) as err:
             message = str(err) if str(path) in str(err) else f"{path}: {err}"
             print(f"error: {message}", file=sys.stderr)
@@ -197,7 +199,8 @@ def run_disc_cup(args: Any) -> int:
             except OutlineError as err:
                 result.message = "; ".join(m for m in (result.message, f"outlines drawn by hand not used: {err}") if m)
         row.update(status="ok" if result.found else "not_found", confidence=round(result.confidence, 4),
-                   centred=result.centred, message=result.message, outlined_by_hand=list(result.hand_outlined))
+                   centred=result.centred, eye_inferred=result.eye_inferred, message=result.message,
+                   outlined_by_hand=list(result.hand_outlined))
         if placed_at is not None:
             row["disc_at"] = {"x": placed_at[1], "y": placed_at[0]}
         if not result.found:
@@ -226,7 +229,8 @@ def run_disc_cup(args: Any) -> int:
             drawn = result.hand_outlined and f"{' and '.join(result.hand_outlined)} drawn by hand"
             scaled = result.site_calibration and result.site_calibration.describe()  # None once a cup is drawn
             centred = result.centred and "read as a crop centred on the disc"
-            note = "".join(f" ({m})" for m in (result.message, centred, placed, drawn, scaled) if m)
+            inferred = result.eye_inferred and f"eye {result.biomarkers.eye} from the disc's side of the photo"
+            note = "".join(f" ({m})" for m in (result.message, centred, inferred, placed, drawn, scaled) if m)
             print(_line(path.name, markers) + note, flush=True)
     sizes = {row.get("photo_size") for row in results}
     for size in sorted(set(by_size) - sizes):

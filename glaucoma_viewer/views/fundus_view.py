@@ -279,18 +279,22 @@ class FundusView(QtWidgets.QWidget):
         self._place_controls(event.size().width())
         super().resizeEvent(event)
 
+    def set_title(self, title: str) -> None:
+        """The pane's title (the controls move below it when both do not fit)."""
+        self.title.setText(title)
+        self.title.setToolTip(title)
+        self._place_controls(self.width())
+
     def set_photo(self, display: Optional[np.ndarray], shape: Optional[tuple[int, int]], title: str = "Fundus",
                   kind: str = "fundus") -> None:
         """Show ``display`` ((h, w, 3) uint8 RGB, possibly downsampled) stretched over the original ``shape`` (H, W);
         ``kind``: "fundus", or "xray" (a radiograph: no optic disc to outline, crop or zoom to)."""
-        self.title.setText(title)
-        self.title.setToolTip(title)
         self.stop_editing()
         for control in (self.cam_toggle, self.opacity):
             control.setVisible(display is not None)  # photo overlays only where there is a photo
         for control in (self.disc_toggle, self.crop_toggle, self.disc_button):
             control.setVisible(display is not None and kind == "fundus")
-        self._place_controls(self.width())
+        self.set_title(title)
         if display is None or shape is None:
             self._photo_shape = None
             self.photo_item.clear()

@@ -43,6 +43,7 @@ def test_csv_rows_errors_and_overlays(cohort, tmp_path, capsys):
     for r in ok:
         assert abs(sum(float(r[c]) for c in ("non", "early", "mid_advanced")) - 1) < 1e-5
         assert r["models"] == "fundus;two_level;three_level" and len(r["weights_sha256"].split(";")) == 3
+        assert r["eye"] == "OD (disc side)" and r["isnt"] and r["photo_size"] == "150x120"  # GAMMA names no eye
     names = {p.name for p in (tmp_path / "cams").iterdir()}
     assert {"SYNTH0000_fundus.png", "SYNTH0000_disc.png", "SYNTH0000_oct.png", "SYNTH0000_oct_enface.png"} <= names
     assert not is_partial(out)
@@ -348,6 +349,16 @@ def test_scale_changed_keeps_a_files_own_scale_unless_one_is_typed_for_every_pho
     assert scale_changed(rows, None, {"640x480": 4.0}) == {"none"}  # the file's own scale wins over a size's
     assert scale_changed(rows, None, {"640x480": 4.0, "320x240": 8.0}) == {"none", "other"}
     assert scale_changed(rows, typed_photo_spacing(4.0), {}) == {"file", "none", "other"}  # it replaces the file's
+
+
+def test_eye_label_says_when_the_eye_was_inferred_from_the_discs_side():
+    from types import SimpleNamespace as NS
+
+    from engine.results_csv import eye_label
+
+    inferred = NS(eye_inferred=True, biomarkers=NS(eye="OS"))
+    assert eye_label("unknown", inferred) == "OS (disc side)" and eye_label("unknown", None) == ""
+    assert eye_label("OD", NS(eye_inferred=False, biomarkers=NS(eye="OD"))) == "OD" == eye_label("OD", None)
 
 
 def test_anonymize_replaces_ids_and_needs_a_salt(cohort, tmp_path, capsys):

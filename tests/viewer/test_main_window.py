@@ -883,3 +883,39 @@ def test_a_grade_with_a_disc_found_with_low_confidence_comes_with_a_caution(qtbo
     assert view.grade_caution.startswith("The optic disc was found with low confidence: check its outline")
     assert "; the optic disc was found with low confidence)" in window.status_label.text()
     assert not window.results.caution_label.isHidden()
+
+
+def test_an_exam_that_does_not_say_which_eye_is_measured_as_the_discs_side_shows_until_set(qtbot, window,
+                                                                                          small_exam, wait_idle,
+                                                                                          monkeypatch, tmp_path):
+    from glaucoma_viewer import report
+
+    exam = small_exam(seed=3)  # a right eye: its disc right of the middle
+    exam.eye = "unknown"
+    key = window.add_exam(exam)
+    wait_idle(window)
+    window.show_exam(key)
+    view = window.entries[key].analysis
+    assert view.eye_inferred == "OD" and exam.eye == "unknown"
+    assert window.fundus_view.title.text().startswith("Fundus — OD right (disc side) — ")
+    isnt = next(r for r in view.biomarkers if r.name == "ISNT rule")
+    assert isnt.value in ("holds", "violated") and isnt.note.endswith("eye right (OD) from the disc's side of the photo")
+    assert "Eye: right (OD), from the disc's side of the photo (the exam does not say" in view.disc_method
+    said = []
+    real_text = report._Page.text
+    monkeypatch.setattr(report._Page, "text", lambda self, x, y, w, text, *a, **k: said.append(text) or real_text(
+        self, x, y, w, text, *a, **k))
+    window.export_report(tmp_path / "eye.pdf")
+    assert any("right eye (OD) from the disc's side of the photo" in text for text in said)
+    window.set_eye(key, "OS")  # the user says it is a left eye
+    assert window.status_label.text().endswith("measured as a left eye (OS)")
+    wait_idle(window)
+    view = window.entries[key].analysis
+    assert exam.eye == "OS" and view.eye_inferred == "" and "check the eye" in view.disc_note
+    assert window.fundus_view.title.text().startswith("Fundus — OS left — ")
+    window._check_eye_action()
+    assert [a.data() for a in window.eye_actions.actions() if a.isChecked()] == ["OS"]
+    window.set_eye(key, None)
+    assert window.status_label.text().endswith("eye as the files say, else from the disc's side of the photo")
+    wait_idle(window)
+    assert exam.eye == "unknown" and window.entries[key].analysis.eye_inferred == "OD"

@@ -160,10 +160,16 @@ def test_the_eye_comes_from_the_photos_or_folders_name_unless_given(photos, with
     def eyes(*extra):
         assert main(["segment", *map(str, named), "--task", "disc-cup", "--out", str(tmp_path / "o"), "--json",
                      *extra]) == 0
-        return [r["biomarkers"]["eye"] for r in json.loads(capsys.readouterr().out)["results"]]
+        rows = json.loads(capsys.readouterr().out)["results"]
+        return [(r["biomarkers"]["eye"], r["eye_inferred"], "check the eye" in r["message"]) for r in rows]
 
-    assert eyes() == ["OS", "OD", "unknown"]
-    assert eyes("--eye", "unknown") == ["unknown"] * 3 and eyes("--eye", "OD") == ["OD"] * 3
+    # the synthetic right eye's disc lies right of the middle: a photo named as a left eye is said to disagree,
+    # one whose name does not say is measured as a right eye, said to be inferred
+    assert eyes() == [("OS", False, True), ("OD", False, False), ("OD", True, False)]
+    assert eyes("--eye", "unknown") == [("unknown", False, False)] * 3
+    assert eyes("--eye", "OD") == [("OD", False, False)] * 3
+    assert main(["segment", str(named[2]), "--task", "disc-cup", "--out", str(tmp_path / "o")]) == 0
+    assert "(eye OD from the disc's side of the photo)" in capsys.readouterr().out
 
 
 def test_never_overwrites_an_input(photos, with_oracle, capsys):

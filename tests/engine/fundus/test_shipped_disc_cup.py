@@ -85,6 +85,19 @@ def test_the_mirrored_photo_of_the_other_eye_gives_the_same_rim(shipped):
     assert b.isnt == a.isnt
 
 
+def test_the_eye_comes_from_the_discs_side_when_not_given(shipped):
+    seg, image, base = shipped
+    left = analyse_disc(image, segmenter=seg)  # the CC0 photo of a left eye: its disc on the photo's left
+    assert left.eye_inferred and left.biomarkers.eye == "OS" and left.biomarkers.isnt == base.biomarkers.isnt
+    right = analyse_disc(np.ascontiguousarray(image[:, ::-1]), segmenter=seg)
+    assert right.eye_inferred and right.biomarkers.eye == "OD"
+    assert not base.eye_inferred and base.message == ""  # given, and the side agrees
+    named = analyse_disc(image, eye="OD", segmenter=seg)  # a photo filed as the other eye
+    assert named.biomarkers.eye == "OD" and not named.eye_inferred and "check the eye" in named.message
+    unknown = analyse_disc(image, segmenter=seg, infer_eye=False)
+    assert unknown.biomarkers.eye == "unknown" and unknown.biomarkers.isnt is None
+
+
 def _centred_crop(image: np.ndarray, base, fill: float) -> tuple[np.ndarray, tuple[slice, slice]]:
     """A square crop centred on ``base``'s disc, the disc ``fill`` of its side (an optic-nerve-head photo)."""
     rows, cols = np.flatnonzero(base.disc_mask.any(axis=1)), np.flatnonzero(base.disc_mask.any(axis=0))
