@@ -5,7 +5,8 @@ Columns (in order, see :data:`COLUMNS`):
 - ``data,non,early,mid_advanced``: exam id (or its salted hash with ``--anonymize``) and the class
   probabilities (6 decimals, summing to 1) — a valid GAMMA submission when only these are read;
 - ``grade``: the predicted class name; ``caution``: why the grade should not be read as it stands
-  (:func:`engine.pipeline.grade_caution`: ``no disc``, ``disc uncertain``, ``no colour``, ``centred photo``; empty
+  (:func:`engine.pipeline.grade_caution`: ``no disc``, ``no colour``, ``out of focus``, ``disc uncertain``,
+  ``centred photo``; empty
   when there is no such reason, the message column says more); ``eye``: ``OD`` / ``OS`` as the exam gives it, or
   ``OD (disc side)`` when it was inferred from the disc's side of the photo
   (:func:`engine.fundus.laterality.eye_from_disc`; the ISNT rule and nasal / temporal rims use it), empty when

@@ -603,6 +603,9 @@ def _caution_text(kind: str, result: Any) -> str:
     if kind == "no colour":
         return ("This photo has no colour (red-free or grey): the graders and the disc/cup network were trained on "
                 "colour photos only; read this grade with caution.")
+    if kind == "out of focus":
+        return ("This photo is out of focus: the disc and cup outlines (check them) and what the graders saw may be "
+                "off; read this grade with caution.")
     if kind == "disc uncertain":
         return ("The optic disc was found with low confidence: check its outline (right-click the photo to place the "
                 "disc) before reading this grade.")

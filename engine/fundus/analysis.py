@@ -43,7 +43,7 @@ import numpy as np
 from engine.fundus.biomarkers import DiscBiomarkers, compute_biomarkers
 from engine.fundus.crop import DEFAULT_MARGIN, Box, crop_square, disc_box, map_to_image, square_box
 from engine.fundus.laterality import eye_conflict, eye_from_disc
-from engine.fundus.localize import BORDERLESS_FOV, DiscLocation, locate_disc
+from engine.fundus.localize import BORDERLESS_FOV, DiscLocation, locate_disc, out_of_focus
 from engine.io.exam import Spacing
 from engine.progress import CancelToken, ProgressCallback, check, report
 
@@ -74,6 +74,9 @@ MONOCHROME_MESSAGE = ("a photo without colour (red-free or grey): the network wa
 """Said of a disc found on a grey or one-channel photo (:func:`engine.fundus.localize.is_monochrome`): on 21 sample
 photos turned grey the vertical ratio moved 0.146 on average from the colour photo's (0.157 for their green
 channel), so the result must not look as sure as on colour."""
+FOCUS_MESSAGE = "out of focus: the cup outline may be off; check it"
+"""Said of a disc found on a photo that :func:`engine.fundus.localize.out_of_focus` calls so: blur moves the
+cup outline without lowering the confidence (``benchmarks/disc_blur.py``)."""
 CENTRED_DISC_SIDE = 0.65
 """Expected disc diameter / shorter image side on a photo centred on the optic disc (the disc's height measured
 0.41-0.70 of the side on the 35 SMDG optic-nerve-head crops of the shared samples)."""
@@ -96,7 +99,7 @@ class DiscAnalysis:
         confidence: 0..1, the segmenter's mean certainty over the disc times a localisation factor.
         message: one line for the user ("" when all is well; "low confidence ..." below :data:`LOW_CONFIDENCE`;
             :data:`RIVAL_MESSAGE` when a second disc-like region passed too; :data:`MONOCHROME_MESSAGE` on a photo
-            without colour).
+            without colour; :data:`FOCUS_MESSAGE` on one out of focus; a given eye the disc's side disagrees with).
         center: disc centre (row, col) photo px (bounding-box centre of the disc mask), or the localiser's guess.
         disc_mask, cup_mask: (H, W) bool in photo px (cup inside disc), or None.
         crop_box: square disc box + relative margin (top, left, bottom, right) photo px, for the grader's crop.
@@ -501,7 +504,8 @@ def analyse_disc(
         message = RIVAL_MESSAGE
     if loc.monochrome:
         message = MONOCHROME_MESSAGE
-    message = "; ".join(m for m in (message, eye_conflict(eye, side)) if m)
+    focus = FOCUS_MESSAGE if out_of_focus(loc) else ""
+    message = "; ".join(m for m in (message, focus, eye_conflict(eye, side)) if m)
     check(cancel)
     report(progress, 1.0, "disc and cup done")
     return DiscAnalysis(True, confidence, message, found_centre, disc_img, cup_img,

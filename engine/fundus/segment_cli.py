@@ -36,11 +36,12 @@ from engine.models.checkpoint import atomic_write_bytes
 
 SUMMARY_NAME = "disc_cup_biomarkers.json"
 TABLE_NAME = "disc_cup_biomarkers.csv"
-CSV_COLUMNS = ("input", "status", "confidence", "centred", "eye_inferred", "photo_size", "photo_scale",
+CSV_COLUMNS = ("input", "status", "confidence", "centred", "eye_inferred", "sharpness", "photo_size", "photo_scale",
                *(f.name for f in fields(DiscBiomarkers) if f.name != "isnt"),
                "isnt_rule", "outlined_by_hand", "disc_at_x", "disc_at_y", "mask", "message")
 """The table's columns: the photo, whether its disc was found (and whether the photo was read as a crop centred
-on the disc, whether its ``eye`` was inferred from the disc's side of the photo), its size (``WxH`` px) and the scale it was measured with (:func:`engine.results_csv.scale_label`;
+on the disc, whether its ``eye`` was inferred from the disc's side of the photo, how much in focus it is:
+:func:`engine.fundus.localize.sharpness`), its size (``WxH`` px) and the scale it was measured with (:func:`engine.results_csv.scale_label`;
 empty when not known), every :class:`DiscBiomarkers` field (mm ones only filled when the photo's scale is known;
 ``isnt`` as the word ``isnt_rule``), corrections by hand, mask path."""
 
@@ -200,6 +201,7 @@ def run_disc_cup(args: Any) -> int:
                 result.message = "; ".join(m for m in (result.message, f"outlines drawn by hand not used: {err}") if m)
         row.update(status="ok" if result.found else "not_found", confidence=round(result.confidence, 4),
                    centred=result.centred, eye_inferred=result.eye_inferred, message=result.message,
+                   sharpness=None if result.localisation is None else round(result.localisation.sharpness, 3),
                    outlined_by_hand=list(result.hand_outlined))
         if placed_at is not None:
             row["disc_at"] = {"x": placed_at[1], "y": placed_at[0]}

@@ -452,6 +452,25 @@ def test_a_photo_without_colour_is_graded_with_a_caution(cohort, tmp_path, capsy
     assert _rows(tmp_path / "grey.csv")[0]["caution"] == "no colour"
 
 
+def test_a_photo_out_of_focus_is_graded_with_a_caution(cohort, tmp_path, capsys, monkeypatch):
+    import dataclasses
+
+    import engine.fundus as fundus
+    from engine.fundus.analysis import analyse_disc
+
+    cases, models = cohort
+
+    def blurred(image, **kw):
+        result = analyse_disc(image, **kw)
+        return dataclasses.replace(result, localisation=dataclasses.replace(result.localisation, sharpness=0.1))
+
+    monkeypatch.setattr(fundus, "analyse_disc", blurred)
+    out = tmp_path / "blur.csv"
+    assert main(["grade", str(cases / "SYNTH0000"), "--csv", str(out), "--models", str(models)]) == 0
+    assert "(out of focus: check the disc outline)" in capsys.readouterr().err
+    assert _rows(out)[0]["caution"] == "out of focus"
+
+
 def test_a_disc_found_with_low_confidence_is_graded_with_a_caution(cohort, tmp_path, capsys, monkeypatch):
     import dataclasses
 

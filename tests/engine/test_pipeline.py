@@ -250,6 +250,7 @@ def test_a_photo_read_as_centred_on_the_disc_crops_the_graders_disc_level_round_
 def test_grade_caution_names_why_a_grade_should_not_be_read_as_it_stands():
     from types import SimpleNamespace as NS
 
+    from engine.fundus.localize import OUT_OF_FOCUS, DiscLocation
     from engine.pipeline import grade_caution
 
     whole, crop = NS(levels=("fundus", "disc")), NS(levels=("disc",))
@@ -257,18 +258,27 @@ def test_grade_caution_names_why_a_grade_should_not_be_read_as_it_stands():
     def result(disc, *levels):
         return NS(disc=disc, per_model={f"m{k}": lv for k, lv in enumerate(levels)})
 
-    found = NS(found=True, centred=False, localisation=NS(monochrome=False))
+    def photo(monochrome=False, sharpness=1.0, fov_fraction=0.8):
+        return DiscLocation((0.0, 0.0), 10.0, 0.9, monochrome=monochrome, sharpness=sharpness,
+                            fov_fraction=fov_fraction)
+
+    found = NS(found=True, centred=False, localisation=photo())
     assert grade_caution(result(found, whole)) == "" and grade_caution(result(None, whole)) == ""
     assert grade_caution(result(NS(found=False), whole)) == "no disc"
-    assert grade_caution(result(NS(found=True, localisation=NS(monochrome=True)), whole)) == "no colour"
-    centred = NS(found=True, centred=True, localisation=NS(monochrome=False))
+    assert grade_caution(result(NS(found=True, localisation=photo(monochrome=True)), whole)) == "no colour"
+    centred = NS(found=True, centred=True, localisation=photo(fov_fraction=1.0))
     assert grade_caution(result(centred, whole, crop)) == "centred photo"
     assert grade_caution(result(centred, crop)) == ""  # only disc-crop graders ran: they saw crops like it
     assert grade_caution(result(NS(found=False), whole), disc=found) == ""  # outlined by hand where none was found
-    unsure = NS(found=True, confidence=0.5, centred=True, localisation=NS(monochrome=False))
+    unsure = NS(found=True, confidence=0.5, centred=True, localisation=photo(fov_fraction=1.0))
     assert grade_caution(result(unsure, whole)) == "disc uncertain"  # before the centred photo: it may be elsewhere
     assert grade_caution(result(unsure, crop)) == "disc uncertain"  # the disc-crop graders look where it was found
-    assert grade_caution(result(NS(found=True, confidence=0.5, localisation=NS(monochrome=True)), whole)) == "no colour"
+    grey = NS(found=True, confidence=0.5, localisation=photo(monochrome=True, sharpness=0.1))
+    assert grade_caution(result(grey, whole)) == "no colour"
+    blurred = NS(found=True, confidence=0.5, localisation=photo(sharpness=OUT_OF_FOCUS - 0.01))
+    assert grade_caution(result(blurred, crop)) == "out of focus"
+    blurred.localisation = photo(sharpness=OUT_OF_FOCUS - 0.01, fov_fraction=1.0)  # a crop: its focus is not judged
+    assert grade_caution(result(blurred, crop)) == "disc uncertain"
     unsure.hand_outlined = ("cup",)
     assert grade_caution(result(unsure, crop)) == "disc uncertain"
     unsure.hand_outlined = ("disc", "cup")

@@ -919,3 +919,21 @@ def test_an_exam_that_does_not_say_which_eye_is_measured_as_the_discs_side_shows
     assert window.status_label.text().endswith("eye as the files say, else from the disc's side of the photo")
     wait_idle(window)
     assert exam.eye == "unknown" and window.entries[key].analysis.eye_inferred == "OD"
+
+
+def test_a_grade_on_a_photo_out_of_focus_comes_with_a_caution(qtbot, window, small_exam, wait_idle, monkeypatch,
+                                                              circles):
+    import dataclasses
+
+    import engine.fundus as fundus
+    from engine.fundus.localize import DiscLocation
+
+    found = fundus.analyse_disc  # the circles fixture's
+    blurred = DiscLocation((80.0, 100.0), 20.0, 0.9, fov_fraction=0.8, sharpness=0.1)
+    monkeypatch.setattr(fundus, "analyse_disc", lambda image, **kw: dataclasses.replace(found(image, **kw),
+                                                                                         localisation=blurred))
+    key = window.add_exam(small_exam(seed=8))
+    wait_idle(window)
+    view = window.entries[key].analysis
+    assert view.grade_caution.startswith("This photo is out of focus: the disc and cup outlines (check them)")
+    assert "; this photo is out of focus)" in window.status_label.text()

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from engine.cli import main
+from engine.fundus.localize import OUT_OF_FOCUS
 from engine.synthetic import synthetic_fundus
 
 
@@ -56,6 +57,7 @@ def test_json_output(photos, with_oracle, tmp_path, capsys):
         assert row["status"] == "ok"
         assert row["biomarkers"]["vcdr"] == pytest.approx(f.vcdr, abs=0.05)
         assert row["biomarkers"]["isnt_rule"] in ("holds", "violated")
+        assert row["sharpness"] > OUT_OF_FOCUS and "out of focus" not in row["message"]
         profile = row["rim_to_disc_profile"]
         assert profile["angles"] == "TSNIT" and len(profile["angles_deg"]) == len(profile["ratio"]) == 180
         assert min(profile["ratio"]) == pytest.approx(row["biomarkers"]["rim_to_disc"], abs=1e-4)

@@ -43,3 +43,18 @@ def test_a_grey_or_one_channel_photo_is_said_to_carry_no_colour():
     green[..., 1] = colour[..., 1]  # a red-free photo stored in the green channel
     assert not locate_disc(colour).monochrome
     assert locate_disc(grey).monochrome and locate_disc(green).monochrome
+
+
+@pytest.mark.parametrize("shape", [(480, 560), (960, 1120)])  # the measure does not depend on the resolution
+def test_a_blurred_photo_is_said_to_be_out_of_focus_but_not_a_crop(shape):
+    import dataclasses
+
+    import cv2
+
+    from engine.fundus.localize import OUT_OF_FOCUS, out_of_focus
+
+    sharp = synthetic_fundus(shape, cdr=0.5, seed=4).image
+    blurred = cv2.GaussianBlur(sharp, (0, 0), 0.008 * shape[0])  # 0.8 % of the field of view's diameter
+    a, b = locate_disc(sharp), locate_disc(blurred)
+    assert a.sharpness > OUT_OF_FOCUS > b.sharpness and not out_of_focus(a) and out_of_focus(b)
+    assert not out_of_focus(dataclasses.replace(b, fov_fraction=1.0))  # a crop without black border is not judged
