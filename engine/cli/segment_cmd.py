@@ -22,7 +22,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="segment optic disc/cup on fundus photos or retinal layers on OCT",
         description="Segment every input and write masks into DIR (atomically). Research use only.",
     )
-    p.add_argument("inputs", nargs="+", metavar="IMAGE", help="fundus photos (disc-cup) or OCT exams/B-scans (layers)")
+    p.add_argument("inputs", nargs="+", metavar="IMAGE",
+                   help="fundus photos or folders of exams (disc-cup: every exam's photo, named by its id) or OCT "
+                   "exams/B-scans (layers)")
     p.add_argument("--task", required=True, choices=TASKS, help="what to segment")
     p.add_argument("--out", required=True, type=Path, metavar="DIR", help="output folder (created)")
     p.add_argument("--json", action="store_true", help="print machine-readable JSON on stdout")

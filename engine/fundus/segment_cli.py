@@ -1,6 +1,7 @@
 """``python -m engine segment IMAGE... --task disc-cup --out DIR [--json]``.
 
-For every fundus photo: ``DIR/<stem>.png``, the disc/cup mask at the photo's size in the GAMMA convention
+For every fundus photo (an IMAGE that is a folder gives the fundus photo of every exam :mod:`engine.io.discover`
+finds in it, named by its exam id: :func:`photos_to_segment`): ``DIR/<stem>.png``, the disc/cup mask at the photo's size in the GAMMA convention
 (0 = cup, 128 = neuro-retinal rim, 255 = background), and one line of biomarkers on stdout (``--json``: one JSON
 document with every photo instead). ``DIR/disc_cup_biomarkers.json`` keeps the same document and
 ``DIR/disc_cup_biomarkers.csv`` one row per photo (:data:`CSV_COLUMNS`; empty cells where a value is unknown or
@@ -25,7 +26,7 @@ import csv
 import io
 import json
 import sys
-from dataclasses import fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -56,16 +57,57 @@ def png_bytes(mask: np.ndarray) -> bytes:
     return data.tobytes()
 
 
-def mask_path(out: Path, image: Path, inputs: set[Path], taken: set[Path], suffix: str = ".png") -> Path:
+def mask_path(out: Path, stem: str, inputs: set[Path], taken: set[Path], suffix: str = ".png") -> Path:
     """``out/<stem><suffix>``, or ``<stem>_disc_cup<suffix>`` (then ``_2``, ``_3`` ...) when that is an input or
     taken."""
-    candidate = out / f"{image.stem}{suffix}"
+    candidate = out / f"{stem}{suffix}"
     k = 1
     while candidate.resolve() in inputs or candidate in taken:
         k += 1
-        candidate = out / (f"{image.stem}_disc_cup{suffix}" if k == 2 else f"{image.stem}_disc_cup_{k - 1}{suffix}")
+        candidate = out / (f"{stem}_disc_cup{suffix}" if k == 2 else f"{stem}_disc_cup_{k - 1}{suffix}")
     taken.add(candidate)
     return candidate
+
+
+@dataclass(frozen=True)
+class Photo:
+    """One photo to segment: its file, the name of its outputs (``<stem>.png``), the eye its files give, and how
+    its line on stdout names it."""
+
+    path: Path
+    stem: str
+    eye: str
+    label: str
+
+
+def photos_to_segment(paths: Sequence[Path]) -> tuple[list[Photo], list[str]]:
+    """The :class:`Photo` of every input, and one line per file left out.
+
+    A file is taken as it is (named by its stem; the eye its or its folder's name says,
+    :func:`engine.io.discover.eye_from_name`). A folder gives the fundus photo of every exam
+    :func:`engine.io.discover.discover` finds in it (named by the exam id; the eye its ``exam.json`` or names say);
+    annotation masks, tables, optic-nerve-head crops beside their full photo and exams without a photo are left out.
+    """
+    from engine.io.discover import discover, eye_from_name
+
+    photos: list[Photo] = []
+    left_out: list[str] = []
+    for path in paths:
+        if not path.is_dir():
+            eye = eye_from_name(path.stem)
+            eye = eye if eye != "unknown" else eye_from_name(path.parent.name)
+            photos.append(Photo(path, path.stem, eye, path.name))
+            continue
+        found = discover([path])
+        left_out += [f"{s.path}: {s.reason}" for s in found.skipped]
+        for source in sorted(found.sources, key=lambda s: s.exam_id):
+            image = source.paths[0] if source.kind == "image" and source.modality in (None, "fundus") else None
+            if (source.fundus or image) is None:
+                left_out.append(f"{source.folder or source.paths[0]}: exam {source.exam_id} has no fundus photo")
+                continue
+            eye = source.sidecar.eye if source.sidecar is not None and source.sidecar.eye else source.eye
+            photos.append(Photo(source.fundus or image, source.exam_id, eye, source.exam_id))
+    return photos, left_out
 
 
 def table_csv(results: Sequence[dict[str, Any]]) -> str:
@@ -120,7 +162,6 @@ def run_disc_cup(args: Any) -> int:
         check_weights,
         load_calibration,
     )
-    from engine.io.discover import eye_from_name
     from engine.io.errors import ExamLoadError
     from engine.io.exam import parse_size_scales, photo_size, scale_for_size, typed_photo_spacing
     from engine.results_csv import scale_label
@@ -130,8 +171,6 @@ def run_disc_cup(args: Any) -> int:
 
     try:
         disc_at = parse_disc_at(args.disc_at) if getattr(args, "disc_at", None) else None
-        if disc_at is not None and len(args.inputs) != 1:
-            raise ValueError(f"--disc-at places the disc on one photo; {len(args.inputs)} were given")
         given = getattr(args, "disc_corrections", None)
         corrections = read_corrections(Path(given)) if given else None
         scale = getattr(args, "photo_scale", None)
@@ -141,6 +180,12 @@ def run_disc_cup(args: Any) -> int:
             raise ValueError("give --photo-scale (every photo) or --photo-scale-for (per photo size), not both")
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
+        return 2
+    photos, left_out = photos_to_segment([Path(p) for p in args.inputs])
+    if left_out:
+        print(f"note: {len(left_out)} file(s) in the folders given left out, e.g. {left_out[0]}", file=sys.stderr)
+    if disc_at is not None and len(photos) != 1:
+        print(f"error: --disc-at places the disc on one photo; the inputs hold {len(photos)}", file=sys.stderr)
         return 2
     weights = getattr(args, "weights", None)
     try:
@@ -165,18 +210,16 @@ def run_disc_cup(args: Any) -> int:
     except OSError as err:
         print(f"error: cannot create output folder {out}: {err.strerror or err}", file=sys.stderr)
         return 2
-    paths = [Path(p) for p in args.inputs]
-    inputs = {p.resolve() for p in paths if p.exists()}
+    inputs = {photo.path.resolve() for photo in photos if photo.path.exists()}
     taken: set[Path] = set()
     given_eye = getattr(args, "eye", None)
     results: list[dict[str, Any]] = []
     failed = 0
-    for path in paths:
+    for photo in photos:
+        path = photo.path
         row: dict[str, Any] = {"input": str(path)}
         placed_at, outlines = disc_at, None
-        eye = given_eye or eye_from_name(path.stem)
-        if eye == "unknown" and not given_eye:
-            eye = eye_from_name(path.parent.name)
+        eye = given_eye or photo.eye
         infer_eye = given_eye != "unknown"  # --eye unknown: measure without an eye
         try:
             exam = load_image_exam(path, modality="fundus", eye=eye)
@@ -210,15 +253,15 @@ def run_disc_cup(args: Any) -> int:
             results.append(row)
             failed += 1
             continue
-        target = mask_path(out, path, inputs, taken)
+        target = mask_path(out, photo.stem, inputs, taken)
         atomic_write_bytes(target, png_bytes(result.label_mask()))
         markers = result.biomarkers.to_dict()
         if getattr(args, "overlays", False):
-            caption = (f"{path.name}  vertical CDR {markers['vcdr']:.2f}  {_ddls(markers)}  confidence "
+            caption = (f"{photo.label}  vertical CDR {markers['vcdr']:.2f}  {_ddls(markers)}  confidence "
                        f"{result.confidence:.2f}")
             caption += f"  ({result.message})" if result.message else ""
             overlay = disc_cup_overlay(exam.fundus, result.disc_mask, result.cup_mask, result.crop_box, caption=caption)
-            write_jpeg(mask_path(out, path, inputs, taken, "_overlay.jpg"), overlay)
+            write_jpeg(mask_path(out, photo.stem, inputs, taken, "_overlay.jpg"), overlay)
         angles, ratio = rim_to_disc_profile(result.disc_mask, result.cup_mask, result.biomarkers.eye)
         row.update(mask=str(target), center=[round(v, 1) for v in result.center],
                    crop_box=[round(float(v), 1) for v in result.crop_box], biomarkers=markers,
@@ -233,7 +276,7 @@ def run_disc_cup(args: Any) -> int:
             centred = result.centred and "read as a crop centred on the disc"
             inferred = result.eye_inferred and f"eye {result.biomarkers.eye} from the disc's side of the photo"
             note = "".join(f" ({m})" for m in (result.message, centred, inferred, placed, drawn, scaled) if m)
-            print(_line(path.name, markers) + note, flush=True)
+            print(_line(photo.label, markers) + note, flush=True)
     sizes = {row.get("photo_size") for row in results}
     for size in sorted(set(by_size) - sizes):
         print(f"note: --photo-scale-for {size}: no photo of that size among the inputs", file=sys.stderr)

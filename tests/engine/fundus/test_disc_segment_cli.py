@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -174,6 +175,27 @@ def test_the_eye_comes_from_the_photos_or_folders_name_unless_given(photos, with
     assert "(eye OD from the disc's side of the photo)" in capsys.readouterr().out
 
 
+def test_a_folder_gives_every_exams_photo_named_by_the_exam(photos, with_oracle, tmp_path, capsys):
+    paths, _ = photos
+    cohort = tmp_path / "cohort"
+    for name, photo in (("P01_OD", paths[0]), ("P02", paths[1])):
+        (cohort / name).mkdir(parents=True)
+        (cohort / name / "fundus.png").write_bytes(photo.read_bytes())
+    (cohort / "P01_OD" / "fundus_od.png").write_bytes(paths[0].read_bytes())  # an annotation mask: left out
+    (cohort / "notes.csv").write_text("id\n")
+    out = tmp_path / "out"
+    assert main(["segment", str(cohort), str(paths[1]), "--task", "disc-cup", "--out", str(out), "--json"]) == 0
+    captured = capsys.readouterr()
+    rows = json.loads(captured.out)["results"]
+    assert [Path(r["mask"]).name for r in rows] == ["P01_OD.png", "P02.png", "photo1.png"]
+    assert [r["input"] for r in rows] == [str(cohort / "P01_OD" / "fundus.png"), str(cohort / "P02" / "fundus.png"),
+                                          str(paths[1])]
+    assert [(r["biomarkers"]["eye"], r["eye_inferred"]) for r in rows[:2]] == [("OD", False), ("OS", True)]
+    assert captured.err.startswith("note: 2 file(s) in the folders given left out, e.g. ")
+    assert main(["segment", str(cohort), "--task", "disc-cup", "--out", str(out), "--disc-at", "10,10"]) == 2
+    assert "--disc-at places the disc on one photo; the inputs hold 2" in capsys.readouterr().err
+
+
 def test_never_overwrites_an_input(photos, with_oracle, capsys):
     paths, _ = photos
     before = paths[0].read_bytes()
@@ -246,7 +268,7 @@ def test_disc_placed_by_hand(photos, with_oracle, tmp_path, capsys):
     assert main(["segment", str(paths[0]), "--task", "disc-cup", "--out", str(out), "--disc-at", "5,5"]) == 1
     assert "optic disc not found at the place given (x 5, y 5 px)" in capsys.readouterr().err
     for images, at, says in ((paths[:1], "12;7", "must look like X,Y"), (paths[:1], "nan,3", "finite"),
-                             (paths, "1,2", "one photo; 2 were given")):
+                             (paths, "1,2", "one photo; the inputs hold 2")):
         assert main(["segment", *map(str, images), "--task", "disc-cup", "--out", str(out), "--disc-at", at]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and says in err[0], err
