@@ -662,7 +662,7 @@ class MainWindow(QtWidgets.QMainWindow):
         entry.analysis = view
         entry.status = "done"
         message = "; ".join(view.messages)
-        self.exam_list.set_status(key, "done", message)
+        self.exam_list.set_status(key, "done", message, caution=view.grade_caution)
         if key == self._current_key:
             self._apply_analysis(entry)
         self.status_label.setText(f"{entry.label}: {self._grade_text(view)}")
@@ -972,6 +972,7 @@ class MainWindow(QtWidgets.QMainWindow):
         entry.outline_undo.extend(replaced)
         entry.analysis = view
         self._remember_corrections(entry)
+        self.exam_list.set_status(key, "done", "; ".join(view.messages), caution=view.grade_caution)
         if key == self._current_key:
             self._apply_analysis(entry)
         vcdr = next((b.value for b in view.biomarkers if b.name == "vertical CDR"), "?")

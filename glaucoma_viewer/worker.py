@@ -580,8 +580,7 @@ def analyse_exam(loaded: "LoadedExam", progress=None, cancel=None, models: Any =
         except OutlineError as err:
             view.messages.append(f"{outlines.describe().capitalize()} drawn by hand not used: {err}")
     _fill_disc(view, exam, disc, result)
-    if view.grade is not None:
-        view.grade_caution = _caution_text(pipeline.grade_caution(result, disc), result)
+    _fill_caution(view, disc, result)
     _fill_layers(view, exam, layers)
     _fill_cams(view, result, loaded)
     view.raw = result
@@ -592,6 +591,14 @@ def analyse_exam(loaded: "LoadedExam", progress=None, cancel=None, models: Any =
 NO_DISC_CAUTION = ("No optic disc found in this photo: check that it is a fundus photo of usable quality before "
                    "reading this grade.")
 """The grade's caution when the disc/cup analysis found no disc (graders still grade any image they are given)."""
+
+
+def _fill_caution(view: "AnalysisView", disc: Any, result: Any) -> None:
+    """The grade's caution (:func:`engine.pipeline.grade_caution`) for the disc/cup analysis ``disc`` shown (outlines
+    drawn by hand applied), in the viewer's words; "" without a grade."""
+    from engine.pipeline import grade_caution
+
+    view.grade_caution = _caution_text(grade_caution(result, disc), result) if view.grade is not None else ""
 
 
 def _caution_text(kind: str, result: Any) -> str:
@@ -858,7 +865,9 @@ def correct_outlines(view: "AnalysisView", exam: Any, outlines: Any, progress=No
         raise ValueError("no disc/cup analysis to correct")
     new = replace(view, anatomy_models=[], messages=list(view.messages), outline_vertices={},
                   outlines=outlines if outlines is not None and outlines.parts else None)
-    _fill_disc(new, exam, apply_outlines(disc, new.outlines, exam), view.raw)
+    shown = apply_outlines(disc, new.outlines, exam)
+    _fill_disc(new, exam, shown, view.raw)
+    _fill_caution(new, shown, view.raw)  # a disc drawn where none was found, or over an uncertain one
     return new
 
 

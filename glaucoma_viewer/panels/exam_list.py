@@ -1,7 +1,9 @@
 """The exam list: every exam opened this session with its status, and the per-drop load report.
 
 Statuses: ``loading`` -> ``analysing`` -> ``done``; or ``error`` (with the reason in the tooltip and the
-details panel) or ``cancelled``. The list never holds pixel data: rows are keyed by the exam key the main
+details panel) or ``cancelled``. A ``done`` exam whose grade comes with a caution (no disc found, out of focus ...)
+is marked "done ⚠" in amber, the caution first in its tooltip, so a folder's exams that need a look stand out. The
+list never holds pixel data: rows are keyed by the exam key the main
 window uses. ``unloaded``: the exam was dropped from memory (least recently used) and reloads when selected.
 """
 
@@ -20,6 +22,8 @@ STATUS_COLOURS = {
     "cancelled": "#b0bec5",
     "unloaded": "#78909c",
 }
+CAUTION_COLOUR = "#ffca28"
+"""A ``done`` row whose grade comes with a caution."""
 KEY_ROLE = QtCore.Qt.ItemDataRole.UserRole + 1
 
 
@@ -87,7 +91,10 @@ class ExamList(QtWidgets.QWidget):
         item.setData(QtCore.Qt.ItemDataRole.UserRole, label)
         self.set_status(key, status)
 
-    def set_status(self, key: str, status: str, message: str = "", progress: Optional[float] = None) -> None:
+    def set_status(self, key: str, status: str, message: str = "", progress: Optional[float] = None,
+                   caution: str = "") -> None:
+        """Show ``status`` (with ``progress`` 0..1 while analysing) and ``message`` as the row's tooltip;
+        ``caution``: why a ``done`` exam's grade should not be read as it stands (marks the row)."""
         item = self._rows.get(key)
         if item is None:
             return
@@ -95,12 +102,14 @@ class ExamList(QtWidgets.QWidget):
         shown = status
         if status == "analysing" and progress is not None:
             shown = f"analysing {int(round(100 * progress))}%"
-        item.setText(f"{label}   {shown}")
+        caution = caution if status == "done" else ""
+        item.setText(f"{label}   {shown}" + (" ⚠" if caution else ""))
         item.setData(QtCore.Qt.ItemDataRole.UserRole + 2, status)
-        item.setForeground(QtGui.QBrush(QtGui.QColor(STATUS_COLOURS.get(status, "#d0d6dc"))))
+        colour = CAUTION_COLOUR if caution else STATUS_COLOURS.get(status, "#d0d6dc")
+        item.setForeground(QtGui.QBrush(QtGui.QColor(colour)))
         if message or status not in ("error", "cancelled"):
             self._messages[key] = message
-        item.setToolTip(message or status)
+        item.setToolTip("\n".join(m for m in (caution, message) if m) or status)
         if self.current_key() == key:
             self._show_detail(key)
 

@@ -813,6 +813,13 @@ def test_a_grade_on_a_photo_with_no_optic_disc_found_is_muted_and_says_why(qtbot
         self, x, y, w, text, *a, **k))
     window.export_report(tmp_path / "nodisc.pdf")
     assert NO_DISC_CAUTION in said  # the report says it under the grade
+    row = window.exam_list._rows[lost]
+    assert row.text().endswith("done ⚠") and row.toolTip().startswith(NO_DISC_CAUTION)  # it stands out in the list
+    assert not window.exam_list._rows[found].text().endswith("⚠")
+    window.draw_outlines_at((80.0, 100.0))  # the disc and cup outlined by hand where none was found
+    wait_idle(window)
+    assert window.entries[lost].outlines is not None and window.entries[lost].analysis.grade_caution == ""
+    assert row.text().endswith("done") and label.isHidden()
     window.show_exam(found)
     assert window.results.caution_label.isHidden()
 
