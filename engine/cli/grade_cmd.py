@@ -11,6 +11,7 @@ import argparse
 import os
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Sequence
@@ -464,7 +465,9 @@ def run(args: argparse.Namespace) -> int:
     for size in sorted(set(size_scales) - {r.get("photo_size") for r in final_rows}):
         err(f"note: --photo-scale-for {size}: no photo of that size among the exams")
     if not args.quiet:
-        err(f"wrote {args.csv}: {len(final_rows) - n_err} ok, {n_err} error(s)")
+        cautions = Counter(r.get("caution", "") for r in final_rows if r.get("caution"))
+        said = "; with a caution: " + ", ".join(f"{n} {kind}" for kind, n in sorted(cautions.items())) if cautions else ""
+        err(f"wrote {args.csv}: {len(final_rows) - n_err} ok, {n_err} error(s){said}")
         if corrections is not None:
             err(f"{corrected} exam(s) graded with the disc placed or outlines drawn by hand in "
                 f"{args.disc_corrections} ({len(corrections)} photo(s) there)")

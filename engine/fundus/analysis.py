@@ -63,7 +63,8 @@ its localiser score, z units) - SIZE_PENALTY x |ln(measured / expected size)|. T
 bright lesion that the network finds slightly more disc-like from beating a clear localiser favourite (seen
 on G1020-128; on the 202 sample photos it changed that choice only)."""
 LOW_CONFIDENCE = 0.8
-"""Below this confidence the result carries a "low confidence" message."""
+"""Below this confidence the result carries :data:`LOW_CONFIDENCE_MESSAGE`."""
+LOW_CONFIDENCE_MESSAGE = "low confidence: check the disc outline"
 RIVAL_MESSAGE = "check the disc outline: another region of the photo also looked like a whole disc"
 """Said when two fine passes that both hold a confident, plausible disc are centred apart (e.g. a bright patch of
 atrophy beside the disc): the mask may be on the wrong one. Measured: the shipped model says it on 1 of the 202
@@ -499,7 +500,7 @@ def analyse_disc(
     # the localiser's confidence counts only where it chose the place
     located = 1.0 if placed_at is not None else 0.85 + 0.15 * loc.confidence
     confidence = float(np.clip(certainty * located, 0.0, 1.0))
-    message = "" if confidence >= LOW_CONFIDENCE else "low confidence: check the disc outline"
+    message = "" if confidence >= LOW_CONFIDENCE else LOW_CONFIDENCE_MESSAGE
     if rival and not message:
         message = RIVAL_MESSAGE
     if loc.monochrome:

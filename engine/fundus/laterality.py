@@ -48,10 +48,14 @@ def eye_from_disc(center: tuple[float, float], location: object) -> str:
     return "OD" if offset[1] > 0 else "OS"
 
 
+CHECK_THE_EYE = "check the eye"
+"""The end of every :func:`eye_conflict` message."""
+
+
 def eye_conflict(given: str, inferred: str) -> str:
     """A one-line message when the eye ``given`` (name, file, user) disagrees with the one the disc's side shows,
     else ""."""
     if given not in ("OD", "OS") or inferred not in ("OD", "OS") or given == inferred:
         return ""
     side = {"OD": "right, as in a right eye (OD)", "OS": "left, as in a left eye (OS)"}[inferred]
-    return f"the disc lies on the photo's {side}, but the eye given is {given}: check the eye"
+    return f"the disc lies on the photo's {side}, but the eye given is {given}: {CHECK_THE_EYE}"

@@ -123,6 +123,26 @@ def table_csv(results: Sequence[dict[str, Any]]) -> str:
     return buffer.getvalue()
 
 
+def summary_line(results: Sequence[dict[str, Any]]) -> str:
+    """One stderr line for a batch: photos measured, not found and unreadable, how many discs found carry each
+    message of :func:`engine.fundus.analysis.analyse_disc` that asks for a check, and how many eyes were inferred
+    from the disc's side."""
+    from engine.fundus.analysis import FOCUS_MESSAGE, LOW_CONFIDENCE_MESSAGE, MONOCHROME_MESSAGE, RIVAL_MESSAGE
+    from engine.fundus.laterality import CHECK_THE_EYE
+
+    flags = (("low confidence", LOW_CONFIDENCE_MESSAGE), ("another disc-like region", RIVAL_MESSAGE),
+             ("no colour", MONOCHROME_MESSAGE), ("out of focus", FOCUS_MESSAGE), ("eye to check", CHECK_THE_EYE))
+    ok = [r for r in results if r.get("status") == "ok"]
+    line = (f"segmented {len(ok)} of {len(results)} photo(s): "
+            f"{sum(r.get('status') == 'not_found' for r in results)} without a disc found, "
+            f"{sum(r.get('status') == 'error' for r in results)} unreadable")
+    flagged = [(name, sum(words in (r.get("message") or "") for r in ok)) for name, words in flags]
+    flagged = [f"{n} {name}" for name, n in flagged if n]
+    inferred = sum(bool(r.get("eye_inferred")) for r in ok)
+    return (line + (f"; flagged: {', '.join(flagged)}" if flagged else "")
+            + (f"; eye from the disc's side: {inferred}" if inferred else ""))
+
+
 def _ddls(b: dict[str, Any]) -> str:
     """``DDLS 4 (average disc)``, ``DDLS 3-5 (disc size unknown)`` or ``DDLS 1`` (any size) of biomarkers ``b``."""
     if "ddls_stage" in b:
@@ -288,4 +308,5 @@ def run_disc_cup(args: Any) -> int:
     atomic_write_bytes(out / TABLE_NAME, table_csv(results).encode("utf-8", "backslashreplace"))
     if args.json:
         sys.stdout.write(text)
+    print(summary_line(results), file=sys.stderr)
     return 1 if failed else 0

@@ -414,7 +414,8 @@ def test_a_photo_with_no_optic_disc_found_is_graded_with_a_caution(cohort, tmp_p
     assert "no optic disc found" not in capsys.readouterr().err and _rows(out)[0]["caution"] == ""
     monkeypatch.setattr(fundus, "analyse_disc", lambda image, **kw: DiscAnalysis(False, 0.1, "not found", None))
     assert main(["grade", str(cases / "SYNTH0000"), "--csv", str(out), "--models", str(models)]) == 0
-    assert "(no optic disc found: check the photo)" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "(no optic disc found: check the photo)" in err and "1 ok, 0 error(s); with a caution: 1 no disc" in err
     row = _rows(out)[0]
     assert row["status"] == "ok" and row["caution"] == "no disc" and "no optic disc found" in row["message"]
 

@@ -99,7 +99,9 @@ def test_photo_scale_per_photo_size_measures_each_camera_with_its_own(photos, wi
     big, little = big_row["biomarkers"], small_row["biomarkers"]
     assert big["disc_height_mm"] == pytest.approx(big["disc_height_px"] * 0.02)
     assert little["disc_height_mm"] == pytest.approx(big["disc_height_mm"], rel=0.05)  # one disc, two cameras
-    assert captured.err.strip() == "note: --photo-scale-for 1x1: no photo of that size among the inputs"
+    assert captured.err.strip().splitlines() == [
+        "note: --photo-scale-for 1x1: no photo of that size among the inputs",
+        "segmented 2 of 2 photo(s): 0 without a disc found, 0 unreadable; eye from the disc's side: 2"]
     with open(out / "disc_cup_biomarkers.csv", newline="") as fh:
         table = list(csv.DictReader(fh))
     assert [r["photo_scale"] for r in table] == ["20 um/px (typed in)", "26.7 um/px (typed in)"]
@@ -120,8 +122,9 @@ def test_bad_input_one_line_and_exit_1(photos, with_oracle, tmp_path, capsys):
     code = main(["segment", str(broken), str(missing), str(paths[0]), "--task", "disc-cup", "--out", str(out)])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 1
-    assert len(err) == 2 and all(line.startswith("error: ") for line in err)
+    assert len(err) == 3 and all(line.startswith("error: ") for line in err[:2])  # one line per bad file
     assert "broken.jpg" in err[0] and "missing.png" in err[1]
+    assert err[2] == "segmented 1 of 3 photo(s): 0 without a disc found, 2 unreadable; eye from the disc's side: 1"
     assert "Traceback" not in "".join(err)
     assert (out / "photo0.png").is_file()
 
@@ -192,6 +195,8 @@ def test_a_folder_gives_every_exams_photo_named_by_the_exam(photos, with_oracle,
                                           str(paths[1])]
     assert [(r["biomarkers"]["eye"], r["eye_inferred"]) for r in rows[:2]] == [("OD", False), ("OS", True)]
     assert captured.err.startswith("note: 2 file(s) in the folders given left out, e.g. ")
+    assert captured.err.strip().splitlines()[-1] == ("segmented 3 of 3 photo(s): 0 without a disc found, 0 unreadable;"
+                                                     " eye from the disc's side: 2")
     assert main(["segment", str(cohort), "--task", "disc-cup", "--out", str(out), "--disc-at", "10,10"]) == 2
     assert "--disc-at places the disc on one photo; the inputs hold 2" in capsys.readouterr().err
 
