@@ -233,8 +233,8 @@ def grade_caution(result: "GradingResult", disc: Any = None) -> str:
     ``"no colour"`` (a grey or red-free photo, :func:`engine.fundus.localize.is_monochrome`: graders and segmenter
     saw colour photos only), ``"out of focus"`` (:func:`engine.fundus.localize.out_of_focus`: the cup outline may
     be off, the graders saw it blurred), ``"disc uncertain"`` (a disc found with a confidence under
-    :data:`engine.fundus.analysis.LOW_CONFIDENCE` and not outlined by hand: the disc-level crop and the measured
-    ratios may be off) or ``"centred photo"`` (a crop centred on the disc, which the graders that look at the
+    :data:`engine.fundus.analysis.LOW_CONFIDENCE`, or beside another region that also looked like a whole disc, and
+    not outlined by hand: the disc-level crop and the measured ratios may be off) or ``"centred photo"`` (a crop centred on the disc, which the graders that look at the
     whole photo, :func:`whole_photo_graders`, never saw). ``disc``: the disc/cup analysis the grade is shown with
     (outlines drawn by hand applied), by default ``result.disc``."""
     from engine.fundus.analysis import LOW_CONFIDENCE
@@ -250,7 +250,8 @@ def grade_caution(result: "GradingResult", disc: Any = None) -> str:
         return "no colour"
     if location is not None and out_of_focus(location):
         return "out of focus"
-    if getattr(disc, "confidence", 1.0) < LOW_CONFIDENCE and "disc" not in getattr(disc, "hand_outlined", ()):
+    unsure = getattr(disc, "confidence", 1.0) < LOW_CONFIDENCE or getattr(disc, "rival_region", False)
+    if unsure and "disc" not in getattr(disc, "hand_outlined", ()):
         return "disc uncertain"
     if getattr(disc, "centred", False) and whole_photo_graders(result):
         return "centred photo"

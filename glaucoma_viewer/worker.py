@@ -614,8 +614,8 @@ def _caution_text(kind: str, result: Any) -> str:
         return ("This photo is out of focus: the disc and cup outlines (check them) and what the graders saw may be "
                 "off; read this grade with caution.")
     if kind == "disc uncertain":
-        return ("The optic disc was found with low confidence: check its outline (right-click the photo to place the "
-                "disc) before reading this grade.")
+        return ("The optic disc found is uncertain (low confidence, or another region also looked like a disc): check "
+                "its outline (right-click the photo to place the disc) before reading this grade.")
     if kind == "centred photo":
         return (f"This photo is a crop centred on the optic disc: {len(whole_photo_graders(result))} of the "
                 f"{len(result.per_model)} graders look at the whole photo and were trained on full photos only; read "

@@ -20,7 +20,7 @@ NAME = "grade"
 CAUTION_NOTES = {"no disc": " (no optic disc found: check the photo)",
                  "no colour": " (no colour: the graders were trained on colour photos)",
                  "out of focus": " (out of focus: check the disc outline)",
-                 "disc uncertain": " (optic disc found with low confidence: check its outline)",
+                 "disc uncertain": " (optic disc uncertain: check its outline)",
                  "centred photo": " (a crop centred on the disc: whole-photo graders never saw one)"}
 """The progress line's note per :func:`engine.pipeline.grade_caution` (the CSV's ``caution`` column; its message column
 has the details)."""

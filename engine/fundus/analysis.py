@@ -117,6 +117,7 @@ class DiscAnalysis:
         centred: the photo was read as a crop centred on the optic disc (see the module docstring).
         eye_inferred: no eye was given and ``biomarkers.eye`` is the one the disc's side of the photo shows
             (:func:`engine.fundus.laterality.eye_from_disc`).
+        rival_region: another region of the photo also looked like a whole disc (:data:`RIVAL_MESSAGE`).
     """
 
     found: bool
@@ -137,6 +138,7 @@ class DiscAnalysis:
     hand_outlined: tuple[str, ...] = ()
     centred: bool = False
     eye_inferred: bool = False
+    rival_region: bool = False
 
     def label_mask(self) -> np.ndarray:
         """(H, W) uint8 GAMMA-convention mask: 0 cup, 128 rim, 255 background (all 255 when not found)."""
@@ -511,4 +513,4 @@ def analyse_disc(
     report(progress, 1.0, "disc and cup done")
     return DiscAnalysis(True, confidence, message, found_centre, disc_img, cup_img,
                         disc_box(disc_img, DEFAULT_MARGIN), markers, loc, sha, timings, card, spacing,
-                        placed_at=placed_at, centred=centred, eye_inferred=eye_inferred)
+                        placed_at=placed_at, centred=centred, eye_inferred=eye_inferred, rival_region=rival)

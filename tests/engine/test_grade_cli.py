@@ -483,7 +483,7 @@ def test_a_disc_found_with_low_confidence_is_graded_with_a_caution(cohort, tmp_p
         analyse_disc(image, **kw), confidence=LOW_CONFIDENCE - 0.01))
     out = tmp_path / "unsure.csv"
     assert main(["grade", str(cases / "SYNTH0000"), "--csv", str(out), "--models", str(models)]) == 0
-    assert "(optic disc found with low confidence: check its outline)" in capsys.readouterr().err
+    assert "(optic disc uncertain: check its outline)" in capsys.readouterr().err
     row = _rows(out)[0]
     assert row["caution"] == "disc uncertain" and row["vcdr"]  # measured, to be checked
 

@@ -279,6 +279,8 @@ def test_grade_caution_names_why_a_grade_should_not_be_read_as_it_stands():
     assert grade_caution(result(blurred, crop)) == "out of focus"
     blurred.localisation = photo(sharpness=OUT_OF_FOCUS - 0.01, fov_fraction=1.0)  # a crop: its focus is not judged
     assert grade_caution(result(blurred, crop)) == "disc uncertain"
+    rival = NS(found=True, confidence=0.95, rival_region=True, localisation=photo())
+    assert grade_caution(result(rival, whole)) == "disc uncertain"  # another region also looked like a disc
     unsure.hand_outlined = ("cup",)
     assert grade_caution(result(unsure, crop)) == "disc uncertain"
     unsure.hand_outlined = ("disc", "cup")

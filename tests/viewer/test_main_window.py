@@ -887,8 +887,9 @@ def test_a_grade_with_a_disc_found_with_low_confidence_comes_with_a_caution(qtbo
     key = window.add_exam(small_exam(seed=7))
     wait_idle(window)
     view = window.entries[key].analysis
-    assert view.grade_caution.startswith("The optic disc was found with low confidence: check its outline")
-    assert "; the optic disc was found with low confidence)" in window.status_label.text()
+    assert view.grade_caution.startswith("The optic disc found is uncertain (low confidence, or another region")
+    assert "; the optic disc found is uncertain (low confidence, or another region also looked like a disc))" in \
+        window.status_label.text()
     assert not window.results.caution_label.isHidden()
 
 
