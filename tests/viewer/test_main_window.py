@@ -856,43 +856,6 @@ def test_screenshot_mode_counts_an_exam_dropped_from_memory_after_its_analysis_a
     assert shot.failed() == ["never"]
 
 
-def test_a_grade_on_a_photo_without_colour_comes_with_a_caution(qtbot, window, small_exam, wait_idle, monkeypatch,
-                                                               circles):
-    import dataclasses
-
-    import engine.fundus as fundus
-    from engine.fundus.localize import DiscLocation
-
-    found = fundus.analyse_disc  # the circles fixture's
-    grey = DiscLocation((80.0, 100.0), 20.0, 0.9, monochrome=True)
-    monkeypatch.setattr(fundus, "analyse_disc", lambda image, **kw: dataclasses.replace(found(image, **kw),
-                                                                                         localisation=grey))
-    key = window.add_exam(small_exam(seed=6))
-    wait_idle(window)
-    view = window.entries[key].analysis
-    assert view.grade_caution.startswith("This photo has no colour (red-free or grey): the graders and the disc/cup")
-    assert "; this photo has no colour (red-free or grey))" in window.status_label.text()
-
-
-def test_a_grade_with_a_disc_found_with_low_confidence_comes_with_a_caution(qtbot, window, small_exam, wait_idle,
-                                                                           monkeypatch, circles):
-    import dataclasses
-
-    import engine.fundus as fundus
-    from engine.fundus.analysis import LOW_CONFIDENCE
-
-    found = fundus.analyse_disc  # the circles fixture's
-    monkeypatch.setattr(fundus, "analyse_disc", lambda image, **kw: dataclasses.replace(
-        found(image, **kw), confidence=LOW_CONFIDENCE - 0.01))
-    key = window.add_exam(small_exam(seed=7))
-    wait_idle(window)
-    view = window.entries[key].analysis
-    assert view.grade_caution.startswith("The optic disc found is uncertain (low confidence, or another region")
-    assert "; the optic disc found is uncertain (low confidence, or another region also looked like a disc))" in \
-        window.status_label.text()
-    assert not window.results.caution_label.isHidden()
-
-
 def test_an_exam_that_does_not_say_which_eye_is_measured_as_the_discs_side_shows_until_set(qtbot, window,
                                                                                           small_exam, wait_idle,
                                                                                           monkeypatch, tmp_path):
@@ -929,19 +892,28 @@ def test_an_exam_that_does_not_say_which_eye_is_measured_as_the_discs_side_shows
     assert exam.eye == "unknown" and window.entries[key].analysis.eye_inferred == "OD"
 
 
-def test_a_grade_on_a_photo_out_of_focus_comes_with_a_caution(qtbot, window, small_exam, wait_idle, monkeypatch,
-                                                              circles):
+@pytest.mark.parametrize("photo,disc,caution,status", [
+    ({"monochrome": True}, {}, "This photo has no colour (red-free or grey): the graders and the disc/cup",
+     "this photo has no colour"),
+    ({"sharpness": 0.1}, {}, "This photo is out of focus: the disc and cup outlines (check them)",
+     "this photo is out of focus"),
+    ({}, {"confidence": 0.79}, "The optic disc found is uncertain (low confidence, or another region",
+     "the optic disc found is uncertain"),
+    ({}, {"rival_region": True}, "The optic disc found is uncertain", "the optic disc found is uncertain")])
+def test_a_grade_on_a_photo_that_needs_a_check_comes_with_a_caution(qtbot, window, small_exam, wait_idle,
+                                                                    monkeypatch, circles, photo, disc, caution,
+                                                                    status):
     import dataclasses
 
     import engine.fundus as fundus
     from engine.fundus.localize import DiscLocation
 
     found = fundus.analyse_disc  # the circles fixture's
-    blurred = DiscLocation((80.0, 100.0), 20.0, 0.9, fov_fraction=0.8, sharpness=0.1)
-    monkeypatch.setattr(fundus, "analyse_disc", lambda image, **kw: dataclasses.replace(found(image, **kw),
-                                                                                         localisation=blurred))
-    key = window.add_exam(small_exam(seed=8))
+    located = DiscLocation((80.0, 100.0), 20.0, 0.9, **{"fov_fraction": 0.8, "sharpness": 1.0, **photo})
+    monkeypatch.setattr(fundus, "analyse_disc", lambda image, **kw: dataclasses.replace(
+        found(image, **kw), localisation=located, **disc))
+    key = window.add_exam(small_exam(seed=6))
     wait_idle(window)
     view = window.entries[key].analysis
-    assert view.grade_caution.startswith("This photo is out of focus: the disc and cup outlines (check them)")
-    assert "; this photo is out of focus)" in window.status_label.text()
+    assert view.grade_caution.startswith(caution)
+    assert f"; {status}" in window.status_label.text() and window.exam_list._rows[key].text().endswith("⚠")
