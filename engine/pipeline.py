@@ -234,9 +234,10 @@ def grade_caution(result: "GradingResult", disc: Any = None) -> str:
     saw colour photos only), ``"out of focus"`` (:func:`engine.fundus.localize.out_of_focus`: the cup outline may
     be off, the graders saw it blurred), ``"disc uncertain"`` (a disc found with a confidence under
     :data:`engine.fundus.analysis.LOW_CONFIDENCE`, or beside another region that also looked like a whole disc, and
-    not outlined by hand: the disc-level crop and the measured ratios may be off) or ``"centred photo"`` (a crop centred on the disc, which the graders that look at the
-    whole photo, :func:`whole_photo_graders`, never saw). ``disc``: the disc/cup analysis the grade is shown with
-    (outlines drawn by hand applied), by default ``result.disc``."""
+    not outlined by hand: the disc-level crop and the measured ratios may be off) or ``"centred photo"`` (a crop
+    centred on the disc, which the graders that look at the whole photo, :func:`whole_photo_graders`, never saw).
+    ``disc``: the disc/cup analysis the grade is shown with (outlines drawn by hand applied), by default
+    ``result.disc``."""
     from engine.fundus.analysis import LOW_CONFIDENCE
     from engine.fundus.localize import out_of_focus
 

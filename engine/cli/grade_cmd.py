@@ -466,7 +466,8 @@ def run(args: argparse.Namespace) -> int:
         err(f"note: --photo-scale-for {size}: no photo of that size among the exams")
     if not args.quiet:
         cautions = Counter(r.get("caution", "") for r in final_rows if r.get("caution"))
-        said = "; with a caution: " + ", ".join(f"{n} {kind}" for kind, n in sorted(cautions.items())) if cautions else ""
+        said = ("; with a caution: " + ", ".join(f"{n} {kind}" for kind, n in sorted(cautions.items()))
+                if cautions else "")
         err(f"wrote {args.csv}: {len(final_rows) - n_err} ok, {n_err} error(s){said}")
         if corrections is not None:
             err(f"{corrected} exam(s) graded with the disc placed or outlines drawn by hand in "

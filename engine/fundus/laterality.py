@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Optional
 
-from engine.fundus.localize import BORDERLESS_FOV
+from engine.fundus.localize import BORDERLESS_FOV, DiscLocation
 
 SIDE_OFFSET = 0.3
 """|disc column - field-of-view centre column| / field-of-view radius from which the side decides the eye."""
@@ -26,19 +26,19 @@ MAX_ROW_OFFSET = 0.35
 meridian through disc and fovea (at most 0.27 on the sample photos), and nothing is said."""
 
 
-def disc_offset(center: tuple[float, float], location: object) -> Optional[tuple[float, float]]:
-    """``(row, col)`` offset of the disc centre ``center`` (photo px) from the field-of-view centre of the
-    :class:`engine.fundus.localize.DiscLocation` ``location``, in field-of-view radii (col > 0: the photo's
+def disc_offset(center: tuple[float, float], location: DiscLocation) -> Optional[tuple[float, float]]:
+    """``(row, col)`` offset of the disc centre ``center`` (photo px) from the field-of-view centre of
+    ``location``, in field-of-view radii (col > 0: the photo's
     right); None when the photo has no field-of-view circle to measure from (a crop without black border,
     :data:`engine.fundus.localize.BORDERLESS_FOV`)."""
-    radius = float(getattr(location, "fov_radius_px", 0.0))
-    if radius <= 0 or float(getattr(location, "fov_fraction", 1.0)) >= BORDERLESS_FOV:
+    radius = float(location.fov_radius_px)
+    if radius <= 0 or location.fov_fraction >= BORDERLESS_FOV:
         return None
-    fov_row, fov_col = getattr(location, "fov_center")
+    fov_row, fov_col = location.fov_center
     return (center[0] - fov_row) / radius, (center[1] - fov_col) / radius
 
 
-def eye_from_disc(center: tuple[float, float], location: object) -> str:
+def eye_from_disc(center: tuple[float, float], location: DiscLocation) -> str:
     """``"OD"`` (disc on the photo's right), ``"OS"`` (on its left) or ``"unknown"`` (the disc near the middle,
     far off the horizontal meridian, or no field of view to measure from) for a disc centred at ``center``
     (row, col) photo px."""

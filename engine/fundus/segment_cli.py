@@ -1,9 +1,10 @@
 """``python -m engine segment IMAGE... --task disc-cup --out DIR [--json]``.
 
 For every fundus photo (an IMAGE that is a folder gives the fundus photo of every exam :mod:`engine.io.discover`
-finds in it, named by its exam id: :func:`photos_to_segment`): ``DIR/<stem>.png``, the disc/cup mask at the photo's size in the GAMMA convention
-(0 = cup, 128 = neuro-retinal rim, 255 = background), and one line of biomarkers on stdout (``--json``: one JSON
-document with every photo instead). ``DIR/disc_cup_biomarkers.json`` keeps the same document and
+finds in it, named by its exam id: :func:`photos_to_segment`): ``DIR/<stem>.png``, the disc/cup mask at the
+photo's size in the GAMMA convention (0 = cup, 128 = neuro-retinal rim, 255 = background), and one line of
+biomarkers on stdout (``--json``: one JSON document with every photo instead); a last stderr line sums the batch
+up (:func:`summary_line`). ``DIR/disc_cup_biomarkers.json`` keeps the same document and
 ``DIR/disc_cup_biomarkers.csv`` one row per photo (:data:`CSV_COLUMNS`; empty cells where a value is unknown or
 the photo failed); ``--overlays`` adds ``DIR/<stem>_overlay.jpg`` (the photo and its disc region with the disc
 and cup outlines). Each JSON row also holds the rim width / disc diameter every 2 degrees around the disc
@@ -42,9 +43,9 @@ CSV_COLUMNS = ("input", "status", "confidence", "centred", "eye_inferred", "shar
                "isnt_rule", "outlined_by_hand", "disc_at_x", "disc_at_y", "mask", "message")
 """The table's columns: the photo, whether its disc was found (and whether the photo was read as a crop centred
 on the disc, whether its ``eye`` was inferred from the disc's side of the photo, how much in focus it is:
-:func:`engine.fundus.localize.sharpness`), its size (``WxH`` px) and the scale it was measured with (:func:`engine.results_csv.scale_label`;
-empty when not known), every :class:`DiscBiomarkers` field (mm ones only filled when the photo's scale is known;
-``isnt`` as the word ``isnt_rule``), corrections by hand, mask path."""
+:func:`engine.fundus.localize.sharpness`), its size (``WxH`` px) and the scale it was measured with
+(:func:`engine.results_csv.scale_label`; empty when not known), every :class:`DiscBiomarkers` field (mm ones only
+filled when the photo's scale is known; ``isnt`` as the word ``isnt_rule``), corrections by hand, mask path."""
 
 
 def png_bytes(mask: np.ndarray) -> bytes:
@@ -184,10 +185,10 @@ def run_disc_cup(args: Any) -> int:
     )
     from engine.io.errors import ExamLoadError
     from engine.io.exam import parse_size_scales, photo_size, scale_for_size, typed_photo_spacing
-    from engine.results_csv import scale_label
     from engine.io.images import load_image_exam
     from engine.models.checkpoint import CheckpointError
     from engine.overlays import disc_cup_overlay, write_jpeg
+    from engine.results_csv import scale_label
 
     try:
         disc_at = parse_disc_at(args.disc_at) if getattr(args, "disc_at", None) else None
