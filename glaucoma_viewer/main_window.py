@@ -1272,7 +1272,9 @@ class MainWindow(QtWidgets.QMainWindow):
                     if um_per_px is not None else f"no photo scale for {size} px photos")
             for other in changed:
                 self.reanalyse(other.key)
-            self.status_label.setText(f"{said} ({len(changed)} exam(s) open measured again)")
+            flags = " ".join(f"--photo-scale-for {k}={v:g}" for k, v in sorted(self.size_scales.items()))
+            flags = f"; on the command line: {flags}" if flags else ""
+            self.status_label.setText(f"{said} ({len(changed)} exam(s) open measured again{flags})")
             return
         if um_per_px is None:
             self.photo_scales.pop(key, None)

@@ -737,6 +737,7 @@ def test_a_scale_typed_for_every_photo_of_a_size_measures_them_now_and_in_later_
 
     window.set_photo_scale(same[0], 20.0, every_size=True)
     assert "every 200x160 px photo" in window.status_label.text() and "2 exam(s)" in window.status_label.text()
+    assert window.status_label.text().endswith("; on the command line: --photo-scale-for 200x160=20)")  # for segment
     wait_idle(window)
     assert [spacing(k) for k in same] == [Spacing((0.02, 0.02), "user")] * 2
     assert all("Photo scale typed in: 20.00" in window.entries[k].analysis.disc_method for k in same)
