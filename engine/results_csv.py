@@ -26,7 +26,8 @@ Columns (in order, see :data:`COLUMNS`):
   ``photo_scale``: the photo's scale the disc was measured with when it is physical (:func:`scale_label`:
   ``4.2 um/px (file)``, or ``(typed in)`` for ``grade --photo-scale`` / ``--photo-scale-for``; empty when not
   known); ``photo_size``: the fundus photo's ``WxH`` px (one camera at one resolution; empty without a photo);
-- ``status``: ``ok`` or ``error``; ``message``: the error (one line) or warnings.
+- ``status``: ``ok`` or ``error``; ``message``: the error (one line) or warnings, and what the disc/cup analysis
+  asks to check on a disc it found (``disc/cup: low confidence ...``, ``... check the eye``).
 
 The file is always replaced atomically (temp file + rename), so a reader or a crash sees either the previous
 file or a complete new one. While a batch is running or after it was cancelled, a sidecar ``OUT.partial``
@@ -150,7 +151,9 @@ def row_from_result(result: Any, data_id: Optional[str] = None) -> dict[str, str
     row["disc_calibration"] = calibration_label(getattr(result.disc, "site_calibration", None))
     row["photo_scale"] = scale_label(getattr(result.disc, "spacing", None))
     row["status"] = "ok"
-    row["message"] = _one_line("; ".join(result.warnings))
+    disc = result.disc
+    said = [f"disc/cup: {disc.message}"] if getattr(disc, "found", False) and getattr(disc, "message", "") else []
+    row["message"] = _one_line("; ".join([*result.warnings, *said]))
     return row
 
 

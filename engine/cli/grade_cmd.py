@@ -64,6 +64,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                    "the photo's pixels): those exams are graded with the disc placed there and measured on the "
                    "outlines drawn (the graders keep the automatic outline); --disc-positions wins for the exams "
                    "it names")
+    p.add_argument("--eyes", type=Path, metavar="CSV",
+                   help="which eye each exam shows: a CSV with columns exam,eye (OD/OS, right/left); it wins over "
+                   "names, exam.json and the disc's side of the photo (CSV eye; nasal/temporal rims and the ISNT rule)")
     p.add_argument("--quiet", action="store_true", help="no per-exam progress lines")
     return p
 
@@ -171,6 +174,7 @@ def grade_one(
     corrections: Any = None,
     photo_spacing: Any = None,
     size_scales: Optional[Mapping[str, float]] = None,
+    eye: Optional[str] = None,
 ) -> Outcome:
     """Load, grade and (optionally) draw one exam; every failure becomes an error row, never an exception.
 
@@ -178,7 +182,8 @@ def grade_one(
     ``corrections``: an :class:`engine.fundus.corrections.CorrectionStore` looked up by the photo's pixels when
     neither is given; ``photo_spacing``: an :class:`engine.io.exam.Spacing` typed in for the fundus photo;
     ``size_scales``: µm per px typed in for every photo of a size (``{"WxH": µm}``), used when ``photo_spacing`` is
-    None for a photo without a scale of its own (:func:`engine.io.exam.scale_for_size`).
+    None for a photo without a scale of its own (:func:`engine.io.exam.scale_for_size`); ``eye``: ``"OD"`` /
+    ``"OS"`` from a table (:func:`engine.io.eye_table.read_eye_table`), in place of the exam's own.
     """
     from engine.io.errors import ExamLoadError
     from engine.pipeline import GradingError, grade, grade_caution
@@ -196,6 +201,8 @@ def grade_one(
 
     if not needs_glaucoma_grader(exam):  # brain MRI, dental X-ray: only the sibling tasks apply
         return Outcome(*sibling_only_row(exam, data_id, device, cams_dir))
+    if eye is not None:
+        exam.eye = eye
     if photo_spacing is not None and exam.fundus is not None:
         exam.fundus_spacing = photo_spacing
     elif size_scales and exam.fundus is not None:
@@ -287,11 +294,11 @@ def _worker_init(models: Optional[str], device: str, threads: int, calibration: 
 
 
 def _worker_grade(source: Any, data_id: str, cams_dir: Optional[str], analyses: bool,
-                  disc_at: Optional[tuple[float, float]]) -> Outcome:
+                  disc_at: Optional[tuple[float, float]], eye: Optional[str]) -> Outcome:
     return grade_one(source, _WORKER["ensemble"], _WORKER["device"], data_id, Path(cams_dir) if cams_dir else None,
                      analyses, calibration=_WORKER["calibration"], disc_at=disc_at,
                      corrections=_WORKER["corrections"], photo_spacing=_WORKER["photo_spacing"],
-                     size_scales=_WORKER["size_scales"])
+                     size_scales=_WORKER["size_scales"], eye=eye)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -351,12 +358,14 @@ def run(args: argparse.Namespace) -> int:
 
     from engine.fundus.corrections import read_corrections
     from engine.io.exam import parse_size_scales, typed_photo_spacing
+    from engine.io.eye_table import read_eye_table
 
     try:
         positions = read_disc_positions(args.disc_positions) if args.disc_positions else {}
         corrections = read_corrections(args.disc_corrections) if args.disc_corrections else None
         photo_spacing = None if args.photo_scale is None else typed_photo_spacing(args.photo_scale)
         size_scales = parse_size_scales(args.photo_scale_for)
+        eyes = read_eye_table(args.eyes) if args.eyes else {}
         if photo_spacing is not None and size_scales:
             raise ValueError("give --photo-scale (every photo) or --photo-scale-for (per photo size), not both")
     except ValueError as e:
@@ -366,10 +375,11 @@ def run(args: argparse.Namespace) -> int:
     sources, skipped, given_errors = discover_sources(args.paths)
     for note in skipped:
         err(f"skipped {note}")
-    unknown = sorted(set(positions) - {s.exam_id for s in sources})
-    if unknown:
-        err(f"{len(unknown)} exam(s) of {args.disc_positions} not among the exams found (left alone): "
-            + ", ".join(unknown[:5]) + (" ..." if len(unknown) > 5 else ""))
+    for table, named in ((args.disc_positions, positions), (args.eyes, eyes)):
+        unknown = sorted(set(named) - {s.exam_id for s in sources})
+        if unknown:
+            err(f"{len(unknown)} exam(s) of {table} not among the exams found (left alone): "
+                + ", ".join(unknown[:5]) + (" ..." if len(unknown) > 5 else ""))
     sources = sources[shard_i::shard_n]
     given_errors = given_errors[shard_i::shard_n]
 
@@ -389,12 +399,16 @@ def run(args: argparse.Namespace) -> int:
         if conflict:
             err(f"cannot resume {args.csv}: {conflict} (give the same --site-calibration, or grade into a new CSV)")
             return 2
+        exam_of = {d: s.exam_id for d, s in jobs}
         rescaled = scale_changed(previous, photo_spacing, size_scales)
-        if rescaled:
-            previous = [r for r in previous if r["data"] not in rescaled]
-            if not args.quiet:
-                err(f"{len(rescaled)} exam(s) graded again: this run gives their photo another scale than their "
-                    "rows' photo_scale")
+        other_eye = {r["data"] for r in previous
+                     if exam_of.get(r["data"]) in eyes and r.get("eye") != eyes[exam_of[r["data"]]]} - rescaled
+        for redo, why in ((rescaled, "photo another scale than their rows' photo_scale"),
+                          (other_eye, "exam another eye than their rows' eye")):
+            if redo:
+                previous = [r for r in previous if r["data"] not in redo]
+                if not args.quiet:
+                    err(f"{len(redo)} exam(s) graded again: this run gives their {why}")
         changed = changed_corrections(previous, jobs, positions, corrections)
         if changed:
             previous = [r for r in previous if r["data"] not in changed]
@@ -444,7 +458,7 @@ def run(args: argparse.Namespace) -> int:
     n_total = len(todo)
     try:
         outcomes = _run_all(args, todo, ensemble, device, calibration, positions, corrections, photo_spacing,
-                            size_scales)
+                            size_scales, eyes)
         corrected, exam_ids = 0, {d: s.exam_id for d, s in todo}
         for k, (did, outcome) in enumerate(outcomes, 1):
             rows[did] = outcome.row
@@ -478,12 +492,13 @@ def run(args: argparse.Namespace) -> int:
 def _run_all(args: argparse.Namespace, todo: list[tuple[str, Any]], ensemble: Any, device: str,
              calibration: Any = None, positions: Optional[dict[str, tuple[float, float]]] = None,
              corrections: Any = None, photo_spacing: Any = None,
-             size_scales: Optional[Mapping[str, float]] = None) -> Any:
+             size_scales: Optional[Mapping[str, float]] = None, eyes: Optional[Mapping[str, str]] = None) -> Any:
     """Yield ``(data id, Outcome)`` in input order, in this process or in ``--jobs`` worker processes
     (``positions``: exam id -> (row, col) px of a disc placed by hand; ``corrections``: a
     :class:`engine.fundus.corrections.CorrectionStore` for the others; ``photo_spacing``: a typed-in scale;
-    ``size_scales``: µm per px typed in per photo size, see :func:`grade_one`)."""
-    size_scales = dict(size_scales or {})
+    ``size_scales``: µm per px typed in per photo size, see :func:`grade_one`; ``eyes``: exam id -> eye from a
+    table)."""
+    size_scales, eyes = dict(size_scales or {}), dict(eyes or {})
     positions = positions or {}
     cams_dir = args.cams
     analyses = not args.no_analyses
@@ -495,7 +510,7 @@ def _run_all(args: argparse.Namespace, todo: list[tuple[str, Any]], ensemble: An
         for did, s in todo:
             yield did, grade_one(s, ensemble, device, did, cams_dir, analyses, calibration=calibration,
                                  disc_at=positions.get(s.exam_id), corrections=corrections,
-                                 photo_spacing=photo_spacing, size_scales=size_scales)
+                                 photo_spacing=photo_spacing, size_scales=size_scales, eye=eyes.get(s.exam_id))
         return
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
@@ -507,7 +522,7 @@ def _run_all(args: argparse.Namespace, todo: list[tuple[str, Any]], ensemble: An
         initargs=(models, device, threads, calibration, corrections, photo_spacing, size_scales),
     ) as pool:
         cams = str(cams_dir) if cams_dir else None
-        futures = [(did, pool.submit(_worker_grade, s, did, cams, analyses, positions.get(s.exam_id)))
-                   for did, s in todo]
+        futures = [(did, pool.submit(_worker_grade, s, did, cams, analyses, positions.get(s.exam_id),
+                                     eyes.get(s.exam_id))) for did, s in todo]
         for did, f in futures:
             yield did, f.result()

@@ -33,6 +33,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="disc-cup: eye of every photo, for the nasal/temporal sectors and the ISNT rule (default: "
                    "from each photo's or its folder's name, e.g. P01_OD/fundus.jpg or 12_left.jpg, else the eye the "
                    "disc's side of the photo shows, when it shows one; 'unknown' measures without an eye)")
+    p.add_argument("--eyes", type=Path, metavar="CSV",
+                   help="disc-cup: which eye each photo shows, a CSV with columns exam,eye (the photo's stem or, in a "
+                   "folder, its exam id; OD/OS, right/left): it wins over names and the disc's side of the photo")
     p.add_argument("--site-calibration", type=Path, metavar="FILE",
                    help="disc-cup: a site's cup-outline calibration (python -m engine.fundus.site_calibration)")
     p.add_argument("--disc-at", metavar="X,Y",

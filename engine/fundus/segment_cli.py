@@ -171,7 +171,8 @@ def parse_disc_at(text: str) -> tuple[float, float]:
 def run_disc_cup(args: Any) -> int:
     """The ``--task disc-cup`` branch of ``segment``. ``args``: ``inputs``, ``out``, ``json``, ``weights``, ``eye``,
     ``site_calibration``, ``disc_at``, ``disc_corrections``, ``photo_scale`` (µm per px, typed in),
-    ``photo_scale_for`` (``WxH=UM`` texts, :func:`engine.io.exam.parse_size_scales`)."""
+    ``photo_scale_for`` (``WxH=UM`` texts, :func:`engine.io.exam.parse_size_scales`), ``eyes`` (an ``exam,eye``
+    table, :func:`engine.io.eye_table.read_eye_table`)."""
     from engine.fundus.analysis import analyse_disc
     from engine.fundus.biomarkers import rim_to_disc_profile
     from engine.fundus.corrections import photo_sha256, read_corrections
@@ -185,6 +186,7 @@ def run_disc_cup(args: Any) -> int:
     )
     from engine.io.errors import ExamLoadError
     from engine.io.exam import parse_size_scales, photo_size, scale_for_size, typed_photo_spacing
+    from engine.io.eye_table import read_eye_table
     from engine.io.images import load_image_exam
     from engine.models.checkpoint import CheckpointError
     from engine.overlays import disc_cup_overlay, write_jpeg
@@ -199,12 +201,20 @@ def run_disc_cup(args: Any) -> int:
         by_size = parse_size_scales(getattr(args, "photo_scale_for", None) or ())
         if typed is not None and by_size:
             raise ValueError("give --photo-scale (every photo) or --photo-scale-for (per photo size), not both")
+        table = getattr(args, "eyes", None)
+        eyes = read_eye_table(Path(table)) if table else {}
+        if eyes and getattr(args, "eye", None):
+            raise ValueError("give --eye (every photo) or --eyes (a table), not both")
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     photos, left_out = photos_to_segment([Path(p) for p in args.inputs])
     if left_out:
         print(f"note: {len(left_out)} file(s) in the folders given left out, e.g. {left_out[0]}", file=sys.stderr)
+    unknown = sorted(set(eyes) - {photo.stem for photo in photos})
+    if unknown:
+        print(f"note: {len(unknown)} exam(s) of {table} not among the photos (left alone): "
+              + ", ".join(unknown[:5]) + (" ..." if len(unknown) > 5 else ""), file=sys.stderr)
     if disc_at is not None and len(photos) != 1:
         print(f"error: --disc-at places the disc on one photo; the inputs hold {len(photos)}", file=sys.stderr)
         return 2
@@ -240,7 +250,7 @@ def run_disc_cup(args: Any) -> int:
         path = photo.path
         row: dict[str, Any] = {"input": str(path)}
         placed_at, outlines = disc_at, None
-        eye = given_eye or photo.eye
+        eye = eyes.get(photo.stem) or given_eye or photo.eye
         infer_eye = given_eye != "unknown"  # --eye unknown: measure without an eye
         try:
             exam = load_image_exam(path, modality="fundus", eye=eye)

@@ -351,6 +351,31 @@ def test_scale_changed_keeps_a_files_own_scale_unless_one_is_typed_for_every_pho
     assert scale_changed(rows, typed_photo_spacing(4.0), {}) == {"file", "none", "other"}  # it replaces the file's
 
 
+def test_an_eye_table_names_each_exams_eye_and_resume_follows_it(cohort, tmp_path, capsys):
+    cases, models = cohort
+    good = [str(p) for p in sorted(cases.iterdir()) if p.name != "BROKEN"]
+    table = tmp_path / "eyes.csv"
+    table.write_text("exam,eye\nSYNTH0000,left\nSYNTH0001,OD\nNOSUCH,R\n")
+    out = tmp_path / "e.csv"
+    assert main(["grade", *good, "--csv", str(out), "--models", str(models), "--eyes", str(table)]) == 0
+    err = capsys.readouterr().err
+    assert "1 exam(s) of " in err and "not among the exams found (left alone): NOSUCH" in err
+    rows = {r["data"]: r for r in _rows(out)}
+    assert [rows[k]["eye"] for k in ("SYNTH0000", "SYNTH0001", "SYNTH0002")] == ["OS", "OD", "OD (disc side)"]
+    assert "check the eye" in rows["SYNTH0000"]["message"]  # the synthetic right eye's disc lies on the right
+    table.write_text("exam,eye\nSYNTH0000,OD\n")
+    assert main(["grade", *good, "--csv", str(out), "--models", str(models), "--eyes", str(table), "--resume"]) == 0
+    assert "1 exam(s) graded again: this run gives their exam another eye than their rows' eye" in \
+        capsys.readouterr().err
+    assert _rows(out)[0]["eye"] == "OD" and "check the eye" not in _rows(out)[0]["message"]
+    for text, said in (("id,eye\nA,OD\n", "the columns must be exam,eye"), ("exam,eye\nA,up\n", "an eye OD or OS"),
+                       ("exam,eye\nA,OD\nA,OS\n", "exam A is listed twice")):
+        table.write_text(text)
+        assert main(["grade", good[0], "--csv", str(tmp_path / "x.csv"), "--models", str(models), "--eyes",
+                     str(table)]) == 2
+        assert said in capsys.readouterr().err and not (tmp_path / "x.csv").exists()
+
+
 def test_eye_label_says_when_the_eye_was_inferred_from_the_discs_side():
     from types import SimpleNamespace as NS
 

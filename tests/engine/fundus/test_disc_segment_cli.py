@@ -201,6 +201,23 @@ def test_a_folder_gives_every_exams_photo_named_by_the_exam(photos, with_oracle,
     assert "--disc-at places the disc on one photo; the inputs hold 2" in capsys.readouterr().err
 
 
+def test_an_eye_table_names_each_photos_eye(photos, with_oracle, tmp_path, capsys):
+    paths, _ = photos
+    table = tmp_path / "eyes.csv"
+    table.write_text("Exam,Eye\nphoto0,OD\nphoto1,right\nother,L\n")
+    out = tmp_path / "out"
+    assert main(["segment", *map(str, paths), "--task", "disc-cup", "--out", str(out), "--json", "--eyes",
+                 str(table)]) == 0
+    captured = capsys.readouterr()
+    rows = json.loads(captured.out)["results"]
+    assert [(r["biomarkers"]["eye"], r["eye_inferred"]) for r in rows] == [("OD", False), ("OD", False)]
+    assert "check the eye" not in rows[0]["message"] and "check the eye" in rows[1]["message"]  # photo1: a left eye
+    assert "note: 1 exam(s) of " in captured.err and "not among the photos (left alone): other" in captured.err
+    assert main(["segment", str(paths[0]), "--task", "disc-cup", "--out", str(out), "--eyes", str(table), "--eye",
+                 "OS"]) == 2
+    assert "give --eye (every photo) or --eyes (a table), not both" in capsys.readouterr().err
+
+
 def test_never_overwrites_an_input(photos, with_oracle, capsys):
     paths, _ = photos
     before = paths[0].read_bytes()
