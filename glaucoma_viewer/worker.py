@@ -23,7 +23,8 @@ import re
 import threading
 import time
 import traceback
-from dataclasses import dataclass, replace
+from collections import Counter
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
 
@@ -1185,6 +1186,7 @@ class BatchSummary:
     seconds: float
     placed: int = 0  # exams graded with the disc placed by hand in the window
     outlined: int = 0  # exams measured on outlines drawn by hand in the window
+    cautions: dict[str, int] = field(default_factory=dict)  # rows per caution (engine.pipeline.grade_caution)
 
 
 def batch_export(folders: Sequence[str], out: str, progress=None, cancel=None, models: Any = None,
@@ -1240,5 +1242,6 @@ def batch_export(folders: Sequence[str], out: str, progress=None, cancel=None, m
     else:
         clear_partial(out_path)
     errors = sum(1 for r in rows if r.get("status") != "ok")
+    cautions = dict(Counter(r["caution"] for r in rows if r.get("caution")))
     return BatchSummary(str(out_path), n, len(rows) - errors, errors, partial, list(skipped),
-                        time.perf_counter() - t0, placed, outlined)
+                        time.perf_counter() - t0, placed, outlined, cautions)

@@ -38,6 +38,9 @@ def test_batch_export_grades_a_folder_with_one_broken_exam(qtbot, window, cohort
         assert abs(sum(float(r[c]) for c in ("non", "early", "mid_advanced")) - 1) < 1e-5
     assert not is_partial(out)
     assert any("of 3" in m for m in messages)
+    flagged = [r["caution"] for r in rows if r["caution"]]
+    assert summary.cautions == {kind: flagged.count(kind) for kind in flagged}  # whatever the tiny exams give
+    assert (f"{len(flagged)} exam(s) with a caution" in dialog.result_label.text()) == bool(flagged)
     assert "complete" in dialog.count_label.text() and "elapsed" in dialog.time_label.text()
     assert dialog.start_button.isEnabled() and not dialog.cancel_button.isEnabled()
     dialog.close()
