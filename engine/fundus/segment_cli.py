@@ -29,7 +29,7 @@ import json
 import sys
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Optional, Sequence
 
 import numpy as np
 
@@ -168,54 +168,120 @@ def parse_disc_at(text: str) -> tuple[float, float]:
     return y, x
 
 
+@dataclass(frozen=True)
+class Options:
+    """What ``segment --task disc-cup`` was asked for besides its photos (:func:`read_options`)."""
+
+    disc_at: Optional[tuple[float, float]]  # (row, col) px of a disc placed by hand on the one photo
+    corrections: Any  # an engine.fundus.corrections.CorrectionStore, or None
+    typed: Any  # an engine.io.exam.Spacing typed in for every photo, or None
+    by_size: dict[str, float]  # "WxH" -> µm per px for the photos of that size without a scale of their own
+    eyes: dict[str, str]  # exam id -> "OD" / "OS" from a table
+    eye: Optional[str]  # --eye: every photo's ("unknown": measure without one), or None
+
+
+def read_options(args: Any) -> Options:
+    """The :class:`Options` of ``args`` (see :func:`run_disc_cup`).
+
+    Raises:
+        ValueError: a bad value or file, or two options that exclude each other (one line).
+    """
+    from engine.fundus.corrections import read_corrections
+    from engine.io.exam import parse_size_scales, typed_photo_spacing
+    from engine.io.eye_table import read_eye_table
+
+    given = getattr(args, "disc_corrections", None)
+    scale = getattr(args, "photo_scale", None)
+    table = getattr(args, "eyes", None)
+    options = Options(
+        disc_at=parse_disc_at(args.disc_at) if getattr(args, "disc_at", None) else None,
+        corrections=read_corrections(Path(given)) if given else None,
+        typed=None if scale is None else typed_photo_spacing(scale),
+        by_size=parse_size_scales(getattr(args, "photo_scale_for", None) or ()),
+        eyes=read_eye_table(Path(table)) if table else {},
+        eye=getattr(args, "eye", None))
+    if options.typed is not None and options.by_size:
+        raise ValueError("give --photo-scale (every photo) or --photo-scale-for (per photo size), not both")
+    if options.eyes and options.eye:
+        raise ValueError("give --eye (every photo) or --eyes (a table), not both")
+    return options
+
+
+def measure_photo(photo: Photo, row: dict[str, Any], options: Options, segmenter: Any, calibration: Any) -> Any:
+    """Read and analyse one photo as ``options`` ask (its scale, eye, a disc placed or outlines drawn by hand, the
+    site ``calibration``); fills ``row``'s size, scale and status fields and returns the
+    :class:`engine.fundus.analysis.DiscAnalysis` and the photo's exam.
+
+    Raises:
+        engine.io.errors.ExamLoadError, ValueError, OSError: the photo cannot be read or analysed (one line).
+    """
+    from engine.fundus.analysis import analyse_disc
+    from engine.fundus.corrections import photo_sha256
+    from engine.fundus.hand_outline import OutlineError, apply_outlines
+    from engine.fundus.site_calibration import apply_calibration
+    from engine.io.exam import photo_size, scale_for_size
+    from engine.io.images import load_image_exam
+    from engine.results_csv import scale_label
+
+    eye = options.eyes.get(photo.stem) or options.eye or photo.eye
+    exam = load_image_exam(photo.path, modality="fundus", eye=eye)
+    exam.fundus_spacing = (options.typed if options.typed is not None
+                           else scale_for_size(exam.fundus, exam.fundus_spacing, options.by_size))
+    row.update(photo_size=photo_size(exam.fundus), photo_scale=scale_label(exam.fundus_spacing))
+    placed_at, outlines = options.disc_at, None
+    if options.corrections is not None and placed_at is None:
+        placed_at, outlines = options.corrections.get(photo_sha256(exam.fundus))
+    result = apply_calibration(analyse_disc(exam.fundus, spacing=exam.fundus_spacing, eye=eye, segmenter=segmenter,
+                                            disc_at=placed_at, infer_eye=options.eye != "unknown"), calibration)
+    if outlines is not None:
+        try:
+            result = apply_outlines(result, outlines, exam)
+        except OutlineError as err:
+            result.message = "; ".join(m for m in (result.message, f"outlines drawn by hand not used: {err}") if m)
+    row.update(status="ok" if result.found else "not_found", confidence=round(result.confidence, 4),
+               centred=result.centred, eye_inferred=result.eye_inferred, message=result.message,
+               sharpness=None if result.localisation is None else round(result.localisation.sharpness, 3),
+               outlined_by_hand=list(result.hand_outlined))
+    if placed_at is not None:
+        row["disc_at"] = {"x": placed_at[1], "y": placed_at[0]}
+    return result, exam
+
+
+def _notes(result: Any) -> str:
+    """`` (…)`` notes after a photo's line: the analysis's message and how it was measured."""
+    placed = result.placed_at and f"disc placed at x {result.placed_at[1]:.0f}, y {result.placed_at[0]:.0f} px"
+    drawn = result.hand_outlined and f"{' and '.join(result.hand_outlined)} drawn by hand"
+    scaled = result.site_calibration and result.site_calibration.describe()  # None once a cup is drawn
+    centred = result.centred and "read as a crop centred on the disc"
+    inferred = result.eye_inferred and f"eye {result.biomarkers.eye} from the disc's side of the photo"
+    return "".join(f" ({m})" for m in (result.message, centred, inferred, placed, drawn, scaled) if m)
+
+
 def run_disc_cup(args: Any) -> int:
     """The ``--task disc-cup`` branch of ``segment``. ``args``: ``inputs``, ``out``, ``json``, ``weights``, ``eye``,
     ``site_calibration``, ``disc_at``, ``disc_corrections``, ``photo_scale`` (µm per px, typed in),
     ``photo_scale_for`` (``WxH=UM`` texts, :func:`engine.io.exam.parse_size_scales`), ``eyes`` (an ``exam,eye``
-    table, :func:`engine.io.eye_table.read_eye_table`)."""
-    from engine.fundus.analysis import analyse_disc
+    table, :func:`engine.io.eye_table.read_eye_table`), ``overlays``."""
     from engine.fundus.biomarkers import rim_to_disc_profile
-    from engine.fundus.corrections import photo_sha256, read_corrections
-    from engine.fundus.hand_outline import OutlineError, apply_outlines
     from engine.fundus.segmenter import default_weights_path, load_segmenter
-    from engine.fundus.site_calibration import (
-        CalibrationError,
-        apply_calibration,
-        check_weights,
-        load_calibration,
-    )
+    from engine.fundus.site_calibration import CalibrationError, check_weights, load_calibration
     from engine.io.errors import ExamLoadError
-    from engine.io.exam import parse_size_scales, photo_size, scale_for_size, typed_photo_spacing
-    from engine.io.eye_table import read_eye_table
-    from engine.io.images import load_image_exam
     from engine.models.checkpoint import CheckpointError
     from engine.overlays import disc_cup_overlay, write_jpeg
-    from engine.results_csv import scale_label
 
     try:
-        disc_at = parse_disc_at(args.disc_at) if getattr(args, "disc_at", None) else None
-        given = getattr(args, "disc_corrections", None)
-        corrections = read_corrections(Path(given)) if given else None
-        scale = getattr(args, "photo_scale", None)
-        typed = None if scale is None else typed_photo_spacing(scale)
-        by_size = parse_size_scales(getattr(args, "photo_scale_for", None) or ())
-        if typed is not None and by_size:
-            raise ValueError("give --photo-scale (every photo) or --photo-scale-for (per photo size), not both")
-        table = getattr(args, "eyes", None)
-        eyes = read_eye_table(Path(table)) if table else {}
-        if eyes and getattr(args, "eye", None):
-            raise ValueError("give --eye (every photo) or --eyes (a table), not both")
+        options = read_options(args)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     photos, left_out = photos_to_segment([Path(p) for p in args.inputs])
     if left_out:
         print(f"note: {len(left_out)} file(s) in the folders given left out, e.g. {left_out[0]}", file=sys.stderr)
-    unknown = sorted(set(eyes) - {photo.stem for photo in photos})
+    unknown = sorted(set(options.eyes) - {photo.stem for photo in photos})
     if unknown:
-        print(f"note: {len(unknown)} exam(s) of {table} not among the photos (left alone): "
+        print(f"note: {len(unknown)} exam(s) of {args.eyes} not among the photos (left alone): "
               + ", ".join(unknown[:5]) + (" ..." if len(unknown) > 5 else ""), file=sys.stderr)
-    if disc_at is not None and len(photos) != 1:
+    if options.disc_at is not None and len(photos) != 1:
         print(f"error: --disc-at places the disc on one photo; the inputs hold {len(photos)}", file=sys.stderr)
         return 2
     weights = getattr(args, "weights", None)
@@ -243,46 +309,19 @@ def run_disc_cup(args: Any) -> int:
         return 2
     inputs = {photo.path.resolve() for photo in photos if photo.path.exists()}
     taken: set[Path] = set()
-    given_eye = getattr(args, "eye", None)
     results: list[dict[str, Any]] = []
-    failed = 0
     for photo in photos:
-        path = photo.path
-        row: dict[str, Any] = {"input": str(path)}
-        placed_at, outlines = disc_at, None
-        eye = eyes.get(photo.stem) or given_eye or photo.eye
-        infer_eye = given_eye != "unknown"  # --eye unknown: measure without an eye
+        row: dict[str, Any] = {"input": str(photo.path)}
+        results.append(row)
         try:
-            exam = load_image_exam(path, modality="fundus", eye=eye)
-            exam.fundus_spacing = typed if typed is not None else scale_for_size(exam.fundus, exam.fundus_spacing,
-                                                                                 by_size)
-            row.update(photo_size=photo_size(exam.fundus), photo_scale=scale_label(exam.fundus_spacing))
-            if corrections is not None and disc_at is None:
-                placed_at, outlines = corrections.get(photo_sha256(exam.fundus))
-            result = apply_calibration(analyse_disc(exam.fundus, spacing=exam.fundus_spacing, eye=eye,
-                                                    segmenter=seg, disc_at=placed_at, infer_eye=infer_eye),
-                                       calibration)
+            result, exam = measure_photo(photo, row, options, seg, calibration)
         except (ExamLoadError, ValueError, OSError) as err:
-            message = str(err) if str(path) in str(err) else f"{path}: {err}"
+            message = str(err) if str(photo.path) in str(err) else f"{photo.path}: {err}"
             print(f"error: {message}", file=sys.stderr)
-            results.append({**row, "status": "error", "message": str(err)})
-            failed += 1
+            row.update(status="error", message=str(err))
             continue
-        if outlines is not None:
-            try:
-                result = apply_outlines(result, outlines, exam)
-            except OutlineError as err:
-                result.message = "; ".join(m for m in (result.message, f"outlines drawn by hand not used: {err}") if m)
-        row.update(status="ok" if result.found else "not_found", confidence=round(result.confidence, 4),
-                   centred=result.centred, eye_inferred=result.eye_inferred, message=result.message,
-                   sharpness=None if result.localisation is None else round(result.localisation.sharpness, 3),
-                   outlined_by_hand=list(result.hand_outlined))
-        if placed_at is not None:
-            row["disc_at"] = {"x": placed_at[1], "y": placed_at[0]}
         if not result.found:
-            print(f"error: {path}: {result.message}", file=sys.stderr)
-            results.append(row)
-            failed += 1
+            print(f"error: {photo.path}: {result.message}", file=sys.stderr)
             continue
         target = mask_path(out, photo.stem, inputs, taken)
         atomic_write_bytes(target, png_bytes(result.label_mask()))
@@ -299,17 +338,10 @@ def run_disc_cup(args: Any) -> int:
                    rim_to_disc_profile={"angles_deg": np.round(angles, 1).tolist(),
                                         "ratio": np.round(ratio, 4).tolist(),
                                         "angles": "TSNIT" if result.biomarkers.eye in ("OD", "OS") else "photo"})
-        results.append(row)
         if not args.json:
-            placed = placed_at and f"disc placed at x {placed_at[1]:.0f}, y {placed_at[0]:.0f} px"
-            drawn = result.hand_outlined and f"{' and '.join(result.hand_outlined)} drawn by hand"
-            scaled = result.site_calibration and result.site_calibration.describe()  # None once a cup is drawn
-            centred = result.centred and "read as a crop centred on the disc"
-            inferred = result.eye_inferred and f"eye {result.biomarkers.eye} from the disc's side of the photo"
-            note = "".join(f" ({m})" for m in (result.message, centred, inferred, placed, drawn, scaled) if m)
-            print(_line(photo.label, markers) + note, flush=True)
+            print(_line(photo.label, markers) + _notes(result), flush=True)
     sizes = {row.get("photo_size") for row in results}
-    for size in sorted(set(by_size) - sizes):
+    for size in sorted(set(options.by_size) - sizes):
         print(f"note: --photo-scale-for {size}: no photo of that size among the inputs", file=sys.stderr)
     doc = {"task": "disc-cup", "mask_convention": "0 cup, 128 rim, 255 background", "weights_sha256": seg.sha256,
            "site_calibration": None if calibration is None else json.loads(calibration.to_json()),
@@ -320,4 +352,4 @@ def run_disc_cup(args: Any) -> int:
     if args.json:
         sys.stdout.write(text)
     print(summary_line(results), file=sys.stderr)
-    return 1 if failed else 0
+    return 1 if any(row.get("status") != "ok" for row in results) else 0
