@@ -113,16 +113,19 @@ def eye_label(exam_eye: str, disc: Any) -> str:
     return exam_eye if exam_eye in ("OD", "OS") else ""
 
 
-def correction_label(disc_at: Optional[Sequence[float]], outlines: Any) -> str:
+def correction_label(disc_at: Optional[Sequence[float]], outlines: Any, eye: Optional[str] = None) -> str:
     """The ``disc_correction`` cell for a disc placed at ``disc_at`` (row, col) px and/or the
-    :class:`engine.fundus.hand_outline.HandOutlines` drawn: the parts corrected and the first 12 hex digits of a
-    SHA-256 of their coordinates rounded to 0.01 px (as the corrections file keeps them), e.g. ``placed+cup
-    #3fa2c1d09b7e``; empty when there is no correction. The same correction always gives the same cell."""
+    :class:`engine.fundus.hand_outline.HandOutlines` drawn and/or the ``eye`` set by hand (from the corrections
+    file): the parts corrected and the first 12 hex digits of a SHA-256 of them (coordinates rounded to 0.01 px, as
+    the corrections file keeps them), e.g. ``placed+cup #3fa2c1d09b7e``; empty when there is no correction. The
+    same correction always gives the same cell."""
     record: dict[str, Any] = {}
     if disc_at is not None:
         record["placed"] = [round(float(v), 2) for v in disc_at]
     for part in () if outlines is None else outlines.parts:
         record[part] = [[round(float(v), 2) for v in point] for point in getattr(outlines, part)]
+    if eye is not None:
+        record["eye"] = eye
     if not record:
         return ""
     digest = hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()[:12]

@@ -172,7 +172,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.site_calibration: Any = None  # engine.fundus.site_calibration.SiteCalibration applied to disc/cup
         self.photo_scales: dict[str, float] = {}  # exam key -> µm per photo px typed in (Analysis > Photo scale…)
         self.size_scales = read_size_scales(self.settings)  # "WxH" -> µm per px for every photo of that size
-        self.eyes: dict[str, str] = {}  # exam key -> "OD" / "OS" set by hand (Analysis > Eye)
+        self.eyes: dict[str, str] = {}  # exam key -> "OD" / "OS" set by hand for an exam without a photo
         from engine.fundus.corrections import CorrectionStore  # numpy and json only
 
         self.corrections = CorrectionStore(corrections_path(self.settings))
@@ -573,7 +573,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.examReady.emit(entry.key)
         entry.read_spacing, entry.read_eye = loaded.exam.fundus_spacing, loaded.exam.eye
         self._apply_photo_scale(entry)
-        loaded.exam.eye = self.eyes.get(entry.key, entry.read_eye)
+        loaded.exam.eye = self._eye_of(entry)
         restored = self._restore_corrections(entry)
         if self._current_key == entry.key:
             self.show_exam(entry.key)
@@ -865,8 +865,8 @@ class MainWindow(QtWidgets.QMainWindow):
         n = len(self.corrections)
         answer = QtWidgets.QMessageBox.question(
             self, "Forget all hand corrections",
-            f"Forget the optic discs placed and outlines drawn by hand for {n} photo(s)? Open exams go back to the "
-            "automatic disc and outlines. Export them first to keep a copy.")
+            f"Forget the optic discs placed, outlines drawn and eyes set by hand for {n} photo(s)? Open exams go back "
+            "to the automatic disc and outlines and to the eye their files give. Export them first to keep a copy.")
         if answer == QtWidgets.QMessageBox.StandardButton.Yes:
             self.forget_corrections()
 
@@ -896,7 +896,9 @@ class MainWindow(QtWidgets.QMainWindow):
                 continue
             disc_at, outlines = self.corrections.get(entry.loaded.photo_sha256)
             if correction_label(disc_at, outlines) == correction_label(entry.disc_at, entry.outlines):
+                changed += self._apply_eye(entry)  # the eye set by hand may be all that changed
                 continue
+            entry.loaded.exam.eye = self._eye_of(entry)
             entry.disc_at, entry.outlines = disc_at, outlines
             entry.outline_undo.clear()
             if entry.key == self._current_key:
@@ -1201,32 +1203,50 @@ class MainWindow(QtWidgets.QMainWindow):
             self.set_photo_scale(entry.key, dialog.value, every_size=dialog.every_size)
 
     def set_eye(self, key: str, eye: Optional[str]) -> None:
-        """Measure exam ``key`` as a right (``"OD"``) or left (``"OS"``) eye until the window closes, or (None) as
-        its files say, else with the eye the disc's side of the photo shows; analyse it again when that changes."""
+        """Measure exam ``key`` as a right (``"OD"``) or left (``"OS"``) eye, or (None) as its files say, else with
+        the eye the disc's side of the photo shows; analyse it again when that changes. Remembered with the hand
+        corrections of its photo (later sessions, batch export, ``grade`` / ``segment --disc-corrections``), for the
+        session where the exam has no photo."""
         entry = self.entries.get(key)
-        if entry is None:
+        if entry is None or entry.loaded is None:
             return
-        if eye is None:
+        exam, sha = entry.loaded.exam, entry.loaded.photo_sha256
+        if sha:
+            if self.corrections.put_eye(sha, eye):
+                self._write_corrections()
+        elif eye is None:
             self.eyes.pop(key, None)
         else:
             self.eyes[key] = eye
-        exam = entry.loaded.exam if entry.loaded is not None else None
-        if exam is None:
-            return
-        wanted = self.eyes.get(key, entry.read_eye)
         said = {"OD": "measured as a right eye (OD)", "OS": "measured as a left eye (OS)"}.get(
             eye or "", "eye as the files say" + ("" if entry.read_eye in ("OD", "OS") else
                                                  ", else from the disc's side of the photo"))
-        self.status_label.setText(f"{entry.label}: {said}")
-        if wanted != exam.eye:
-            exam.eye = wanted
-            if key == self._current_key:
-                self.fundus_view.set_title(self._photo_title(entry))
-            self.reanalyse(key)
+        self.status_label.setText(f"{entry.label}: {said}" + (" (remembered for this photo)" if sha and eye else ""))
+        self._apply_eye(entry)
+
+    def _eye_of(self, entry: ExamEntry) -> str:
+        """The eye exam ``entry`` is measured with: the one set by hand (remembered for its photo, or this session
+        for an exam without one), else as its files say."""
+        sha = entry.loaded.photo_sha256 if entry.loaded is not None else ""
+        chosen = self.corrections.eye(sha) if sha else self.eyes.get(entry.key)
+        return chosen or entry.read_eye
+
+    def _apply_eye(self, entry: ExamEntry) -> bool:
+        """Give the open exam the eye :meth:`_eye_of` finds and analyse it again when that changes it; returns
+        whether it did."""
+        if entry.loaded is None or self._eye_of(entry) == entry.loaded.exam.eye:
+            return False
+        entry.loaded.exam.eye = self._eye_of(entry)
+        if entry.key == self._current_key:
+            self.fundus_view.set_title(self._photo_title(entry))
+        self.reanalyse(entry.key)
+        return True
 
     def _check_eye_action(self) -> None:
         """Tick the Eye menu's entry for the shown exam."""
-        chosen = self.eyes.get(self._current_key or "")
+        entry = self.current_entry()
+        sha = entry.loaded.photo_sha256 if entry is not None and entry.loaded is not None else ""
+        chosen = self.corrections.eye(sha) if sha else self.eyes.get(self._current_key or "")
         for action in self.eye_actions.actions():
             action.setChecked(action.data() == chosen)
 

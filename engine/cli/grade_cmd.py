@@ -183,7 +183,8 @@ def grade_one(
     neither is given; ``photo_spacing``: an :class:`engine.io.exam.Spacing` typed in for the fundus photo;
     ``size_scales``: µm per px typed in for every photo of a size (``{"WxH": µm}``), used when ``photo_spacing`` is
     None for a photo without a scale of its own (:func:`engine.io.exam.scale_for_size`); ``eye``: ``"OD"`` /
-    ``"OS"`` from a table (:func:`engine.io.eye_table.read_eye_table`), in place of the exam's own.
+    ``"OS"`` from a table (:func:`engine.io.eye_table.read_eye_table`), in place of the exam's own (else the eye
+    set by hand in ``corrections``, which ``disc_correction`` then names).
     """
     from engine.io.errors import ExamLoadError
     from engine.pipeline import GradingError, grade, grade_caution
@@ -201,18 +202,22 @@ def grade_one(
 
     if not needs_glaucoma_grader(exam):  # brain MRI, dental X-ray: only the sibling tasks apply
         return Outcome(*sibling_only_row(exam, data_id, device, cams_dir))
-    if eye is not None:
-        exam.eye = eye
     if photo_spacing is not None and exam.fundus is not None:
         exam.fundus_spacing = photo_spacing
     elif size_scales and exam.fundus is not None:
         from engine.io.exam import scale_for_size
 
         exam.fundus_spacing = scale_for_size(exam.fundus, exam.fundus_spacing, size_scales)
-    if corrections is not None and exam.fundus is not None and disc_at is None and disc_outlines is None:
+    eye_set = None  # the eye set by hand in the viewer, when the table gives none
+    if corrections is not None and exam.fundus is not None:
         from engine.fundus.corrections import photo_sha256
 
-        disc_at, disc_outlines = corrections.get(photo_sha256(exam.fundus))
+        sha = photo_sha256(exam.fundus)
+        if disc_at is None and disc_outlines is None:
+            disc_at, disc_outlines = corrections.get(sha)
+        eye_set = corrections.eye(sha) if eye is None else None
+    if eye or eye_set:
+        exam.eye = eye or eye_set
     try:
         result = grade(exam, ensemble, device=device, cams=cams_dir is not None, analyses=analyses,
                        disc_calibration=calibration, disc_at=disc_at, disc_outlines=disc_outlines)
@@ -222,7 +227,7 @@ def grade_one(
         msg = f"grading failed ({type(err).__name__}: {err})"
         return Outcome(error_row(data_id, msg), f"error: {msg}")
     row = add_sibling_columns(row_from_result(result, data_id), exam, device, result.biomarkers, cams_dir)
-    row["disc_correction"] = correction_label(disc_at, disc_outlines)
+    row["disc_correction"] = correction_label(disc_at, disc_outlines, eye_set)
     row["eye"] = eye_label(exam.eye, result.disc)
     if exam.fundus is not None:
         from engine.io.exam import photo_size
@@ -242,11 +247,13 @@ def grade_one(
 
 
 def changed_corrections(rows: Sequence[dict[str, str]], jobs: Sequence[tuple[str, Any]],
-                        positions: dict[str, tuple[float, float]], corrections: Any) -> set[str]:
+                        positions: dict[str, tuple[float, float]], corrections: Any,
+                        eyes: Optional[Mapping[str, str]] = None) -> set[str]:
     """Data ids of the earlier ``ok`` rows, among ``jobs`` (data id, exam source), whose exam this run grades
     with another hand correction than the row's ``disc_correction`` says (a placement in ``positions``, else a
     record of the :class:`engine.fundus.corrections.CorrectionStore` ``corrections``, else none): ``--resume``
-    grades them again. With ``corrections``, the photo of each such row that measured, placed or corrected a disc
+    grades them again. The eye set by hand in ``corrections`` counts too, unless the table ``eyes`` (exam id ->
+    eye) names the exam. With ``corrections``, the photo of each such row that measured, placed or corrected a disc
     is read (its records are keyed by pixels; an OCT volume beside it is not); one that cannot be read is graded
     again (to an error row)."""
     from engine.fundus.corrections import photo_sha256
@@ -259,17 +266,19 @@ def changed_corrections(rows: Sequence[dict[str, str]], jobs: Sequence[tuple[str
         source = sources.get(row["data"])
         if source is None or row.get("status") != "ok":
             continue
-        if source.exam_id in positions:
-            now = correction_label(positions[source.exam_id], None)
-        elif corrections is not None and (row.get("vcdr") or row.get("disc_source") or row.get("disc_correction")):
+        placed = positions.get(source.exam_id)
+        stored_at, outlines, eye = None, None, None
+        if corrections is not None and (row.get("vcdr") or row.get("disc_source") or row.get("disc_correction")):
             try:
                 fundus = source.load_photo()
             except (ExamLoadError, OSError, ValueError, MemoryError):  # grading it again writes the error row
                 changed.add(row["data"])
                 continue
-            now = "" if fundus is None else correction_label(*corrections.get(photo_sha256(fundus)))
-        else:
-            now = ""
+            if fundus is not None:
+                sha = photo_sha256(fundus)
+                stored_at, outlines = corrections.get(sha)
+                eye = None if source.exam_id in (eyes or {}) else corrections.eye(sha)
+        now = correction_label(placed, None, eye) if placed is not None else correction_label(stored_at, outlines, eye)
         if now != row.get("disc_correction", ""):
             changed.add(row["data"])
     return changed
@@ -409,7 +418,7 @@ def run(args: argparse.Namespace) -> int:
                 previous = [r for r in previous if r["data"] not in redo]
                 if not args.quiet:
                     err(f"{len(redo)} exam(s) graded again: this run gives their {why}")
-        changed = changed_corrections(previous, jobs, positions, corrections)
+        changed = changed_corrections(previous, jobs, positions, corrections, eyes)
         if changed:
             previous = [r for r in previous if r["data"] not in changed]
             if not args.quiet:

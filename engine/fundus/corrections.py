@@ -1,4 +1,4 @@
-"""Discs placed and outlines drawn by hand, kept in a file: remembered by the viewer between sessions and read
+"""Discs placed, outlines drawn and eyes set by hand, kept in a file: remembered by the viewer between sessions and read
 by its batch export, ``engine grade --disc-corrections`` and ``engine segment --disc-corrections``.
 
 Keyed by :func:`photo_sha256` (the photo's pixels and shape), so a correction follows the photo wherever its folder
@@ -53,7 +53,8 @@ def photo_sha256(image: np.ndarray) -> str:
 
 class CorrectionStore:
     """``photo SHA-256 -> (disc_at, outlines)``: the disc's (row, col) px placed by hand or None, and the
-    :class:`engine.fundus.hand_outline.HandOutlines` drawn, or None.
+    :class:`engine.fundus.hand_outline.HandOutlines` drawn, or None (:meth:`get`); and the eye set by hand for the
+    photo (:meth:`eye`), kept in the same record.
 
     Attributes:
         path: the JSON file.
@@ -100,18 +101,37 @@ class CorrectionStore:
             return None, None
         return disc_at, outlines if outlines.parts else None
 
+    def eye(self, photo_sha256: str) -> Optional[str]:
+        """The eye set by hand for the photo (``"OD"`` / ``"OS"``), or None."""
+        eye = (self._photos.get(photo_sha256) or {}).get("eye")
+        return eye if eye in ("OD", "OS") else None
+
     def put(self, photo_sha256: str, disc_at: Optional[tuple[float, float]], outlines: Any) -> bool:
-        """Remember the photo's placement and outlines (both None: forget it), in memory; returns whether the
-        records changed (then :meth:`write` them)."""
+        """Remember the photo's placement and outlines (both None: forget them; an eye set stays), in memory;
+        returns whether the records changed (then :meth:`write` them)."""
         if not photo_sha256:
             return False
-        parts = () if outlines is None else outlines.parts
-        if disc_at is None and not parts:
-            return self._photos.pop(photo_sha256, None) is not None
-        record: dict[str, Any] = {"disc_at": None if disc_at is None else [float(v) for v in disc_at],
-                                  "saved": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-        for part in parts:
+        record: dict[str, Any] = {"disc_at": None if disc_at is None else [float(v) for v in disc_at]}
+        for part in () if outlines is None else outlines.parts:
             record[part] = np.round(np.asarray(getattr(outlines, part), np.float64), 2).tolist()
+        return self._keep(photo_sha256, record, self.eye(photo_sha256))
+
+    def put_eye(self, photo_sha256: str, eye: Optional[str]) -> bool:
+        """Remember the eye set by hand for the photo (None: forget it; a placement or outlines stay), in memory;
+        returns whether the records changed (then :meth:`write` them)."""
+        if not photo_sha256 or eye == self.eye(photo_sha256):
+            return False
+        kept = {k: v for k, v in (self._photos.get(photo_sha256) or {}).items() if k not in ("eye", "saved")}
+        return self._keep(photo_sha256, kept, eye)
+
+    def _keep(self, photo_sha256: str, record: dict[str, Any], eye: Optional[str]) -> bool:
+        """Store ``record`` (placement and outlines) with ``eye`` and the time, or drop the photo's record when it
+        holds nothing; returns whether the records changed."""
+        if eye is not None:
+            record["eye"] = eye
+        if record.get("disc_at") is None and not any(k in record for k in ("disc", "cup", "eye")):
+            return self._photos.pop(photo_sha256, None) is not None
+        record["saved"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
         self._photos[photo_sha256] = record  # a new record: one being written is never changed under it
         return True
 

@@ -208,8 +208,8 @@ def read_options(args: Any) -> Options:
 
 
 def measure_photo(photo: Photo, row: dict[str, Any], options: Options, segmenter: Any, calibration: Any) -> Any:
-    """Read and analyse one photo as ``options`` ask (its scale, eye, a disc placed or outlines drawn by hand, the
-    site ``calibration``); fills ``row``'s size, scale and status fields and returns the
+    """Read and analyse one photo as ``options`` ask (its scale; its eye from the table, ``--eye``, the eye set by
+    hand in the corrections file or its names; a disc placed or outlines drawn by hand; the site ``calibration``); fills ``row``'s size, scale and status fields and returns the
     :class:`engine.fundus.analysis.DiscAnalysis` and the photo's exam.
 
     Raises:
@@ -223,14 +223,17 @@ def measure_photo(photo: Photo, row: dict[str, Any], options: Options, segmenter
     from engine.io.images import load_image_exam
     from engine.results_csv import scale_label
 
-    eye = options.eyes.get(photo.stem) or options.eye or photo.eye
-    exam = load_image_exam(photo.path, modality="fundus", eye=eye)
+    exam = load_image_exam(photo.path, modality="fundus", eye=photo.eye)
     exam.fundus_spacing = (options.typed if options.typed is not None
                            else scale_for_size(exam.fundus, exam.fundus_spacing, options.by_size))
     row.update(photo_size=photo_size(exam.fundus), photo_scale=scale_label(exam.fundus_spacing))
-    placed_at, outlines = options.disc_at, None
-    if options.corrections is not None and placed_at is None:
-        placed_at, outlines = options.corrections.get(photo_sha256(exam.fundus))
+    placed_at, outlines, eye_set = options.disc_at, None, None
+    if options.corrections is not None:
+        sha = photo_sha256(exam.fundus)
+        if placed_at is None:
+            placed_at, outlines = options.corrections.get(sha)
+        eye_set = options.corrections.eye(sha)  # set by hand in the viewer
+    eye = exam.eye = options.eyes.get(photo.stem) or options.eye or eye_set or photo.eye
     result = apply_calibration(analyse_disc(exam.fundus, spacing=exam.fundus_spacing, eye=eye, segmenter=segmenter,
                                             disc_at=placed_at, infer_eye=options.eye != "unknown"), calibration)
     if outlines is not None:

@@ -239,6 +239,39 @@ def test_disc_corrections_from_the_viewer_are_matched_by_the_photos_pixels(cohor
     assert not (tmp_path / "q.csv").exists()
 
 
+def test_an_eye_set_by_hand_in_the_viewer_is_graded_with_and_resume_follows_it(cohort, tmp_path, capsys):
+    from engine.cli.grade_cmd import discover_sources, load_source
+    from engine.fundus.corrections import CorrectionStore, photo_sha256
+
+    cases, models = cohort
+    good = [str(p) for p in sorted(cases.iterdir()) if p.name != "BROKEN"]
+    sha = {s.exam_id: photo_sha256(load_source(s).fundus) for s in discover_sources(good)[0]}
+    store = CorrectionStore(tmp_path / "disc_corrections.json")
+    store.put_eye(sha["SYNTH0001"], "OS")
+    store.write()
+    out = tmp_path / "e.csv"
+
+    def grade(*extra):
+        assert main(["grade", *good, "--csv", str(out), "--models", str(models), "--disc-corrections",
+                     str(store.path), *extra]) == 0
+        return capsys.readouterr().err, {r["data"]: r for r in _rows(out)}
+
+    _, rows = grade()
+    assert rows["SYNTH0001"]["eye"] == "OS" and rows["SYNTH0001"]["disc_correction"].startswith("eye #")
+    assert rows["SYNTH0001"]["disc_source"] != "user" and rows["SYNTH0000"]["eye"] == "OD (disc side)"
+    err, _ = grade("--resume")
+    assert "3 exam(s) already graded, 0 to go" in err
+    store.put_eye(sha["SYNTH0001"], "OD")
+    store.write()
+    err, rows = grade("--resume")
+    assert "1 exam(s) graded again: the disc placed or outlines drawn by hand differ" in err
+    assert rows["SYNTH0001"]["eye"] == "OD"
+    table = tmp_path / "eyes.csv"
+    table.write_text("exam,eye\nSYNTH0001,OS\n")  # a table wins over the eye set in the viewer
+    err, rows = grade("--resume", "--eyes", str(table))
+    assert rows["SYNTH0001"]["eye"] == "OS" and rows["SYNTH0001"]["disc_correction"] == ""
+
+
 def test_resume_grades_again_the_exams_whose_hand_corrections_changed(cohort, tmp_path, capsys):
     import numpy as np
 

@@ -859,7 +859,8 @@ def test_screenshot_mode_counts_an_exam_dropped_from_memory_after_its_analysis_a
 
 def test_an_exam_that_does_not_say_which_eye_is_measured_as_the_discs_side_shows_until_set(qtbot, window,
                                                                                           small_exam, wait_idle,
-                                                                                          monkeypatch, tmp_path):
+                                                                                          monkeypatch, tmp_path,
+                                                                                          make_window):
     from glaucoma_viewer import report
 
     exam = small_exam(seed=3)  # a right eye: its disc right of the middle
@@ -881,17 +882,27 @@ def test_an_exam_that_does_not_say_which_eye_is_measured_as_the_discs_side_shows
     window.export_report(tmp_path / "eye.pdf")
     assert any("right eye (OD) from the disc's side of the photo" in text for text in said)
     window.set_eye(key, "OS")  # the user says it is a left eye
-    assert window.status_label.text().endswith("measured as a left eye (OS)")
+    assert window.status_label.text().endswith("measured as a left eye (OS) (remembered for this photo)")
     wait_idle(window)
     view = window.entries[key].analysis
     assert exam.eye == "OS" and view.eye_inferred == "" and "check the eye" in view.disc_note
     assert window.fundus_view.title.text().startswith("Fundus — OS left — ")
     window._check_eye_action()
     assert [a.data() for a in window.eye_actions.actions() if a.isChecked()] == ["OS"]
+    sha = window.entries[key].loaded.photo_sha256
+    assert window.corrections.eye(sha) == "OS"
+    qtbot.waitUntil(lambda: window.corrections.path.exists(), timeout=10000)
+    later = make_window()  # a later session: the photo's eye is remembered with its hand corrections
+    again = small_exam(seed=3)
+    again.eye = "unknown"
+    other = later.add_exam(again)
+    wait_idle(later)
+    assert again.eye == "OS" and later.entries[other].analysis.eye_inferred == ""
     window.set_eye(key, None)
     assert window.status_label.text().endswith("eye as the files say, else from the disc's side of the photo")
     wait_idle(window)
     assert exam.eye == "unknown" and window.entries[key].analysis.eye_inferred == "OD"
+    assert window.corrections.eye(sha) is None
 
 
 @pytest.mark.parametrize("photo,disc,caution,status", [

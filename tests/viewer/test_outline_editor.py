@@ -473,3 +473,26 @@ def test_a_corrections_file_that_cannot_be_written_after_an_import_is_said(qtbot
     wait_idle(window)
     assert len(window.corrections) == 1 and len(CorrectionStore(tmp_path / "shared.json")) == 1
     assert any(t.startswith("Corrections not remembered for the next session: ") for t in said)
+
+
+def test_an_eye_set_by_hand_travels_with_the_corrections_file(qtbot, make_window, small_exam, wait_idle, circles,
+                                                              tmp_path):
+    from engine.fundus.corrections import CorrectionStore
+
+    window = make_window()
+    exam = small_exam(seed=11)
+    exam.eye = "unknown"
+    key = window.add_exam(exam)
+    wait_idle(window)
+    sha = window.entries[key].loaded.photo_sha256
+    colleague = CorrectionStore(tmp_path / "colleague.json")
+    colleague.put_eye(sha, "OS")
+    colleague.write()
+    before = window.entries[key].analysis
+    window.import_corrections(colleague.path)  # the eye is all the record holds: the open exam still takes it
+    wait_idle(window)
+    after = window.entries[key].analysis
+    assert exam.eye == "OS" and after is not None and after is not before  # analysed again
+    window.forget_corrections()
+    wait_idle(window)
+    assert exam.eye == "unknown" and window.corrections.eye(sha) is None

@@ -69,3 +69,19 @@ def test_merge_takes_the_newer_records_and_copies_and_forgetting_are_written(tmp
     assert mine.forget_all() == {"a" * 64, "b" * 64, "c" * 64} and len(mine) == 0
     mine.write()
     assert CorrectionStore(mine.path).get("a" * 64) == (None, None)
+
+
+def test_an_eye_set_by_hand_shares_the_photos_record_with_its_placement(tmp_path):
+    store = CorrectionStore(tmp_path / "c.json")
+    key = "e" * 64
+    assert store.eye(key) is None and not store.put_eye(key, None)
+    assert store.put_eye(key, "OS") and store.eye(key) == "OS" and store.get(key) == (None, None) and len(store) == 1
+    assert not store.put_eye(key, "OS")  # the same: nothing to write
+    assert store.put(key, (10.0, 20.0), None) and store.eye(key) == "OS"  # a placement keeps the eye
+    assert store.put(key, None, None) and store.eye(key) == "OS" and len(store) == 1  # and its removal too
+    assert store.put(key, (10.0, 20.0), None) and store.put_eye(key, None)
+    assert store.eye(key) is None and store.get(key)[0] == (10.0, 20.0)  # forgetting the eye keeps the placement
+    assert store.put(key, None, None) and len(store) == 0  # nothing left: no record
+    store.put_eye(key, "OD")
+    store.write()
+    assert CorrectionStore(tmp_path / "c.json").eye(key) == "OD"

@@ -218,6 +218,21 @@ def test_an_eye_table_names_each_photos_eye(photos, with_oracle, tmp_path, capsy
     assert "give --eye (every photo) or --eyes (a table), not both" in capsys.readouterr().err
 
 
+def test_an_eye_set_by_hand_in_the_viewer_is_measured_with(photos, with_oracle, tmp_path, capsys):
+    from engine.fundus.corrections import CorrectionStore, photo_sha256
+
+    paths, _ = photos
+    store = CorrectionStore(tmp_path / "disc_corrections.json")
+    store.put_eye(photo_sha256(cv2.imread(str(paths[1]))[:, :, ::-1]), "OD")
+    store.write()
+    out = tmp_path / "out"
+    assert main(["segment", *map(str, paths), "--task", "disc-cup", "--out", str(out), "--json",
+                 "--disc-corrections", str(store.path)]) == 0
+    rows = json.loads(capsys.readouterr().out)["results"]
+    assert [(r["biomarkers"]["eye"], r["eye_inferred"]) for r in rows] == [("OD", True), ("OD", False)]
+    assert "check the eye" in rows[1]["message"]  # photo1 shows a left eye's disc
+
+
 def test_never_overwrites_an_input(photos, with_oracle, capsys):
     paths, _ = photos
     before = paths[0].read_bytes()
