@@ -575,12 +575,14 @@ class MainWindow(QtWidgets.QMainWindow):
         self._apply_photo_scale(entry)
         loaded.exam.eye = self._eye_of(entry)
         restored = self._restore_corrections(entry)
+        if loaded.photo_sha256 and self.corrections.eye(loaded.photo_sha256):
+            restored = " and ".join(x for x in (restored, f"eye {loaded.exam.eye} set") if x)
         if self._current_key == entry.key:
             self.show_exam(entry.key)
         self._start_analysis(entry)
         if restored:
             self.status_label.setText(f"{entry.label}: {restored} by hand in an earlier session (right-click the "
-                                      "photo to change it)")
+                                      "photo or Analysis → Eye to change it)")
         self._enforce_memory_limit()
 
     # ------------------------------------------------------------------------------------------- memory (LRU)

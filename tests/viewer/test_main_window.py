@@ -893,11 +893,16 @@ def test_an_exam_that_does_not_say_which_eye_is_measured_as_the_discs_side_shows
     assert window.corrections.eye(sha) == "OS"
     qtbot.waitUntil(lambda: window.corrections.path.exists(), timeout=10000)
     later = make_window()  # a later session: the photo's eye is remembered with its hand corrections
+    lines: list[str] = []
+    set_text = later.status_label.setText
+    monkeypatch.setattr(later.status_label, "setText", lambda text: (lines.append(text), set_text(text)))
     again = small_exam(seed=3)
     again.eye = "unknown"
     other = later.add_exam(again)
     wait_idle(later)
     assert again.eye == "OS" and later.entries[other].analysis.eye_inferred == ""
+    assert any(line.endswith(": eye OS set by hand in an earlier session (right-click the photo or Analysis → Eye "
+                             "to change it)") for line in lines)
     window.set_eye(key, None)
     assert window.status_label.text().endswith("eye as the files say, else from the disc's side of the photo")
     wait_idle(window)
