@@ -23,6 +23,11 @@ def cohort(tmp_path_factory):
     return root / "cases", models
 
 
+def _good(cases):
+    """The cohort's readable exams, as command-line paths."""
+    return [str(p) for p in sorted(cases.iterdir()) if p.name != "BROKEN"]
+
+
 def _rows(path):
     with open(path, newline="") as fh:
         return list(csv.DictReader(fh))
@@ -52,7 +57,7 @@ def test_csv_rows_errors_and_overlays(cohort, tmp_path, capsys):
 
 def test_all_ok_exits_zero_and_shards_split_the_cohort(cohort, tmp_path):
     cases, models = cohort
-    good = [str(p) for p in sorted(cases.iterdir()) if p.name != "BROKEN"]
+    good = _good(cases)
     seen = []
     for i in range(2):
         out = tmp_path / f"s{i}.csv"
@@ -64,7 +69,7 @@ def test_all_ok_exits_zero_and_shards_split_the_cohort(cohort, tmp_path):
 def test_resume_keeps_finished_rows(cohort, tmp_path, capsys):
     cases, models = cohort
     out = tmp_path / "r.csv"
-    good = [str(p) for p in sorted(cases.iterdir()) if p.name != "BROKEN"]
+    good = _good(cases)
     assert main(["grade", good[0], "--csv", str(out), "--models", str(models), "--quiet"]) == 0
     first = _rows(out)[0]
     capsys.readouterr()
@@ -81,7 +86,7 @@ def test_resume_refuses_to_mix_site_calibrations_and_other_weights_are_refused(c
     from engine.results_csv import calibration_label, write_csv
 
     cases, models = cohort
-    good = [str(p) for p in sorted(cases.iterdir()) if p.name != "BROKEN"]
+    good = _good(cases)
     cal = SiteCalibration("clinic", 1.5, ("a",) * 5, load_segmenter().sha256, {}, "now")
     save_calibration(cal, tmp_path / "clinic.json")
     out = tmp_path / "r.csv"
@@ -107,7 +112,7 @@ def test_resume_refuses_to_mix_site_calibrations_and_other_weights_are_refused(c
 def test_photo_scale_typed_in_fills_ddls_stage_and_resume_grades_again_rows_of_another_scale(cohort, tmp_path,
                                                                                              capsys):
     cases, models = cohort
-    good = [str(p) for p in sorted(cases.iterdir()) if p.name != "BROKEN"]
+    good = _good(cases)
     out = tmp_path / "r.csv"
     assert main(["grade", good[0], "--csv", str(out), "--models", str(models), "--quiet", "--photo-scale", "12"]) == 0
     row = _rows(out)[0]
@@ -148,7 +153,7 @@ def test_resume_refuses_rows_graded_by_other_models(cohort, tmp_path, capsys):
     from engine.models.tiny import save_tiny_grader
 
     cases, models = cohort
-    good = [str(p) for p in sorted(cases.iterdir()) if p.name != "BROKEN"]
+    good = _good(cases)
     out = tmp_path / "r.csv"
     assert main(["grade", good[0], "--csv", str(out), "--models", str(models), "--quiet"]) == 0
     before = out.read_bytes()
@@ -173,7 +178,7 @@ def test_resume_refuses_rows_graded_by_other_models(cohort, tmp_path, capsys):
 
 def test_disc_positions_place_the_disc_of_the_exams_they_name(cohort, tmp_path, capsys):
     cases, models = cohort
-    good = [str(p) for p in sorted(cases.iterdir()) if p.name != "BROKEN"]
+    good = _good(cases)
     positions = tmp_path / "discs.csv"
     positions.write_text("exam,x,y\nSYNTH0000,40,60\nSYNTH0001,900,10\nNOPE,1,1\n")
     out = tmp_path / "p.csv"
@@ -206,7 +211,7 @@ def test_disc_corrections_from_the_viewer_are_matched_by_the_photos_pixels(cohor
     from engine.fundus.hand_outline import HandOutlines
 
     cases, models = cohort
-    good = [str(p) for p in sorted(cases.iterdir()) if p.name != "BROKEN"]
+    good = _good(cases)
     photos = {s.exam_id: load_source(s).fundus for s in discover_sources(good)[0]}
     store = CorrectionStore(tmp_path / "disc_corrections.json")
     t = np.linspace(0, 2 * np.pi, 16, endpoint=False)
@@ -244,7 +249,7 @@ def test_an_eye_set_by_hand_in_the_viewer_is_graded_with_and_resume_follows_it(c
     from engine.fundus.corrections import CorrectionStore, photo_sha256
 
     cases, models = cohort
-    good = [str(p) for p in sorted(cases.iterdir()) if p.name != "BROKEN"]
+    good = _good(cases)
     sha = {s.exam_id: photo_sha256(load_source(s).fundus) for s in discover_sources(good)[0]}
     store = CorrectionStore(tmp_path / "disc_corrections.json")
     store.put_eye(sha["SYNTH0001"], "OS")
@@ -280,7 +285,7 @@ def test_resume_grades_again_the_exams_whose_hand_corrections_changed(cohort, tm
     from engine.fundus.hand_outline import HandOutlines
 
     cases, models = cohort
-    good = [str(p) for p in sorted(cases.iterdir()) if p.name != "BROKEN"]
+    good = _good(cases)
     photos = {s.exam_id: photo_sha256(load_source(s).fundus) for s in discover_sources(good)[0]}
     store = CorrectionStore(tmp_path / "disc_corrections.json")
     t = np.linspace(0, 2 * np.pi, 16, endpoint=False)
@@ -386,10 +391,8 @@ def test_scale_changed_keeps_a_files_own_scale_unless_one_is_typed_for_every_pho
 
 def test_an_eye_table_names_each_exams_eye_and_resume_follows_it(cohort, tmp_path, capsys):
     cases, models = cohort
-    good = [str(p) for p in sorted(cases.iterdir()) if p.name != "BROKEN"]
-    table = tmp_path / "eyes.csv"
+    out, table, good = tmp_path / "e.csv", tmp_path / "eyes.csv", _good(cases)
     table.write_text("exam,eye\nSYNTH0000,left\nSYNTH0001,OD\nNOSUCH,R\n")
-    out = tmp_path / "e.csv"
     assert main(["grade", *good, "--csv", str(out), "--models", str(models), "--eyes", str(table)]) == 0
     err = capsys.readouterr().err
     assert "1 exam(s) of " in err and "not among the exams found (left alone): NOSUCH" in err
