@@ -207,10 +207,12 @@ def read_options(args: Any) -> Options:
     return options
 
 
-def measure_photo(photo: Photo, row: dict[str, Any], options: Options, segmenter: Any, calibration: Any) -> Any:
+def measure_photo(photo: Photo, row: dict[str, Any], options: Options, segmenter: Any,
+                  calibration: Any) -> tuple[Any, Any]:
     """Read and analyse one photo as ``options`` ask (its scale; its eye from the table, ``--eye``, the eye set by
-    hand in the corrections file or its names; a disc placed or outlines drawn by hand; the site ``calibration``); fills ``row``'s size, scale and status fields and returns the
-    :class:`engine.fundus.analysis.DiscAnalysis` and the photo's exam.
+    hand in the corrections file or its names; a disc placed or outlines drawn by hand; the site ``calibration``);
+    fills ``row``'s size, scale and status fields and returns the :class:`engine.fundus.analysis.DiscAnalysis` and
+    the photo's exam.
 
     Raises:
         engine.io.errors.ExamLoadError, ValueError, OSError: the photo cannot be read or analysed (one line).
