@@ -1212,7 +1212,7 @@ class MainWindow(QtWidgets.QMainWindow):
         entry = self.entries.get(key)
         if entry is None or entry.loaded is None:
             return
-        exam, sha = entry.loaded.exam, entry.loaded.photo_sha256
+        sha = entry.loaded.photo_sha256
         if sha:
             if self.corrections.put_eye(sha, eye):
                 self._write_corrections()
