@@ -49,7 +49,7 @@ from engine.tasks import SIBLING_COLUMNS
 
 GAMMA_COLUMNS = ("data", "non", "early", "mid_advanced")
 BIOMARKER_COLUMNS = ("vcdr", "hcdr", "area_cdr", "rim_to_disc", "ddls_stage", "ddls_min", "ddls_max", "isnt",
-                     "rnfl_mean")
+                     "ist", "rnfl_mean")
 TAIL_COLUMNS = ("models", "weights_sha256", "disc_source", "disc_calibration", "disc_correction", "photo_scale",
                 "photo_size", "status", "message")
 COLUMNS = (*GAMMA_COLUMNS, "grade", "caution", "eye", *BIOMARKER_COLUMNS, *SIBLING_COLUMNS, *TAIL_COLUMNS)
@@ -63,6 +63,7 @@ _ALIASES = {
     "ddls_min": ("ddls_min",),
     "ddls_max": ("ddls_max",),
     "isnt": ("isnt", "isnt_rule", "isnt_ok", "isnt_obeyed"),
+    "ist": ("ist",),
     "rnfl_mean": ("rnfl_mean", "rnfl_mean_um", "mean_rnfl_um", "rnfl_mean_px", "mean_rnfl_px"),
 }
 

@@ -1018,7 +1018,7 @@ def expert_spread_note(card: Any) -> str:
 _BIOMARKER_ORDER = (
     "vcdr", "vertical_cdr", "hcdr", "horizontal_cdr", "area_cdr", "rim_to_disc", "rim_to_disc_ratio", "ddls_min",
     "rim_area_mm2", "rim_area_px2", "disc_area_mm2", "disc_area_px2", "cup_area_mm2", "cup_area_px2",
-    "isnt", "isnt_rule", "isnt_ok", "rim_inferior_px", "rim_superior_px", "rim_nasal_px", "rim_temporal_px",
+    "isnt", "isnt_rule", "isnt_ok", "ist", "rim_inferior_px", "rim_superior_px", "rim_nasal_px", "rim_temporal_px",
     "rim_inferior_mm", "rim_superior_mm", "rim_nasal_mm", "rim_temporal_mm",
     "cup_eccentricity", "eccentricity", "centroid_shift", "centroid_distance_px", "centroid_distance_mm",
 )
@@ -1028,6 +1028,7 @@ _BIOMARKER_LABELS = {
     "vcdr": "vertical CDR", "vertical_cdr": "vertical CDR", "hcdr": "horizontal CDR",
     "horizontal_cdr": "horizontal CDR", "area_cdr": "area CDR", "rim_to_disc": "rim / disc",
     "rim_to_disc_ratio": "rim / disc", "isnt": "ISNT rule", "isnt_rule": "ISNT rule", "isnt_ok": "ISNT rule",
+    "ist": "IST rule",
     "cup_eccentricity": "cup eccentricity", "eccentricity": "cup eccentricity",
     "centroid_shift": "cup–disc centroid shift", "centroid_distance": "cup–disc centroid shift",
     "rnfl_mean_px": "RNFL mean px", "rnfl_mean_um": "RNFL mean um",
@@ -1068,9 +1069,11 @@ def format_biomarkers(markers: dict[str, float], exam: Any, vcdr_note: str = "",
         if lower == "ddls_min":
             rows.append(_ddls_row(markers, fundus_physical, scale_note(False)))
             continue
-        if lower.startswith("isnt"):
+        if lower.startswith("isnt") or lower == "ist":
             text = "unknown" if value != value else ("holds" if value >= 0.5 else "violated")
-            note = "Inferior ≥ superior ≥ nasal ≥ temporal rim width"
+            note = ("Inferior ≥ superior ≥ nasal ≥ temporal rim width" if lower != "ist" else
+                    "Inferior ≥ superior ≥ temporal rim width: the ISNT rule without the nasal rim, which holds in "
+                    "more normal eyes")
             if eye_inferred:
                 note += f"; eye {EYE_WORDS[eye_inferred]} from the disc's side of the photo"
             elif exam.eye == "unknown":

@@ -43,6 +43,9 @@ class DiscBiomarkers:
             direction (as in the DDLS disc damage scale).
         isnt: True when rim widths follow inferior >= superior >= nasal >= temporal; None when the eye is
             unknown.
+        ist: the same rule without the nasal rim (inferior >= superior >= temporal), a published variant that holds
+            in more normal eyes (on the sample photos with a known or inferred eye and a glaucoma label: ISNT held
+            on 11 of 39 normal eyes and 5 of 41 glaucomatous ones, IST on 22 and 10); None when the eye is unknown.
         cup_eccentricity: sqrt(1 - (minor/major)^2) of the cup's moment ellipse (0 = round).
         centroid_distance_px: distance between cup and disc centroids; centroid_shift: the same divided by the
             disc's mean radius (unitless).
@@ -84,14 +87,21 @@ class DiscBiomarkers:
     disc_size: Optional[str] = None
     ddls_stage: Optional[int] = None
     spacing_source: Optional[str] = None
+    ist: Optional[bool] = None
 
     @property
     def isnt_rule(self) -> str:
         """``"holds"``, ``"violated"`` or ``"unknown"``."""
-        return "unknown" if self.isnt is None else ("holds" if self.isnt else "violated")
+        return _rule_word(self.isnt)
+
+    @property
+    def ist_rule(self) -> str:
+        """``"holds"``, ``"violated"`` or ``"unknown"`` for :attr:`ist`."""
+        return _rule_word(self.ist)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-able dict; unknown values are left out, ``isnt`` becomes 1.0 / 0.0 and ``isnt_rule`` a word."""
+        """JSON-able dict; unknown values are left out, ``isnt`` / ``ist`` become 1.0 / 0.0 and ``isnt_rule`` /
+        ``ist_rule`` words."""
         out: dict[str, Any] = {}
         for key, value in asdict(self).items():
             if value is None:
@@ -99,8 +109,12 @@ class DiscBiomarkers:
             if isinstance(value, bool):
                 value = float(value)
             out[key] = value
-        out["isnt_rule"] = self.isnt_rule
+        out["isnt_rule"], out["ist_rule"] = self.isnt_rule, self.ist_rule
         return out
+
+
+def _rule_word(holds: Optional[bool]) -> str:
+    return "unknown" if holds is None else ("holds" if holds else "violated")
 
 
 def _extent(mask: np.ndarray, axis: int) -> float:
@@ -234,6 +248,7 @@ def compute_biomarkers(
     else:
         nasal = temporal = None
     isnt = None if nasal is None else bool(inferior >= superior >= nasal >= temporal)
+    ist = None if temporal is None else bool(inferior >= superior >= temporal)
     valid = disc_px > 0
     ratio = rim_px[valid] / disc_px[valid]
     rdr = float(np.min(ratio)) if valid.any() else 0.0
@@ -259,6 +274,7 @@ def compute_biomarkers(
         rim_temporal_px=temporal,
         rim_to_disc=rdr,
         isnt=isnt,
+        ist=ist,
         cup_eccentricity=ecc,
         centroid_distance_px=dist * s,
         centroid_shift=dist / mean_radius if mean_radius else 0.0,

@@ -39,13 +39,13 @@ from engine.models.checkpoint import atomic_write_bytes
 SUMMARY_NAME = "disc_cup_biomarkers.json"
 TABLE_NAME = "disc_cup_biomarkers.csv"
 CSV_COLUMNS = ("input", "status", "confidence", "centred", "eye_inferred", "sharpness", "photo_size", "photo_scale",
-               *(f.name for f in fields(DiscBiomarkers) if f.name != "isnt"),
-               "isnt_rule", "outlined_by_hand", "disc_at_x", "disc_at_y", "mask", "message")
+               *(f.name for f in fields(DiscBiomarkers) if f.name not in ("isnt", "ist")),
+               "isnt_rule", "ist_rule", "outlined_by_hand", "disc_at_x", "disc_at_y", "mask", "message")
 """The table's columns: the photo, whether its disc was found (and whether the photo was read as a crop centred
 on the disc, whether its ``eye`` was inferred from the disc's side of the photo, how much in focus it is:
 :func:`engine.fundus.localize.sharpness`), its size (``WxH`` px) and the scale it was measured with
 (:func:`engine.results_csv.scale_label`; empty when not known), every :class:`DiscBiomarkers` field (mm ones only
-filled when the photo's scale is known; ``isnt`` as the word ``isnt_rule``), corrections by hand, mask path."""
+filled when the photo's scale is known; ``isnt`` / ``ist`` as the words ``isnt_rule`` / ``ist_rule``), corrections by hand, mask path."""
 
 
 def png_bytes(mask: np.ndarray) -> bytes:
@@ -154,7 +154,8 @@ def _ddls(b: dict[str, Any]) -> str:
 def _line(name: str, b: dict[str, Any]) -> str:
     mm = f", disc area {b['disc_area_mm2']:.2f} mm²" if "disc_area_mm2" in b else ""
     return (f"{name}: vertical CDR {b['vcdr']:.3f}, horizontal CDR {b['hcdr']:.3f}, area CDR {b['area_cdr']:.3f}, "
-            f"disc {b['disc_height_px']:.0f}x{b['disc_width_px']:.0f} px{mm}, ISNT {b['isnt_rule']}, {_ddls(b)}")
+            f"disc {b['disc_height_px']:.0f}x{b['disc_width_px']:.0f} px{mm}, ISNT {b['isnt_rule']}, "
+            f"IST {b['ist_rule']}, {_ddls(b)}")
 
 
 def parse_disc_at(text: str) -> tuple[float, float]:

@@ -874,6 +874,8 @@ def test_an_exam_that_does_not_say_which_eye_is_measured_as_the_discs_side_shows
     isnt = next(r for r in view.biomarkers if r.name == "ISNT rule")
     assert isnt.value in ("holds", "violated")
     assert isnt.note.endswith("eye right (OD) from the disc's side of the photo")
+    ist = next(r for r in view.biomarkers if r.name == "IST rule")
+    assert ist.value in ("holds", "violated") and "the ISNT rule without the nasal rim" in ist.note
     assert "Eye: right (OD), from the disc's side of the photo (the exam does not say" in view.disc_method
     said = []
     real_text = report._Page.text

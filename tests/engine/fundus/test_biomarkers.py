@@ -60,6 +60,17 @@ def test_isnt_holds_for_a_typical_right_eye_cup():
     assert b.isnt is True
 
 
+def test_ist_drops_the_nasal_rim_from_the_rule():
+    disc = ellipse((400, 400), (200, 200), (170, 130))  # tall disc: inferior and superior rims the widest
+    cup = ellipse((400, 400), (200, 220), (60, 60))  # shifted nasally (right on a right eye): thin nasal rim
+    b = compute_biomarkers(disc, cup, eye="OD")
+    assert b.rim_nasal_px < b.rim_temporal_px <= b.rim_superior_px  # nasal thinner than temporal: ISNT fails
+    assert b.isnt is False and b.ist is True and (b.isnt_rule, b.ist_rule) == ("violated", "holds")
+    assert b.to_dict()["ist"] == 1.0 and b.to_dict()["ist_rule"] == "holds"
+    unknown = compute_biomarkers(disc, cup)
+    assert unknown.ist is None and "ist" not in unknown.to_dict() and unknown.to_dict()["ist_rule"] == "unknown"
+
+
 def test_mm_only_with_physical_spacing():
     disc = ellipse((100, 100), (50, 50), (20, 20))
     cup = ellipse((100, 100), (50, 50), (10, 10))
