@@ -349,6 +349,7 @@ def grade(
     from engine.explain import raw_cams, to_original
     from engine.models.preprocess import (
         crop_box_around,
+        disc_from_location,
         locate_disc,
         prepare_disc,
         prepare_fundus,
@@ -423,9 +424,11 @@ def grade(
                 if lv == "fundus":
                     prepared[key] = prepare_fundus(exam.fundus, spec)
                 elif lv == "disc":
-                    # The same localiser as in training (engine.models.train_task), so the crop matches.
+                    # The same localiser as in training (engine.models.train_task), so the crop matches; the disc/cup
+                    # analysis already ran it on this photo.
                     if disc_found is None:
-                        disc_found = locate_disc(exam.fundus)
+                        location = getattr(disc_result, "localisation", None)
+                        disc_found = disc_from_location(location) if location is not None else locate_disc(exam.fundus)
                         if disc_at is not None:  # the localiser's disc size (as in training), the user's place
                             disc_found = (user_disc_centre(disc_result, disc_at), disc_found[1], "user")
                         elif getattr(disc_result, "centred", False) and getattr(disc_result, "found", False):

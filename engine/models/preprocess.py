@@ -163,6 +163,12 @@ def locate_disc_by_brightness(image: np.ndarray) -> tuple[tuple[float, float], f
     return (y / scale, x / scale), min(h, w) / 7.0
 
 
+def disc_from_location(found: Any) -> tuple[tuple[float, float], float, str]:
+    """What :func:`locate_disc` returns for an :class:`engine.fundus.localize.DiscLocation` ``found``: its centre
+    ``(row, col)`` px, the expected disc diameter px and ``"engine.fundus.localize"``."""
+    return (float(found.center[0]), float(found.center[1])), 2.0 * float(found.radius_px), "engine.fundus.localize"
+
+
 def locate_disc(image: np.ndarray) -> tuple[tuple[float, float], float, str]:
     """Disc centre ``(row, col)`` px, diameter px and the method's name, for the grader's disc crop.
 
@@ -176,8 +182,7 @@ def locate_disc(image: np.ndarray) -> tuple[tuple[float, float], float, str]:
         _locate = None
     if _locate is not None:
         try:
-            found = _locate(image)
-            return (float(found.center[0]), float(found.center[1])), 2.0 * float(found.radius_px), "engine.fundus.localize"
+            return disc_from_location(_locate(image))
         except Exception:  # a failed localisation falls back to the heuristic below
             pass
     center, diameter = locate_disc_by_brightness(image)

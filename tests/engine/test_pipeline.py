@@ -116,14 +116,29 @@ def test_disc_crop_warning_when_the_crop_and_the_disc_analysis_disagree():
 
 
 def test_grade_warns_when_the_disc_crop_misses_the_analysed_disc(exam, monkeypatch):
+    import dataclasses
+
+    import engine.fundus as fundus
     import engine.models.preprocess as pre
+    from engine.fundus.analysis import analyse_disc
 
     h, w = exam.fundus.shape[:2]
+    located = []
+    real_locate = pre.locate_disc
+    monkeypatch.setattr(pre, "locate_disc", lambda image: located.append(1) or real_locate(image))
     two = [tiny_grader(("fundus", "disc"), "add", name="two", seed=1)]
     agree = grade(exam, two, device="cpu", cams=False)
     assert not any("disc crop of the disc-level models" in m for m in agree.warnings), agree.warnings
-    # a localiser that puts the grader's crop in a corner, away from the disc the analysis outlines
-    monkeypatch.setattr(pre, "locate_disc", lambda image: ((h - 10.0, w - 10.0), 10.0, "engine.fundus.localize"))
+    assert located == []  # the crop reuses the localisation the disc/cup analysis made of this photo
+    assert grade(exam, two, device="cpu", cams=False, analyses=False).disc_source == "engine.fundus.localize"
+    assert located == [1]  # without the analysis the localiser runs for the crop
+
+    def elsewhere(image, **kw):  # the localiser's best place in a corner, away from the disc the analysis outlines
+        found = analyse_disc(image, **kw)
+        return dataclasses.replace(found, localisation=dataclasses.replace(
+            found.localisation, center=(h - 10.0, w - 10.0), radius_px=5.0))
+
+    monkeypatch.setattr(fundus, "analyse_disc", elsewhere)
     r = grade(exam, two, device="cpu", cams=False)
     assert any("does not hold the disc" in m for m in r.warnings), r.warnings
 
