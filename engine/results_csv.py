@@ -302,6 +302,20 @@ def _column_of(feature: str) -> Optional[str]:
     return next((column for column, names in _ALIASES.items() if feature in names), None)
 
 
+def caution_counts(rows: Iterable[Mapping[str, str]]) -> dict[str, int]:
+    """How many rows carry each ``caution``, kinds in alphabetical order (rows without one not counted)."""
+    counts: dict[str, int] = {}
+    for row in rows:
+        if row.get("caution"):
+            counts[row["caution"]] = counts.get(row["caution"], 0) + 1
+    return dict(sorted(counts.items()))
+
+
+def counts_text(counts: Mapping[str, int]) -> str:
+    """``{"disc uncertain": 1, "no disc": 2}`` -> ``1 disc uncertain, 2 no disc``."""
+    return ", ".join(f"{n} {kind}" for kind, n in counts.items())
+
+
 def done_ids(rows: Sequence[Mapping[str, str]]) -> set[str]:
     """``data`` ids whose row is ``ok`` (errors are retried on resume)."""
     return {r["data"] for r in rows if r.get("status") == "ok"}

@@ -1236,9 +1236,10 @@ class MainWindow(QtWidgets.QMainWindow):
     def _apply_eye(self, entry: ExamEntry) -> bool:
         """Give the open exam the eye :meth:`_eye_of` finds and analyse it again when that changes it; returns
         whether it did."""
-        if entry.loaded is None or self._eye_of(entry) == entry.loaded.exam.eye:
+        eye = self._eye_of(entry)
+        if entry.loaded is None or eye == entry.loaded.exam.eye:
             return False
-        entry.loaded.exam.eye = self._eye_of(entry)
+        entry.loaded.exam.eye = eye
         if entry.key == self._current_key:
             self.fundus_view.set_title(self._photo_title(entry))
         self.reanalyse(entry.key)

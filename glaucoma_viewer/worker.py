@@ -23,7 +23,6 @@ import re
 import threading
 import time
 import traceback
-from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence
@@ -1212,7 +1211,7 @@ def batch_export(folders: Sequence[str], out: str, progress=None, cancel=None, m
     from engine.cli.grade_cmd import discover_sources, grade_one
     from engine.pipeline import load_models, resolve_device
     from engine.progress import report
-    from engine.results_csv import clear_partial, error_row, mark_partial, write_csv
+    from engine.results_csv import caution_counts, clear_partial, error_row, mark_partial, write_csv
 
     t0 = time.perf_counter()
     out_path = Path(out)
@@ -1245,6 +1244,5 @@ def batch_export(folders: Sequence[str], out: str, progress=None, cancel=None, m
     else:
         clear_partial(out_path)
     errors = sum(1 for r in rows if r.get("status") != "ok")
-    cautions = dict(Counter(r["caution"] for r in rows if r.get("caution")))
     return BatchSummary(str(out_path), n, len(rows) - errors, errors, partial, list(skipped),
-                        time.perf_counter() - t0, placed, outlined, cautions)
+                        time.perf_counter() - t0, placed, outlined, caution_counts(rows))

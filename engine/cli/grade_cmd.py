@@ -11,7 +11,6 @@ import argparse
 import os
 import sys
 import time
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Sequence
@@ -319,7 +318,9 @@ def run(args: argparse.Namespace) -> int:
         anonymize_id,
         calibration_conflict,
         calibration_label,
+        caution_counts,
         clear_partial,
+        counts_text,
         done_ids,
         grader_conflict,
         mark_partial,
@@ -488,9 +489,8 @@ def run(args: argparse.Namespace) -> int:
     for size in sorted(set(size_scales) - {r.get("photo_size") for r in final_rows}):
         err(f"note: --photo-scale-for {size}: no photo of that size among the exams")
     if not args.quiet:
-        cautions = Counter(r.get("caution", "") for r in final_rows if r.get("caution"))
-        said = ("; with a caution: " + ", ".join(f"{n} {kind}" for kind, n in sorted(cautions.items()))
-                if cautions else "")
+        cautions = caution_counts(final_rows)
+        said = f"; with a caution: {counts_text(cautions)}" if cautions else ""
         err(f"wrote {args.csv}: {len(final_rows) - n_err} ok, {n_err} error(s){said}")
         if corrections is not None:
             err(f"{corrected} exam(s) graded with the disc placed or outlines drawn by hand in "

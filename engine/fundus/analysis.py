@@ -70,8 +70,9 @@ RIVAL_MESSAGE = "check the disc outline: another region of the photo also looked
 atrophy beside the disc): the mask may be on the wrong one. Measured: the shipped model says it on 1 of the 202
 sample photos (G1020-128, a bright macular lesion; it kept the disc); the photo-level 5-fold networks on 2 of 120
 (G1020-128 again, and REFUGE1-val-351, where one network kept a patch of atrophy beside the disc)."""
-MONOCHROME_MESSAGE = ("a photo without colour (red-free or grey): the network was trained on colour photos only; "
-                      "check the disc outline")
+MONOCHROME_NOTE = "a photo without colour (red-free or grey): the network was trained on colour photos only"
+"""Why a disc may not be found on a grey or one-channel photo (added to the not-found message)."""
+MONOCHROME_MESSAGE = f"{MONOCHROME_NOTE}; check the disc outline"
 """Said of a disc found on a grey or one-channel photo (:func:`engine.fundus.localize.is_monochrome`): on 21 sample
 photos turned grey the vertical ratio moved 0.146 on average from the colour photo's (0.157 for their green
 channel), so the result must not look as sure as on colour."""
@@ -358,7 +359,7 @@ def _not_found(message: str, loc: Optional[DiscLocation], sha: str, timings: dic
                card: dict[str, Any], placed_at: Optional[tuple[float, float]] = None) -> DiscAnalysis:
     centre = placed_at or (None if loc is None else loc.center)
     if loc is not None and loc.monochrome:
-        message = f"{message}; {MONOCHROME_MESSAGE.replace('; check the disc outline', '')}"
+        message = f"{message}; {MONOCHROME_NOTE}"
     return DiscAnalysis(False, 0.0 if loc is None else float(loc.confidence) * 0.5, message, centre,
                         localisation=loc, weights_sha256=sha, timings=timings, model_card=card, placed_at=placed_at)
 

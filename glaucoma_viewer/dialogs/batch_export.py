@@ -232,9 +232,10 @@ class BatchExportDialog(QtWidgets.QDialog):
         if summary.outlined:
             lines.append(f"{summary.outlined} exam(s) measured on disc/cup outlines drawn by hand in the viewer.")
         if summary.cautions:
-            kinds = ", ".join(f"{n} {kind}" for kind, n in sorted(summary.cautions.items()))
-            lines.append(f"{sum(summary.cautions.values())} exam(s) with a caution ({kinds}): the CSV's caution "
-                         "column says which.")
+            from engine.results_csv import counts_text
+
+            lines.append(f"{sum(summary.cautions.values())} exam(s) with a caution ({counts_text(summary.cautions)}): "
+                         "the CSV's caution column says which.")
         if summary.partial:
             lines.append(f"The file holds only the exams finished before Cancel; {summary.out}.partial says so.")
         if summary.skipped:
