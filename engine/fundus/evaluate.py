@@ -72,24 +72,28 @@ def evaluate_case(case: DiscCupCase, segmenter: Any = None, baseline_ratio: Opti
     from engine.fundus.site_calibration import apply_calibration
 
     image, disc, cup = load_case(case)
-    v_true = vertical_ratio(disc, cup)
-    row: dict[str, Any] = {"case": case.case_id, "source": case.source, "vcdr_true": v_true}
     if baseline_ratio is not None:
-        pd_, pc = baseline_masks(image, baseline_ratio)
-        found = True
-    else:
-        result = apply_calibration(analyse_disc(image, eye=case.eye, segmenter=segmenter), calibration)
-        found = result.found
-        pd_, pc = result.disc_mask, result.cup_mask
-        row["confidence"] = result.confidence
-    row["found"] = bool(found)
-    if not found or pd_ is None or pc is None:
+        return score_masks(case, disc, cup, *baseline_masks(image, baseline_ratio))
+    result = apply_calibration(analyse_disc(image, eye=case.eye, segmenter=segmenter), calibration)
+    row = score_masks(case, disc, cup, result.disc_mask if result.found else None, result.cup_mask)
+    row["confidence"] = result.confidence
+    return row
+
+
+def score_masks(case: DiscCupCase, disc: np.ndarray, cup: np.ndarray, pred_disc: Optional[np.ndarray],
+                pred_cup: Optional[np.ndarray]) -> dict[str, Any]:
+    """One photo's row: predicted (H, W) bool disc and cup (``pred_disc`` None: no disc found) against the
+    experts' ``disc`` and ``cup`` on the photo's own pixels."""
+    v_true = vertical_ratio(disc, cup)
+    row: dict[str, Any] = {"case": case.case_id, "source": case.source, "vcdr_true": v_true,
+                           "found": pred_disc is not None and pred_cup is not None}
+    if pred_disc is None or pred_cup is None:
         row.update(dice_disc=0.0, dice_cup=0.0, vcdr_pred=None, vcdr_error=max(v_true, 1.0 - v_true))
         return row
-    v_pred = vertical_ratio(pd_, pc)
-    row.update(dice_disc=dice(pd_, disc), dice_cup=dice(pc & pd_, cup), vcdr_pred=v_pred,
-               vcdr_error=abs(v_pred - v_true), disc_area_ratio=float(pd_.sum() / max(int(disc.sum()), 1)),
-               **rim_errors(pd_, pc, rim_to_disc_profile(disc, cup)[1]))
+    v_pred = vertical_ratio(pred_disc, pred_cup)
+    row.update(dice_disc=dice(pred_disc, disc), dice_cup=dice(pred_cup & pred_disc, cup), vcdr_pred=v_pred,
+               vcdr_error=abs(v_pred - v_true), disc_area_ratio=float(pred_disc.sum() / max(int(disc.sum()), 1)),
+               **rim_errors(pred_disc, pred_cup, rim_to_disc_profile(disc, cup)[1]))
     return row
 
 
