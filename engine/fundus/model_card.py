@@ -6,9 +6,13 @@
 
 ``--held-out`` files are the JSON written by :mod:`engine.fundus.evaluate` for models trained *without* the
 evaluated sources (leave-one-source-out); their per-source summaries (model and baseline) go into the card's
-``held_out`` block as measured. The weights and spec are copied unchanged (several ``--checkpoint`` files of one
-recipe are stored as one averaging model, :func:`engine.fundus.segmenter.combine_members`, with each member's
-training record in ``members``); the card is rewritten through :func:`engine.models.checkpoint.save_checkpoint`,
+``held_out`` block as measured. ``--reference-baseline`` files (same rows, written by another method trained
+without the same sources: issue 3's plain two-stage U-Net, ``benchmarks/disc_cup_plain_baseline.py``) join the
+block of the same held-out sources as ``reference_baseline``; with ``--card`` instead of ``--checkpoint`` they are
+added to an existing card in place (the weights and their SHA-256 are untouched). The weights and spec are
+copied unchanged (several ``--checkpoint`` files of one recipe are stored as one averaging model,
+:func:`engine.fundus.segmenter.combine_members`, with each member's training record in ``members``); the card is
+rewritten through :func:`engine.models.checkpoint.save_checkpoint`,
 which records the new file's SHA-256.
 """
 
@@ -59,6 +63,48 @@ def held_out_block(paths: Sequence[Path]) -> list[dict[str, Any]]:
     return out
 
 
+def attach_reference_baselines(blocks: list[dict[str, Any]], paths: Sequence[Path], label: str = "reference"
+                               ) -> None:
+    """Add each reference baseline's evaluation file to the held-out block of the same sources (in place):
+    ``reference_baseline = {"label", "what", "trained_on", "training", "metrics"}`` (``label``: its short name in
+    tables), metrics recomputed from its rows with :func:`engine.fundus.evaluate.summarise`.
+
+    Raises:
+        ValueError: a file cannot be read, has no per-photo rows, or held out sources no block holds out.
+    """
+    from engine.fundus.evaluate import read_evaluation, summarise
+
+    for path in paths:
+        doc = read_evaluation(Path(path))
+        sources = sorted(doc.get("held_out_sources") or [])
+        block = next((b for b in blocks if sorted(b.get("held_out_sources") or []) == sources), None)
+        if block is None:
+            raise ValueError(f"{path}: no held-out block of the sources {', '.join(sources) or '(none)'} in the card")
+        block["reference_baseline"] = {"label": label, "what": doc.get("baseline", ""),
+                                       "trained_on": doc.get("trained_on", ""), "training": doc.get("training", {}),
+                                       "metrics": summarise(doc["rows"])}
+
+
+def update_card(card_file: Path, reference_baselines: Sequence[Path], label: str = "reference") -> None:
+    """Add reference baselines to the held-out blocks of an existing ``NAME.card.json`` (atomic rewrite; the
+    weights file and the ``sha256`` the card holds for it are unchanged).
+
+    Raises:
+        ValueError: the card cannot be read or has no held-out blocks; see :func:`attach_reference_baselines`.
+    """
+    from engine.models.checkpoint import atomic_write_bytes, finite_or_null
+
+    try:
+        card = json.loads(Path(card_file).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise ValueError(f"{card_file}: cannot read it ({err})") from None
+    if not isinstance(card, dict) or not isinstance(card.get("held_out"), list):
+        raise ValueError(f"{card_file}: not a disc/cup model card with held-out blocks")
+    attach_reference_baselines(card["held_out"], reference_baselines, label)
+    text = json.dumps(finite_or_null(card), indent=2, allow_nan=False, ensure_ascii=False)
+    atomic_write_bytes(Path(card_file), (text + "\n").encode())
+
+
 def expert_agreement_block(path: Path) -> dict[str, Any]:
     """The summaries of an :mod:`engine.fundus.expert_agreement` file (no per-photo rows).
 
@@ -84,15 +130,33 @@ def expert_agreement_block(path: Path) -> dict[str, Any]:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     p = argparse.ArgumentParser(prog="python -m engine.fundus.model_card", description=__doc__.split("\n\n")[0])
-    p.add_argument("--checkpoint", type=Path, nargs="+", required=True,
-                   help="trained weights; several = one model averaging their probabilities")
-    p.add_argument("--held-out", type=Path, nargs="+", required=True, help="engine.fundus.evaluate JSON files")
-    p.add_argument("--out", type=Path, required=True)
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--checkpoint", type=Path, nargs="+",
+                      help="trained weights; several = one model averaging their probabilities")
+    what.add_argument("--card", type=Path,
+                      help="an existing NAME.card.json to add --reference-baseline files to (in place)")
+    p.add_argument("--held-out", type=Path, nargs="+", help="engine.fundus.evaluate JSON files")
+    p.add_argument("--reference-baseline", type=Path, nargs="+", default=[],
+                   help="evaluation files of a reference method trained without the same held-out sources")
+    p.add_argument("--reference-label", default="reference", help="the reference method's short name in tables")
+    p.add_argument("--out", type=Path)
     p.add_argument("--note", action="append", default=[], help="extra line for the card's evaluation notes")
     p.add_argument("--expert-agreement", type=Path,
                    help="engine.fundus.expert_agreement JSON: the experts' own disagreement and the held-out "
                         "models' ratios in an expert's place go into the card")
     args = p.parse_args(argv)
+    if args.card:
+        if not args.reference_baseline:
+            p.error("--card needs --reference-baseline")
+        try:
+            update_card(args.card, args.reference_baseline, args.reference_label)
+        except ValueError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 1
+        print(f"{args.card}: {len(args.reference_baseline)} reference baseline(s) added")
+        return 0
+    if not args.held_out or args.out is None:
+        p.error("--checkpoint needs --held-out and --out")
 
     from engine.fundus.segmenter import combine_members
     from engine.models.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
@@ -111,6 +175,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                                 "what": "crop-level validation of the training run's own small hold-out split"}
     try:
         card["held_out"] = held_out_block(args.held_out)
+        attach_reference_baselines(card["held_out"], args.reference_baseline, args.reference_label)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

@@ -75,14 +75,14 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
-def _finite_or_null(value: Any) -> Any:
+def finite_or_null(value: Any) -> Any:
     """``value`` with every NaN or infinite float, at any depth, replaced by ``None`` (JSON has no NaN)."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, Mapping):
-        return {k: _finite_or_null(v) for k, v in value.items()}
+        return {k: finite_or_null(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_finite_or_null(v) for v in value]
+        return [finite_or_null(v) for v in value]
     return value
 
 
@@ -100,7 +100,7 @@ def save_checkpoint(
 
     path = Path(path)
     spec = json.loads(json.dumps(spec))  # proves JSON-ability and drops tuples
-    card = json.loads(json.dumps(_finite_or_null(card), allow_nan=False))
+    card = json.loads(json.dumps(finite_or_null(card), allow_nan=False))
     tensors = {k: v.detach().cpu().contiguous() for k, v in state_dict.items()}
     buffer = io.BytesIO()
     torch.save({"format": FORMAT, "spec": spec, "state_dict": tensors, "card": card}, buffer)

@@ -227,8 +227,9 @@ def _number(value: float, fmt: str) -> str:
 
 
 def held_out_table(blocks: list) -> str:
-    """A disc/cup card's ``held_out`` blocks as one HTML table: per block and source, the model's and the
-    baseline's figures (missing values are blank)."""
+    """A disc/cup card's ``held_out`` blocks as one HTML table: per block and source, the model's figures, the
+    circles baseline's and a reference baseline's when the block has one (``reference_baseline``, under its
+    label); missing values are blank."""
 
     def cells(metrics: object) -> str:
         m = metrics if isinstance(metrics, dict) else {}
@@ -246,12 +247,19 @@ def held_out_table(blocks: list) -> str:
         trained = f"; trained on {block['trained_on']}" if block.get("trained_on") else ""
         rows.append(f"<tr><td colspan='{2 + len(_HELD_OUT_COLUMNS)}'><i>{_esc(block.get('held_out', ''))}"
                     f"{_esc(trained)}</i></td></tr>")
-        model, base = block.get("model") or {}, block.get("baseline_metrics") or {}
+        model = block.get("model") or {}
+        reference = block.get("reference_baseline") if isinstance(block.get("reference_baseline"), dict) else {}
+        others = [("circles", block.get("baseline_metrics") or {}),
+                  (str(reference.get("label", "reference")), reference.get("metrics") or {})]
         sources = [s for s in model if s != "all" or len(model) != 2]  # one source: its "all" row repeats it
         for source in sources:
             rows.append(f"<tr><td>&nbsp;&nbsp;{_esc(source)}</td><td>model</td>{cells(model[source])}</tr>")
-            if source in base:
-                rows.append(f"<tr style='color:#8a949e;'><td></td><td>baseline</td>{cells(base[source])}</tr>")
+            rows += [f"<tr style='color:#8a949e;'><td></td><td>{_esc(label)}</td>{cells(metrics[source])}</tr>"
+                     for label, metrics in others if isinstance(metrics, dict) and source in metrics]
+        if reference.get("what"):
+            trained = f", trained on {reference['trained_on']}" if reference.get("trained_on") else ""
+            rows.append(f"<tr style='color:#8a949e;'><td colspan='{2 + len(_HELD_OUT_COLUMNS)}'>"
+                        f"{_esc(others[1][0])}: {_esc(reference['what'])}{_esc(trained)}</td></tr>")
     return "<table cellspacing='0' cellpadding='3'>" + "".join(rows) + "</table>"
 
 

@@ -354,7 +354,8 @@ def test_the_disc_cup_model_card_opens_from_the_biomarkers_with_its_held_out_tab
     dialogs = window.findChildren(ModelCardDialog)
     assert len(dialogs) == 1
     text = dialogs[0].findChild(QtWidgets.QTextBrowser).toPlainText()
-    assert "Held-out evaluation" in text and "drishti" in text and "baseline" in text and "vCDR bias" in text
+    assert "Held-out evaluation" in text and "drishti" in text and "vCDR bias" in text
+    assert "circles" in text and "plain U-Net" in text  # the circles baseline and issue 3's plain U-Net
     assert "Pseudo labels:" in text and runs[0].card["pseudo_labels"]["labeller"]["sha256"] in text
     assert "min confidence: 0.85" in text  # nested card fields as readable lists, not JSON
     first = runs[0].card["held_out"][0]["model"]["drishti"]["dice_disc"]
@@ -374,12 +375,18 @@ def test_held_out_table_names_the_training_data_and_skips_a_repeated_total():
     assert "error − bias" in html and html.count(">0.077<") == html.count(">0.79<") == 2
     assert html.count("0.900") == 2 and "nan" not in html
     html = held_out_table([{"held_out": "b", "model": {"a": one, "b": one, "all": one}}])
-    assert html.count(">model<") == 3 and "baseline" not in html
+    assert html.count(">model<") == 3 and "circles" not in html
     assert held_out_table([{"held_out": "c", "model": {"all": one}}]).count(">model<") == 1
     near_zero = dict(one, vcdr_pearson=-0.004, vcdr_bias=-0.0004)
     html = held_out_table([{"held_out": "d", "model": {"all": near_zero}}])
     assert ">0.00<" in html and ">0.000<" in html and ">-0.0" not in html
     assert ">0.000<" in held_out_table([{"held_out": "e", "model": {"all": dict(one, vcdr_bias=0.0004)}}])
+    plain = dict(one, dice_disc=0.816)
+    html = held_out_table([{"held_out": "f", "model": {"a": one, "all": one}, "baseline_metrics": {"a": one},
+                            "reference_baseline": {"label": "plain U-Net", "what": "issue 3's baseline",
+                                                   "trained_on": "70 photos", "metrics": {"a": plain}}}])
+    assert html.index(">model<") < html.index(">circles<") < html.index(">plain U-Net<") < html.index(">0.816<")
+    assert "plain U-Net: issue 3's baseline, trained on 70 photos" in html
 
 
 def test_vertical_cdr_carries_how_far_experts_differ_when_the_card_says():

@@ -94,6 +94,46 @@ def test_model_card_ships_held_out_numbers(tmp_path):
     assert block["model"]["all"]["vcdr_pearson"] == pytest.approx(1.0)
 
 
+def test_reference_baselines_join_the_held_out_block_of_their_sources(tmp_path):
+    from engine.fundus.model_card import main
+    from engine.fundus.segmenter import build_network, default_spec
+    from engine.models.checkpoint import load_checkpoint, save_checkpoint
+
+    spec = default_spec(size=32, channels=(4, 8), num_res_units=0)
+    weights = tmp_path / "ship" / "disc_cup.pt"
+    save_checkpoint(tmp_path / "best.pt", spec, build_network(spec).state_dict(),
+                    {"name": "disc_cup", "task": "disc-cup"})
+
+    def evaluation(name: str, sources: list, dice_disc: float) -> Path:
+        rows = [{"case": f"{sources[0]}/{i}", "source": sources[0], "dice_disc": dice_disc, "dice_cup": 0.6,
+                 "vcdr_true": 0.5, "vcdr_pred": 0.6, "vcdr_error": 0.1, "found": True} for i in range(3)]
+        (tmp_path / name).write_text(json.dumps({"held_out_sources": sources, "sha256": "ab", "rows": rows,
+                                                 "baseline": "plain two-stage U-Net", "baseline_rows": rows,
+                                                 "trained_on": "70 photos"}))
+        return tmp_path / name
+
+    held = [str(evaluation("d.json", ["drishti"], 0.9)), str(evaluation("o.json", ["odoc100"], 0.95))]
+    assert main(["--checkpoint", str(tmp_path / "best.pt"), "--held-out", *held, "--out", str(weights),
+                 "--reference-baseline", str(evaluation("pd.json", ["drishti"], 0.8)),
+                 "--reference-label", "plain U-Net"]) == 0
+    blocks = load_checkpoint(weights, expected_task="disc-cup").card["held_out"]
+    ref = blocks[0]["reference_baseline"]
+    assert ref["label"] == "plain U-Net" and ref["what"] == "plain two-stage U-Net" and ref["trained_on"] == "70 photos"
+    assert ref["metrics"]["drishti"]["dice_disc"] == pytest.approx(0.8) and "reference_baseline" not in blocks[1]
+
+    # added later to the shipped card in place: the weights and the hash the card holds stay
+    card_file = weights.with_suffix(".card.json")
+    sha = json.loads(card_file.read_text())["sha256"]
+    assert main(["--card", str(card_file), "--reference-baseline", str(evaluation("po.json", ["odoc100"], 0.7))]) == 0
+    card = load_checkpoint(weights, expected_task="disc-cup").card
+    assert card["sha256"] == sha and card["held_out"][1]["reference_baseline"]["label"] == "reference"
+    assert card["held_out"][1]["reference_baseline"]["metrics"]["all"]["vcdr_pearson"] is None  # NaN -> null
+    assert card["held_out"][0]["reference_baseline"]["metrics"]["all"]["dice_disc"] == pytest.approx(0.8)
+    before = card_file.read_text()
+    assert main(["--card", str(card_file), "--reference-baseline", str(evaluation("pr.json", ["refuge"], 0.7))]) == 1
+    assert card_file.read_text() == before  # no block holds out refuge: nothing written
+
+
 def test_members_average_their_probabilities_and_ship_as_one_checkpoint(tmp_path):
     import torch
 
