@@ -170,3 +170,18 @@ def test_a_photo_without_colour_says_the_network_saw_colour_only(shipped):
     found = analyse_disc(np.repeat(synthetic.mean(axis=2, keepdims=True).astype(np.uint8), 3, axis=2), segmenter=seg)
     assert found.found and found.message == MONOCHROME_MESSAGE  # found, and said not to be as sure as on colour
     assert analyse_disc(synthetic, segmenter=seg).message == ""
+
+
+def test_the_card_sets_issue_3s_plain_baseline_beside_every_held_out_source_block():
+    """Measured by benchmarks/disc_cup_plain_baseline.py on the same photos; a card rebuilt without it fails here."""
+    from engine.models.checkpoint import read_card
+
+    if not default_weights_path().is_file():
+        pytest.skip("no shipped disc/cup weights")
+    blocks = [b for b in read_card(default_weights_path())["held_out"] if b["held_out_sources"]]
+    assert len(blocks) == 3
+    for block in blocks:
+        reference = block["reference_baseline"]
+        assert reference["label"] == "plain U-Net" and "issue 3" in reference["what"]
+        assert set(reference["metrics"]) == set(block["model"])  # the same sources, photo for photo
+        assert all(reference["metrics"][s]["n"] == block["model"][s]["n"] for s in block["model"])
