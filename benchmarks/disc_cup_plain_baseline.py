@@ -10,8 +10,8 @@ CPU (whole image at 256 px to find the disc, then a crop at 2x the disc diameter
 baseline as described and measures it on held-out sources chosen here, so that it and the product's recipe are
 compared on the same photos:
 
-- **finder**: a MONAI ``UNet`` (16-256 channels, two residual units) on the whole photo resized to 256 x 256 px,
-  disc vs background, MONAI ``DiceCELoss``, Adam; flips, rotations, zoom and contrast (MONAI transforms);
+- **finder**: a MONAI ``UNet`` (16-256 channels, two residual units) on the whole photo resized to 256 x 256 px
+  (each channel z-scored as the product's crops are), disc vs background, MONAI ``DiceCELoss``, Adam; flips, rotations, zoom and contrast (MONAI transforms);
 - **segmenter**: the same network on a crop of 2 disc diameters around the experts' disc (centre jittered by
   5 % of the side, side by +-10 %) at 256 px, background / rim / cup;
 - each trained from scratch, batches of 8, for a fixed number of steps (``--steps-find`` 780 + ``--steps-crop``
@@ -69,11 +69,11 @@ def whole_photo(image: np.ndarray) -> np.ndarray:
     return cv2.resize(image, (SIZE, SIZE), interpolation=cv2.INTER_AREA)
 
 
-def augmentations(label_key: str = "label") -> Any:
-    """MONAI dictionary transforms on ``{"image": (3, S, S), label_key: (1, S, S)}`` float tensors."""
+def augmentations() -> Any:
+    """MONAI dictionary transforms on ``{"image": (3, S, S), "label": (1, S, S)}`` float tensors."""
     from monai.transforms import Compose, RandAdjustContrastd, RandFlipd, RandRotated, RandZoomd
 
-    keys = ["image", label_key]
+    keys = ["image", "label"]
     return Compose([
         RandFlipd(keys, prob=0.5, spatial_axis=1),
         RandRotated(keys, range_x=0.26, prob=0.5, mode=("bilinear", "nearest"), padding_mode="zeros"),

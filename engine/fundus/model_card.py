@@ -12,8 +12,7 @@ block of the same held-out sources as ``reference_baseline``; with ``--card`` in
 added to an existing card in place (the weights and their SHA-256 are untouched). The weights and spec are
 copied unchanged (several ``--checkpoint`` files of one recipe are stored as one averaging model,
 :func:`engine.fundus.segmenter.combine_members`, with each member's training record in ``members``); the card is
-rewritten through :func:`engine.models.checkpoint.save_checkpoint`,
-which records the new file's SHA-256.
+rewritten through :func:`engine.models.checkpoint.save_checkpoint`, which records the new file's SHA-256.
 """
 
 from __future__ import annotations
