@@ -25,8 +25,9 @@ compared on the same photos:
 
 Ablations (not the baseline; their files say so in ``baseline``): ``--localiser CKPT`` finds the disc as the
 product does (:func:`engine.fundus.analyse_disc` with disc-cup weights that never saw the held-out sources) and
-skips the finder, ``--crop-size`` changes the segmenter's input side, ``--weights`` evaluates an earlier run's
-``weights.pt`` instead of training.
+skips the finder, ``--crop-size`` changes the segmenter's input side, ``--channels`` / ``--res-units`` its U-Net
+(``16 32 64 128`` / ``1`` is the product's), ``--weights`` evaluates an earlier run's ``weights.pt`` instead of
+training.
 
 Rows and summaries are those of :mod:`engine.fundus.evaluate` (:func:`engine.fundus.evaluate.score_masks`,
 :func:`engine.fundus.evaluate.summarise`), written to ``OUT/evaluation.json``; ``--compare`` pairs it with any
@@ -54,12 +55,12 @@ CROP_SCALE = 2.0
 CHANNELS = (16, 32, 64, 128, 256)
 
 
-def network(out_channels: int) -> Any:
-    """The plain MONAI U-Net of both stages."""
+def network(out_channels: int, channels: Sequence[int] = CHANNELS, res_units: int = 2) -> Any:
+    """The plain MONAI U-Net of both stages (``channels``, ``res_units``: an ablation's other sizes)."""
     from monai.networks.nets import UNet
 
-    return UNet(spatial_dims=2, in_channels=3, out_channels=out_channels, channels=CHANNELS,
-                strides=(2,) * (len(CHANNELS) - 1), num_res_units=2, norm="batch")
+    return UNet(spatial_dims=2, in_channels=3, out_channels=out_channels, channels=tuple(channels),
+                strides=(2,) * (len(channels) - 1), num_res_units=res_units, norm="batch")
 
 
 def whole_photo(image: np.ndarray) -> np.ndarray:
@@ -197,6 +198,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--steps-crop", type=int, default=1560, help="segmenter batches of 8")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--crop-size", type=int, default=SIZE, help="segmenter input side (px); an ablation knob")
+    p.add_argument("--channels", type=int, nargs="+", default=list(CHANNELS), help="segmenter U-Net channels")
+    p.add_argument("--res-units", type=int, default=2, help="segmenter U-Net residual units per level")
     p.add_argument("--localiser", type=Path,
                    help="an ablation: find the disc as the product does (engine.fundus.analyse_disc with these "
                         "disc-cup weights, which must not have seen the held-out sources) instead of the finder")
@@ -245,7 +248,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         image, label = render(q, centre, side, args.crop_size)
         return augmented(image, label, transforms, rng)
 
-    finder, segmenter = network(2), network(3)
+    finder, segmenter = network(2), network(3, args.channels, args.res_units)
     trained: dict[str, Any] = {"seed": args.seed}
     if args.weights:
         weights = torch.load(args.weights, weights_only=True)
@@ -292,7 +295,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
            "trained_on": f"{len(train)} expert-masked photos of {', '.join(sorted({c.source for c in train}))}",
            "baseline": ("issue 3's plain two-stage MONAI U-Net (benchmarks/disc_cup_plain_baseline.py)"
                         + (f", disc found by analyse_disc with {args.localiser}" if args.localiser else "")
-                        + (f", {args.crop_size} px crops" if args.crop_size != SIZE else "")),
+                        + (f", {args.crop_size} px crops" if args.crop_size != SIZE else "")
+                        + (f", U-Net {args.channels} x {args.res_units}"
+                           if (tuple(args.channels), args.res_units) != (CHANNELS, 2) else "")),
            "training": trained,
            "inference_s_per_photo": seconds / len(test), "model": summarise(rows), "rows": rows}
     for name, m in doc["model"].items():
