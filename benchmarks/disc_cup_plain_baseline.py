@@ -11,7 +11,8 @@ baseline as described and measures it on held-out sources chosen here, so that i
 compared on the same photos:
 
 - **finder**: a MONAI ``UNet`` (16-256 channels, two residual units) on the whole photo resized to 256 x 256 px
-  (each channel z-scored as the product's crops are), disc vs background, MONAI ``DiceCELoss``, Adam; flips, rotations, zoom and contrast (MONAI transforms);
+  (each channel z-scored as the product's crops are), disc vs background, MONAI ``DiceCELoss``, Adam; flips,
+  rotations, zoom and contrast (MONAI transforms);
 - **segmenter**: the same network on a crop of 2 disc diameters around the experts' disc (centre jittered by
   5 % of the side, side by +-10 %) at 256 px, background / rim / cup;
 - each trained from scratch, batches of 8, for a fixed number of steps (``--steps-find`` 780 + ``--steps-crop``
