@@ -27,8 +27,9 @@ compared on the same photos:
 Ablations (not the baseline; their files say so in ``baseline``): ``--localiser CKPT`` finds the disc as the
 product does (:func:`engine.fundus.analyse_disc` with disc-cup weights that never saw the held-out sources) and
 skips the finder, ``--crop-size`` changes the segmenter's input side, ``--channels`` / ``--res-units`` its U-Net
-(``16 32 64 128`` / ``1`` is the product's), ``--weights`` evaluates an earlier run's ``weights.pt`` instead of
-training.
+(``16 32 64 128`` / ``1`` is the product's), ``--product-colour`` adds the product recipe's colour and camera
+augmentation (:func:`engine.fundus.train_task.augment_colour`) before the plain one, ``--weights`` evaluates an
+earlier run's ``weights.pt`` instead of training.
 
 Rows and summaries are those of :mod:`engine.fundus.evaluate` (:func:`engine.fundus.evaluate.score_masks`,
 :func:`engine.fundus.evaluate.summarise`), written to ``OUT/evaluation.json``; ``--compare`` pairs it with any
@@ -201,6 +202,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--crop-size", type=int, default=SIZE, help="segmenter input side (px); an ablation knob")
     p.add_argument("--channels", type=int, nargs="+", default=list(CHANNELS), help="segmenter U-Net channels")
     p.add_argument("--res-units", type=int, default=2, help="segmenter U-Net residual units per level")
+    p.add_argument("--product-colour", action="store_true",
+                   help="add the product recipe's colour / camera augmentation to both stages' samples")
     p.add_argument("--localiser", type=Path,
                    help="an ablation: find the disc as the product does (engine.fundus.analyse_disc with these "
                         "disc-cup weights, which must not have seen the held-out sources) instead of the finder")
@@ -216,7 +219,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     from engine.fundus.datasets import discover, load_case
     from engine.fundus.evaluate import score_masks, summarise
-    from engine.fundus.train_task import prepared, render
+    from engine.fundus.train_task import augment_colour, intensity_transforms, prepared, render
     from engine.models.checkpoint import atomic_write_bytes
 
     args.out.mkdir(parents=True, exist_ok=True)
@@ -236,18 +239,24 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         f"torch threads {torch.get_num_threads()}")
     photos = [prepared(c, args.cache) for c in train]
     whole = [(whole_photo(q.image), (whole_photo(q.disc) >= 128).astype(np.int64)) for q in photos]
-    transforms = augmentations()
+    transforms, colour = augmentations(), intensity_transforms()
+
+    def augmented_as_asked(image: np.ndarray, label: np.ndarray, rng: np.random.Generator
+                           ) -> tuple[np.ndarray, np.ndarray]:
+        if args.product_colour:
+            image = augment_colour(image, rng, colour)
+        return augmented(image, label, transforms, rng)
 
     def sample_whole(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         image, label = whole[int(rng.integers(len(whole)))]
-        return augmented(image, label, transforms, rng)
+        return augmented_as_asked(image, label, rng)
 
     def sample_crop(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         q = photos[int(rng.integers(len(photos)))]
         side = CROP_SCALE * q.diameter * rng.uniform(0.9, 1.1)
         centre = (q.center[0] + rng.uniform(-0.05, 0.05) * side, q.center[1] + rng.uniform(-0.05, 0.05) * side)
         image, label = render(q, centre, side, args.crop_size)
-        return augmented(image, label, transforms, rng)
+        return augmented_as_asked(image, label, rng)
 
     finder, segmenter = network(2), network(3, args.channels, args.res_units)
     trained: dict[str, Any] = {"seed": args.seed}
@@ -298,7 +307,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                         + (f", disc found by analyse_disc with {args.localiser}" if args.localiser else "")
                         + (f", {args.crop_size} px crops" if args.crop_size != SIZE else "")
                         + (f", U-Net {args.channels} x {args.res_units}"
-                           if (tuple(args.channels), args.res_units) != (CHANNELS, 2) else "")),
+                           if (tuple(args.channels), args.res_units) != (CHANNELS, 2) else "")
+                        + (", the product's colour augmentation" if args.product_colour else "")),
            "training": trained,
            "inference_s_per_photo": seconds / len(test), "model": summarise(rows), "rows": rows}
     for name, m in doc["model"].items():

@@ -145,7 +145,7 @@ def render(p: Prepared, center: tuple[float, float], side: float, size: int, ang
     return img, label
 
 
-def _intensity_transforms() -> Any:
+def intensity_transforms() -> Any:
     """MONAI intensity augmentation on a (3, S, S) float image in [0, 1]."""
     from monai.transforms import (Compose, RandAdjustContrast, RandBiasField, RandGaussianNoise,
                                   RandGaussianSmooth)
@@ -196,7 +196,7 @@ class DiscCupTrainSet:
         self.size = int(size)
         self.samples_per_case = int(samples_per_case)
         self.p_coarse, self.p_negative = p_coarse, p_negative
-        self._transforms = _intensity_transforms()
+        self._transforms = intensity_transforms()
 
     def __len__(self) -> int:
         return len(self.cases) * self.samples_per_case
