@@ -41,6 +41,7 @@ import hashlib
 import hmac
 import io
 import json
+from collections import Counter
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Optional, Sequence
 
@@ -304,11 +305,7 @@ def _column_of(feature: str) -> Optional[str]:
 
 def caution_counts(rows: Iterable[Mapping[str, str]]) -> dict[str, int]:
     """How many rows carry each ``caution``, kinds in alphabetical order (rows without one not counted)."""
-    counts: dict[str, int] = {}
-    for row in rows:
-        if row.get("caution"):
-            counts[row["caution"]] = counts.get(row["caution"], 0) + 1
-    return dict(sorted(counts.items()))
+    return dict(sorted(Counter(row["caution"] for row in rows if row.get("caution")).items()))
 
 
 def counts_text(counts: Mapping[str, int]) -> str:

@@ -1226,12 +1226,15 @@ class MainWindow(QtWidgets.QMainWindow):
         self.status_label.setText(f"{entry.label}: {said}" + (" (remembered for this photo)" if sha and eye else ""))
         self._apply_eye(entry)
 
-    def _eye_of(self, entry: ExamEntry) -> str:
-        """The eye exam ``entry`` is measured with: the one set by hand (remembered for its photo, or this session
-        for an exam without one), else as its files say."""
+    def _eye_set(self, entry: ExamEntry) -> Optional[str]:
+        """The eye set by hand for exam ``entry`` (remembered for its photo, or this session for an exam without
+        one), or None."""
         sha = entry.loaded.photo_sha256 if entry.loaded is not None else ""
-        chosen = self.corrections.eye(sha) if sha else self.eyes.get(entry.key)
-        return chosen or entry.read_eye
+        return self.corrections.eye(sha) if sha else self.eyes.get(entry.key)
+
+    def _eye_of(self, entry: ExamEntry) -> str:
+        """The eye exam ``entry`` is measured with: :meth:`_eye_set`, else as its files say."""
+        return self._eye_set(entry) or entry.read_eye
 
     def _apply_eye(self, entry: ExamEntry) -> bool:
         """Give the open exam the eye :meth:`_eye_of` finds and analyse it again when that changes it; returns
@@ -1248,8 +1251,7 @@ class MainWindow(QtWidgets.QMainWindow):
     def _check_eye_action(self) -> None:
         """Tick the Eye menu's entry for the shown exam."""
         entry = self.current_entry()
-        sha = entry.loaded.photo_sha256 if entry is not None and entry.loaded is not None else ""
-        chosen = self.corrections.eye(sha) if sha else self.eyes.get(self._current_key or "")
+        chosen = None if entry is None else self._eye_set(entry)
         for action in self.eye_actions.actions():
             action.setChecked(action.data() == chosen)
 

@@ -368,7 +368,7 @@ def run(args: argparse.Namespace) -> int:
 
     from engine.fundus.corrections import read_corrections
     from engine.io.exam import parse_size_scales, typed_photo_spacing
-    from engine.io.eye_table import read_eye_table
+    from engine.io.eye_table import left_alone_note, read_eye_table
 
     try:
         positions = read_disc_positions(args.disc_positions) if args.disc_positions else {}
@@ -386,10 +386,9 @@ def run(args: argparse.Namespace) -> int:
     for note in skipped:
         err(f"skipped {note}")
     for table, named in ((args.disc_positions, positions), (args.eyes, eyes)):
-        unknown = sorted(set(named) - {s.exam_id for s in sources})
-        if unknown:
-            err(f"{len(unknown)} exam(s) of {table} not among the exams found (left alone): "
-                + ", ".join(unknown[:5]) + (" ..." if len(unknown) > 5 else ""))
+        note = left_alone_note(table, named, (s.exam_id for s in sources), "the exams found")
+        if note:
+            err(note)
     sources = sources[shard_i::shard_n]
     given_errors = given_errors[shard_i::shard_n]
 

@@ -1,5 +1,5 @@
-"""Discs placed, outlines drawn and eyes set by hand, kept in a file: remembered by the viewer between sessions and read
-by its batch export, ``engine grade --disc-corrections`` and ``engine segment --disc-corrections``.
+"""Discs placed, outlines drawn and eyes set by hand, kept in a file: remembered by the viewer between sessions
+and read by its batch export, ``engine grade --disc-corrections`` and ``engine segment --disc-corrections``.
 
 Keyed by :func:`photo_sha256` (the photo's pixels and shape), so a correction follows the photo wherever its folder
 is opened from and never lands on another photo; the file holds no names, ids or paths. The viewer keeps it beside

@@ -28,9 +28,8 @@ meridian through disc and fovea (at most 0.27 on the sample photos), and nothing
 
 def disc_offset(center: tuple[float, float], location: DiscLocation) -> Optional[tuple[float, float]]:
     """``(row, col)`` offset of the disc centre ``center`` (photo px) from the field-of-view centre of
-    ``location``, in field-of-view radii (col > 0: the photo's
-    right); None when the photo has no field-of-view circle to measure from (a crop without black border,
-    :data:`engine.fundus.localize.BORDERLESS_FOV`)."""
+    ``location``, in field-of-view radii (col > 0: the photo's right); None when the photo has no field-of-view
+    circle to measure from (a crop without black border, :data:`engine.fundus.localize.BORDERLESS_FOV`)."""
     radius = float(location.fov_radius_px)
     if radius <= 0 or location.fov_fraction >= BORDERLESS_FOV:
         return None

@@ -45,7 +45,8 @@ CSV_COLUMNS = ("input", "status", "confidence", "centred", "eye_inferred", "shar
 on the disc, whether its ``eye`` was inferred from the disc's side of the photo, how much in focus it is:
 :func:`engine.fundus.localize.sharpness`), its size (``WxH`` px) and the scale it was measured with
 (:func:`engine.results_csv.scale_label`; empty when not known), every :class:`DiscBiomarkers` field (mm ones only
-filled when the photo's scale is known; ``isnt`` / ``ist`` as the words ``isnt_rule`` / ``ist_rule``), corrections by hand, mask path."""
+filled when the photo's scale is known; ``isnt`` / ``ist`` as the words ``isnt_rule`` / ``ist_rule``), corrections
+by hand, mask path."""
 
 
 def png_bytes(mask: np.ndarray) -> bytes:
@@ -272,6 +273,7 @@ def run_disc_cup(args: Any) -> int:
     from engine.fundus.segmenter import default_weights_path, load_segmenter
     from engine.fundus.site_calibration import CalibrationError, check_weights, load_calibration
     from engine.io.errors import ExamLoadError
+    from engine.io.eye_table import left_alone_note
     from engine.models.checkpoint import CheckpointError
     from engine.overlays import disc_cup_overlay, write_jpeg
 
@@ -283,10 +285,9 @@ def run_disc_cup(args: Any) -> int:
     photos, left_out = photos_to_segment([Path(p) for p in args.inputs])
     if left_out:
         print(f"note: {len(left_out)} file(s) in the folders given left out, e.g. {left_out[0]}", file=sys.stderr)
-    unknown = sorted(set(options.eyes) - {photo.stem for photo in photos})
-    if unknown:
-        print(f"note: {len(unknown)} exam(s) of {args.eyes} not among the photos (left alone): "
-              + ", ".join(unknown[:5]) + (" ..." if len(unknown) > 5 else ""), file=sys.stderr)
+    note = left_alone_note(args.eyes, options.eyes, (photo.stem for photo in photos), "the photos")
+    if note:
+        print(f"note: {note}", file=sys.stderr)
     if options.disc_at is not None and len(photos) != 1:
         print(f"error: --disc-at places the disc on one photo; the inputs hold {len(photos)}", file=sys.stderr)
         return 2

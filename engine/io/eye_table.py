@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 from pathlib import Path
+from typing import Iterable, Optional
 
 from engine.io.exam import Eye
 
@@ -41,3 +42,14 @@ def read_eye_table(path: Path) -> dict[str, Eye]:
     except (OSError, UnicodeDecodeError, csv.Error) as err:
         raise ValueError(f"cannot read {path}: {err}") from None
     return out
+
+
+def left_alone_note(table: object, named: Iterable[str], found: Iterable[str], among: str) -> Optional[str]:
+    """The note for the exams a per-exam table (eyes, disc positions) names that are not among ``found`` (the exam
+    ids of the run, ``among`` says what they are): ``"2 exam(s) of T not among the photos (left alone): a, b"``,
+    at most five named; None when every one is found."""
+    unknown = sorted(set(named) - set(found))
+    if not unknown:
+        return None
+    return (f"{len(unknown)} exam(s) of {table} not among {among} (left alone): " + ", ".join(unknown[:5])
+            + (" ..." if len(unknown) > 5 else ""))
