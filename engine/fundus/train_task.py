@@ -7,7 +7,8 @@ warp of that copy.
 
 Training samples (random every time, :class:`DiscCupTrainSet`) imitate both passes of the analysis:
 
-- *fine* (the rest): a crop of 1.8-2.7 disc diameters around the disc, centre jittered by up to 8 % of the side;
+- *fine* (the rest): a crop of 1.8-2.7 disc diameters around the disc (``data.fine_scale``), centre jittered by up
+  to 8 % of the side (``data.fine_jitter``);
 - *coarse* (``data.p_coarse``, shipped 30 %): 2.0-4.0 diameters, jitter up to 25 % (the first pass around a localiser candidate);
 - *negative* (``data.p_negative``, shipped 10 %): a crop of the same scales away from the disc (target: all background), so the network
   learns to say "no disc here", which the analysis uses to reject wrong candidates.
@@ -15,7 +16,9 @@ Training samples (random every time, :class:`DiscCupTrainSet`) imitate both pass
 Each crop is rotated (±20°), mirrored left-right (OD <-> OS), slightly stretched, then passed through MONAI
 intensity transforms (gamma, bias field = camera vignetting, blur, noise) and per-channel colour gains.
 
-Loss: MONAI ``DiceLoss`` on the nested (disc, cup) probabilities + cross-entropy on the three classes.
+Loss: MONAI ``DiceLoss`` on the nested (disc, cup) probabilities, batch-wise (``model.dice = "nested"``, shipped),
+or on the three one-hot classes per crop (``"classes"``, MONAI ``DiceCELoss``'s Dice), + cross-entropy on the
+three classes.
 Validation: fine crops at the model's ``crop_scale`` around the true disc; metrics disc / cup Dice and the
 vertical-CDR error on those crops (the photo-level held-out evaluation is :mod:`engine.fundus.evaluate`).
 
@@ -191,11 +194,13 @@ class DiscCupTrainSet:
     """
 
     def __init__(self, cases: Sequence[Prepared], size: int, samples_per_case: int = 8,
-                 p_coarse: float = 0.35, p_negative: float = 0.15) -> None:
+                 p_coarse: float = 0.35, p_negative: float = 0.15, fine_scale: Sequence[float] = (1.8, 2.7),
+                 fine_jitter: float = 0.08) -> None:
         self.cases = list(cases)
         self.size = int(size)
         self.samples_per_case = int(samples_per_case)
         self.p_coarse, self.p_negative = p_coarse, p_negative
+        self.fine_scale, self.fine_jitter = (float(fine_scale[0]), float(fine_scale[1])), float(fine_jitter)
         self._transforms = intensity_transforms()
 
     def __len__(self) -> int:
@@ -212,8 +217,8 @@ class DiscCupTrainSet:
             side = d * rng.uniform(2.0, 4.0)
             center = (p.center[0] + rng.uniform(-0.25, 0.25) * side, p.center[1] + rng.uniform(-0.25, 0.25) * side)
         else:
-            side = d * rng.uniform(1.8, 2.7)
-            center = (p.center[0] + rng.uniform(-0.08, 0.08) * side, p.center[1] + rng.uniform(-0.08, 0.08) * side)
+            side, j = d * rng.uniform(*self.fine_scale), self.fine_jitter
+            center = (p.center[0] + rng.uniform(-j, j) * side, p.center[1] + rng.uniform(-j, j) * side)
         img, label = render(p, center, side, self.size, angle=rng.uniform(-20, 20), flip=bool(rng.random() < 0.5),
                             stretch=float(np.exp(rng.uniform(-0.1, 0.1))))
         img = augment_colour(img, rng, self._transforms)
@@ -276,17 +281,35 @@ def nested_targets(mask: Any) -> Any:
     return torch.stack([(mask >= 1), (mask >= 2)], dim=1).float()
 
 
-def make_loss(dice_weight: float = 1.0, ce_weight: float = 1.0) -> Any:
-    """MONAI Dice on (disc, cup) + cross-entropy on the 3 classes; batch-wise Dice (crops without a disc are fine)."""
+DICE_KINDS = ("nested", "classes")
+
+
+def make_loss(dice_weight: float = 1.0, ce_weight: float = 1.0, kind: str = "nested") -> Any:
+    """MONAI Dice + cross-entropy on the 3 classes. ``kind`` "nested": Dice on the (disc, cup) probabilities,
+    batch-wise (crops without a disc are fine); "classes": Dice on the one-hot (background, rim, cup) per crop, as
+    MONAI ``DiceCELoss(to_onehot_y=True, softmax=True)`` has it.
+
+    Raises:
+        ValueError: an unknown ``kind``.
+    """
     import torch
     from monai.losses import DiceLoss
 
-    dice = DiceLoss(include_background=True, sigmoid=False, softmax=False, batch=True, smooth_nr=1e-4, smooth_dr=1e-4)
+    if kind not in DICE_KINDS:
+        raise ValueError(f"model.dice must be one of {', '.join(DICE_KINDS)}, not {kind!r}")
+    if kind == "nested":
+        dice = DiceLoss(include_background=True, batch=True, smooth_nr=1e-4, smooth_dr=1e-4)
+    else:
+        dice = DiceLoss(include_background=True, to_onehot_y=True, softmax=True)
     ce = torch.nn.CrossEntropyLoss()
 
     def loss_fn(outputs: Any, batch: Mapping[str, Any]) -> Any:
         mask = batch["mask"]
-        return dice_weight * dice(nested_probs(outputs), nested_targets(mask)) + ce_weight * ce(outputs.float(), mask)
+        if kind == "nested":
+            overlap = dice(nested_probs(outputs), nested_targets(mask))
+        else:
+            overlap = dice(outputs.float(), mask[:, None])
+        return dice_weight * overlap + ce_weight * ce(outputs.float(), mask)
 
     return loss_fn
 
@@ -396,14 +419,17 @@ def datasets(cohort: Any, train_idx: Sequence[int], val_idx: Sequence[int], conf
     size, crop_scale = spec["inputs"]["size"], spec["inputs"]["crop_scale"]
     train = DiscCupTrainSet(_prepared_list(cohort, train_idx, config), size,
                             samples_per_case=int(data.get("samples_per_case", 8)),
-                            p_coarse=float(data.get("p_coarse", 0.35)), p_negative=float(data.get("p_negative", 0.15)))
+                            p_coarse=float(data.get("p_coarse", 0.35)), p_negative=float(data.get("p_negative", 0.15)),
+                            fine_scale=tuple(data.get("fine_scale", (1.8, 2.7))),
+                            fine_jitter=float(data.get("fine_jitter", 0.08)))
     val = DiscCupEvalSet(_prepared_list(cohort, val_idx, config), size, crop_scale) if len(val_idx) else None
     return train, val
 
 
 def loss_fn(config: Any, cohort: Any, train_idx: Sequence[int]) -> Any:
     model = dict(getattr(config, "model", {}) or {})
-    return make_loss(float(model.get("dice_weight", 1.0)), float(model.get("ce_weight", 1.0)))
+    return make_loss(float(model.get("dice_weight", 1.0)), float(model.get("ce_weight", 1.0)),
+                     str(model.get("dice", "nested")))
 
 
 def metrics_fn(config: Any, cohort: Any) -> Any:

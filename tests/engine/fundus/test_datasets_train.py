@@ -50,6 +50,37 @@ def test_train_samples_and_metrics(tmp_path):
     assert float(loss(onehot, {"mask": item["mask"][None]})) < float(loss(-onehot, {"mask": item["mask"][None]}))
 
 
+@pytest.mark.parametrize("kind", ["nested", "classes"])
+def test_both_dice_kinds_reward_the_truth(tmp_path, kind):
+    import torch
+
+    from engine.fundus import train_task as T
+
+    write_gamma_tree(tmp_path / "g", n=1)
+    item = T.DiscCupEvalSet([T.prepare(c) for c in discover(tmp_path / "g")], 64, 2.0)[0]
+    batch = {"mask": item["mask"][None]}
+    truth = torch.nn.functional.one_hot(batch["mask"], 3).permute(0, 3, 1, 2).float() * 10
+    rim_for_cup = truth[:, [0, 2, 1]]  # the cup called rim and the rim cup
+    loss = T.make_loss(kind=kind)
+    assert float(loss(truth, batch)) < 0.05 < float(loss(rim_for_cup, batch))
+    with pytest.raises(ValueError, match="model.dice"):
+        T.make_loss(kind="jaccard")
+
+
+def test_fine_crops_follow_fine_scale(tmp_path):
+    """With no coarse or empty crops, every crop is ``fine_scale`` disc diameters across: the disc's share of it."""
+    from engine.fundus import train_task as T
+
+    write_gamma_tree(tmp_path / "g", n=1, size=(400, 400))
+    prepared = [T.prepare(c) for c in discover(tmp_path / "g")]
+    rng = np.random.default_rng(0)
+    for scale in (1.5, 3.0):
+        ds = T.DiscCupTrainSet(prepared, 96, p_coarse=0.0, p_negative=0.0, fine_scale=(scale, scale), fine_jitter=0.0)
+        rows = [np.flatnonzero((ds.sample(0, rng)[1] >= 1).any(axis=1)) for _ in range(4)]
+        heights = [r[-1] - r[0] + 1 for r in rows]
+        assert all(abs(h - 96 / scale) < 0.2 * 96 / scale for h in heights), (scale, heights)
+
+
 def test_train_command_writes_a_hashed_checkpoint(tmp_path, capsys):
     from engine.cli import main
     from engine.fundus.segmenter import load_segmenter
