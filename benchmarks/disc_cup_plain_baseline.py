@@ -29,7 +29,9 @@ product does (:func:`engine.fundus.analyse_disc` with disc-cup weights that neve
 skips the finder, ``--crop-size`` changes the segmenter's input side, ``--channels`` / ``--res-units`` its U-Net
 (``16 32 64 128`` / ``1`` is the product's), ``--product-colour`` adds the product recipe's colour and camera
 augmentation (:func:`engine.fundus.train_task.augment_colour`) before the plain one, ``--weights`` evaluates an
-earlier run's ``weights.pt`` instead of training.
+earlier run's ``weights.pt`` instead of training, ``--checkpoint`` (with ``--localiser``) a checkpoint of ``python -m
+engine train disc-cup`` as the segmenter, and ``--product-post`` segments as the product's fine pass does (mirrored
+mean, :func:`engine.fundus.analysis.clean_masks`' shape priors) instead of argmax.
 
 Rows and summaries are those of :mod:`engine.fundus.evaluate` (:func:`engine.fundus.evaluate.score_masks`,
 :func:`engine.fundus.evaluate.summarise`), written to ``OUT/evaluation.json``; ``--compare`` pairs it with any
@@ -173,19 +175,27 @@ def find_disc_as_the_product(segmenter: Any, image: np.ndarray) -> Optional[tupl
     return disc_box_of(result.disc_mask) if result.found and result.disc_mask is not None else None
 
 
-def segment(segmenter: Any, image: np.ndarray, disc: Optional[tuple[tuple[float, float], float]], size: int
-            ) -> tuple[Optional[np.ndarray], Optional[np.ndarray]]:
+def segment(segmenter: Any, image: np.ndarray, disc: Optional[tuple[tuple[float, float], float]], size: int,
+            product_post: bool = False) -> tuple[Optional[np.ndarray], Optional[np.ndarray]]:
     """Stage 2 on a (H, W, 3) uint8 photo around ``disc`` (centre, diameter; None: not found) -> disc, cup
-    (H, W) bool photo px, or (None, None)."""
+    (H, W) bool photo px, or (None, None). ``segmenter``: a network (argmax, largest component) or, with
+    ``product_post``, an :class:`engine.fundus.segmenter.Segmenter` (the product's fine-pass post-processing:
+    mirrored mean, :func:`engine.fundus.analysis.clean_masks`, :func:`engine.fundus.analysis.masks_on_photo`)."""
+    from engine.fundus.analysis import clean_masks, masks_on_photo
     from engine.fundus.crop import crop_square, map_to_image, square_box
 
     if disc is None:
         return None, None
     box = square_box(disc[0], CROP_SCALE * disc[1])
-    labels = predict(segmenter, crop_square(image, box, size))
-    found = largest_component(labels >= 1)
-    back = map_to_image(np.stack([found, (labels == 2) & found], axis=-1).astype(np.float32), box, image.shape[:2])
-    disc_img, cup_img = back[..., 0] >= 0.5, back[..., 1] >= 0.5
+    crop = crop_square(image, box, size)
+    if product_post:
+        disc_img, cup_img = masks_on_photo(*clean_masks(segmenter.predict(crop[None])[0])[:2], box, image.shape[:2])
+    else:
+        labels = predict(segmenter, crop)
+        found = largest_component(labels >= 1)
+        back = map_to_image(np.stack([found, (labels == 2) & found], axis=-1).astype(np.float32), box,
+                            image.shape[:2])
+        disc_img, cup_img = back[..., 0] >= 0.5, back[..., 1] >= 0.5
     if not disc_img.any():
         return None, None
     return disc_img, cup_img & disc_img
@@ -208,11 +218,19 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                    help="an ablation: find the disc as the product does (engine.fundus.analyse_disc with these "
                         "disc-cup weights, which must not have seen the held-out sources) instead of the finder")
     p.add_argument("--weights", type=Path, help="evaluate this script's earlier weights.pt instead of training")
+    p.add_argument("--checkpoint", type=Path,
+                   help="with --localiser: evaluate these disc-cup weights of `engine train disc-cup` (which must "
+                        "not have seen the held-out sources) as the segmenter instead of training one")
+    p.add_argument("--product-post", action="store_true",
+                   help="segment as the product's fine pass does (mirrored mean, shape priors) instead of argmax")
     p.add_argument("--cache", type=Path, default=Path("runs/disc_cup_cache"), help="decoded photos (.npz)")
     p.add_argument("--out", type=Path, required=True)
     args = p.parse_args(argv)
     if args.data is None or not args.data.is_dir():
         print("error: give --data or set GV_SAMPLE_DATA to the sample data folder", file=sys.stderr)
+        return 2
+    if args.checkpoint and not args.localiser:
+        print("error: --checkpoint needs --localiser (a checkpoint has no whole-photo finder)", file=sys.stderr)
         return 2
 
     import torch
@@ -258,9 +276,27 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         image, label = render(q, centre, side, args.crop_size)
         return augmented_as_asked(image, label, rng)
 
+    from engine.fundus.evaluate import seen_sources
+    from engine.fundus.segmenter import Segmenter, default_spec, load_segmenter
+
+    def held_out_checkpoint(path: Path) -> Optional[Segmenter]:
+        """The disc-cup weights at ``path``, or None (said on stderr) when they saw a held-out source."""
+        product = load_segmenter(path)
+        seen = seen_sources([product.card])
+        if seen is None or seen & set(args.held_out):
+            print(f"error: {path} saw {'unknown sources' if seen is None else ', '.join(sorted(seen))}: "
+                  "not held-out weights", file=sys.stderr)
+            return None
+        return product
+
     finder, segmenter = network(2), network(3, args.channels, args.res_units)
     trained: dict[str, Any] = {"seed": args.seed}
-    if args.weights:
+    if args.checkpoint:
+        checkpoint = held_out_checkpoint(args.checkpoint)
+        if checkpoint is None:
+            return 2
+        trained["checkpoint"] = str(args.checkpoint)
+    elif args.weights:
         weights = torch.load(args.weights, weights_only=True)
         segmenter.load_state_dict(weights["segmenter"])
         if "finder" in weights:
@@ -276,16 +312,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         trained["segmenter"] = train_for(segmenter, sample_crop, args.steps_crop, 8, args.seed + 1, log)
         torch.save({"segmenter": segmenter.state_dict(), **({} if args.localiser else {"finder": finder.state_dict()})},
                    args.out / "weights.pt")
+    crop_size = checkpoint.size if args.checkpoint else args.crop_size
+    if args.checkpoint:
+        crop_net: Any = checkpoint if args.product_post else checkpoint.module
+    elif args.product_post:
+        crop_net = Segmenter(segmenter, default_spec(args.crop_size, tuple(args.channels), args.res_units), {})
+    else:
+        crop_net = segmenter
     if args.localiser:
-        from engine.fundus.segmenter import load_segmenter
-
-        from engine.fundus.evaluate import seen_sources
-
-        product = load_segmenter(args.localiser)
-        seen = seen_sources([product.card])
-        if seen is None or seen & set(args.held_out):
-            print(f"error: {args.localiser} saw {'unknown sources' if seen is None else ', '.join(sorted(seen))}: "
-                  "not a held-out localiser", file=sys.stderr)
+        product = held_out_checkpoint(args.localiser)
+        if product is None:
             return 2
 
         def locate(image: np.ndarray) -> Optional[tuple[tuple[float, float], float]]:
@@ -298,14 +334,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     rows, started = [], time.perf_counter()
     for case in test:
         image, disc, cup = load_case(case)
-        rows.append(score_masks(case, disc, cup, *segment(segmenter, image, locate(image), args.crop_size)))
+        rows.append(score_masks(case, disc, cup, *segment(crop_net, image, locate(image), crop_size,
+                                                          args.product_post)))
     seconds = time.perf_counter() - started
-    doc = {"checkpoint": str(args.weights or args.out / "weights.pt"), "held_out_sources": list(args.held_out),
+    doc = {"checkpoint": str(args.checkpoint or args.weights or args.out / "weights.pt"), "held_out_sources": list(args.held_out),
            "held_out": f"sources {list(args.held_out)}",
            "trained_on": f"{len(train)} expert-masked photos of {', '.join(sorted({c.source for c in train}))}",
            "baseline": ("issue 3's plain two-stage MONAI U-Net (benchmarks/disc_cup_plain_baseline.py)"
                         + (f", disc found by analyse_disc with {args.localiser}" if args.localiser else "")
-                        + (f", {args.crop_size} px crops" if args.crop_size != SIZE else "")
+                        + (f", the segmenter {args.checkpoint}" if args.checkpoint else "")
+                        + (", the product's fine-pass post-processing" if args.product_post else "")
+                        + (f", {crop_size} px crops" if crop_size != SIZE else "")
                         + (f", U-Net {args.channels} x {args.res_units}"
                            if (tuple(args.channels), args.res_units) != (CHANNELS, 2) else "")
                         + (", the product's colour augmentation" if args.product_colour else "")),

@@ -232,6 +232,17 @@ def clean_masks(probs: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
     return disc, cup, certainty
 
 
+def masks_on_photo(disc: np.ndarray, cup: np.ndarray, box: Box, shape: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+    """(S, S) bool disc and cup of a crop of ``box`` -> (H, W) bool photo-px masks of a photo of ``shape``, the cup
+    inside the disc. A light blur at model resolution gives smooth outlines instead of enlarged model pixels."""
+    import cv2
+
+    smooth = cv2.GaussianBlur(np.stack([disc, cup], axis=-1).astype(np.float32), (0, 0), 0.8)
+    both = map_to_image(smooth, box, (int(shape[0]), int(shape[1])))
+    disc_img = both[..., 0] >= 0.5
+    return disc_img, (both[..., 1] >= 0.5) & disc_img
+
+
 def _box_of(mask: np.ndarray, box: Box) -> tuple[tuple[float, float], float]:
     """Centre (row, col) photo px and diameter (larger bbox side, photo px) of a mask drawn on a crop of ``box``."""
     s = box[2] - box[0]
@@ -413,8 +424,6 @@ def analyse_disc(
     """
     import time
 
-    import cv2
-
     image = np.asarray(image)
     if image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f"expected an (H, W, 3) RGB photo, got an array of shape {image.shape}")
@@ -484,12 +493,7 @@ def analyse_disc(
     check(cancel)
     report(progress, 0.85, "measuring cup-to-disc ratios")
     t = time.perf_counter()
-    h, w = image.shape[:2]
-    # a light blur at model resolution gives smooth outlines instead of enlarged model pixels
-    smooth = cv2.GaussianBlur(np.stack([disc, cup], axis=-1).astype(np.float32), (0, 0), 0.8)
-    both = map_to_image(smooth, box, (h, w))
-    disc_img, cup_img = both[..., 0] >= 0.5, both[..., 1] >= 0.5
-    cup_img &= disc_img
+    disc_img, cup_img = masks_on_photo(disc, cup, box, image.shape[:2])
     if not disc_img.any():
         return _not_found("optic disc not found: the disc mask is empty at the photo's resolution", loc, sha,
                           timings, card, placed_at)

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from engine.fundus import analyse_disc, label_mask
-from engine.fundus.analysis import clean_masks
+from engine.fundus.analysis import clean_masks, masks_on_photo
 from engine.io.exam import Spacing
 from engine.synthetic import synthetic_fundus
 
@@ -86,6 +86,18 @@ def test_clean_masks_shape_priors():
     assert dice(cup, cup_true) > dice(cup_seen, cup_true) and dice(cup, cup_true) > 0.95
     vertical = np.flatnonzero(cup.any(axis=1))
     assert abs((vertical[-1] - vertical[0] + 1) - 33) <= 2  # cup height kept
+
+
+def test_masks_on_photo_puts_the_crop_back_at_its_box():
+    """A 64 px crop of the photo box rows / cols 100-300: a disc of radius 16 crop px is 100 photo px across there."""
+    yy, xx = np.mgrid[:64, :64]
+    r = np.hypot(yy - 31.5, xx - 31.5)
+    disc, cup = r < 16, (r < 8) | (np.abs(yy - 31.5) < 1)  # a cup line that pokes out of the disc
+    photo_disc, photo_cup = masks_on_photo(disc, cup, (100, 100, 300, 300), (400, 500))
+    assert photo_disc.shape == (400, 500) and not photo_disc[:100].any() and not photo_disc[:, 300:].any()
+    rows = np.flatnonzero(photo_disc.any(axis=1))
+    assert abs((rows[-1] - rows[0] + 1) - 100) <= 4 and abs((rows[0] + rows[-1]) / 2 - 200) <= 1
+    assert photo_cup.any() and not (photo_cup & ~photo_disc).any()
 
 
 def test_rejects_bad_arrays(oracle):
