@@ -337,7 +337,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         rows.append(score_masks(case, disc, cup, *segment(crop_net, image, locate(image), crop_size,
                                                           args.product_post)))
     seconds = time.perf_counter() - started
-    doc = {"checkpoint": str(args.checkpoint or args.weights or args.out / "weights.pt"), "held_out_sources": list(args.held_out),
+    doc = {"checkpoint": str(args.checkpoint or args.weights or args.out / "weights.pt"),
+           "held_out_sources": list(args.held_out),
            "held_out": f"sources {list(args.held_out)}",
            "trained_on": f"{len(train)} expert-masked photos of {', '.join(sorted({c.source for c in train}))}",
            "baseline": ("issue 3's plain two-stage MONAI U-Net (benchmarks/disc_cup_plain_baseline.py)"
