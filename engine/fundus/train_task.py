@@ -413,23 +413,48 @@ def _prepared_list(cohort: Any, indices: Sequence[int], config: Any) -> list[Pre
     return [prepared(c, Path(cache) if cache else None) for c in _cases_of(cohort, indices)]
 
 
+def _fine_crops(data: Mapping[str, Any]) -> tuple[tuple[float, float], float]:
+    """``data.fine_scale`` ([low, high] disc diameters) and ``data.fine_jitter`` (share of the side), checked.
+
+    Raises:
+        engine.train.config.ConfigError: not two diameters 0 < low <= high, or a jitter outside [0, 0.5).
+    """
+    from engine.train.config import ConfigError
+
+    scale, jitter = data.get("fine_scale", (1.8, 2.7)), data.get("fine_jitter", 0.08)
+    try:
+        low, high = (float(v) for v in scale)
+        shift = float(jitter)
+    except (TypeError, ValueError):
+        low = high = shift = float("nan")
+    if not (0 < low <= high and 0 <= shift < 0.5):
+        raise ConfigError(f"data.fine_scale must be [low, high] disc diameters (0 < low <= high) and "
+                          f"data.fine_jitter a share of the side in [0, 0.5); got {scale!r} and {jitter!r}")
+    return (low, high), shift
+
+
 def datasets(cohort: Any, train_idx: Sequence[int], val_idx: Sequence[int], config: Any) -> tuple[Any, Any]:
     data = dict(getattr(config, "data", {}) or {})
     spec = _spec_from_config(config)
     size, crop_scale = spec["inputs"]["size"], spec["inputs"]["crop_scale"]
+    fine_scale, fine_jitter = _fine_crops(data)
     train = DiscCupTrainSet(_prepared_list(cohort, train_idx, config), size,
                             samples_per_case=int(data.get("samples_per_case", 8)),
                             p_coarse=float(data.get("p_coarse", 0.35)), p_negative=float(data.get("p_negative", 0.15)),
-                            fine_scale=tuple(data.get("fine_scale", (1.8, 2.7))),
-                            fine_jitter=float(data.get("fine_jitter", 0.08)))
+                            fine_scale=fine_scale, fine_jitter=fine_jitter)
     val = DiscCupEvalSet(_prepared_list(cohort, val_idx, config), size, crop_scale) if len(val_idx) else None
     return train, val
 
 
 def loss_fn(config: Any, cohort: Any, train_idx: Sequence[int]) -> Any:
     model = dict(getattr(config, "model", {}) or {})
-    return make_loss(float(model.get("dice_weight", 1.0)), float(model.get("ce_weight", 1.0)),
-                     str(model.get("dice", "nested")))
+    from engine.train.config import ConfigError
+
+    try:
+        return make_loss(float(model.get("dice_weight", 1.0)), float(model.get("ce_weight", 1.0)),
+                         str(model.get("dice", "nested")))
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
 
 
 def metrics_fn(config: Any, cohort: Any) -> Any:

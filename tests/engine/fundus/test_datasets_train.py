@@ -81,6 +81,25 @@ def test_fine_crops_follow_fine_scale(tmp_path):
         assert all(abs(h - 96 / scale) < 0.2 * 96 / scale for h in heights), (scale, heights)
 
 
+@pytest.mark.parametrize("setting, says", [
+    ("model.dice=jaccard", "model.dice must be one of nested, classes"),
+    ("data.fine_scale=2.0", "data.fine_scale must be [low, high]"),
+    ("data.fine_scale=[2.2, 1.8]", "data.fine_scale must be [low, high]"),
+    ("data.fine_jitter=0.7", "data.fine_jitter a share of the side"),
+])
+def test_a_bad_fine_crop_or_loss_setting_is_one_error_line(tmp_path, capsys, setting, says):
+    from engine.cli import main
+
+    write_gamma_tree(tmp_path / "g", n=3, size=(160, 160))
+    code = main(["train", "disc-cup", "--data", str(tmp_path / "g"), "--out", str(tmp_path / "run"), "--epochs", "1",
+                 "--device", "cpu", "--set", "data.input_size=48", "--set", "model.channels=[4,8]",
+                 "--set", "batch_size=4", "--set", setting])
+    err = capsys.readouterr().err
+    assert code == 1 and "Traceback" not in err
+    assert [line for line in err.splitlines() if line.startswith("error: ")] == [next(
+        line for line in err.splitlines() if says in line)]
+
+
 def test_train_command_writes_a_hashed_checkpoint(tmp_path, capsys):
     from engine.cli import main
     from engine.fundus.segmenter import load_segmenter
