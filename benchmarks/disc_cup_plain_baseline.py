@@ -312,13 +312,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         trained["segmenter"] = train_for(segmenter, sample_crop, args.steps_crop, 8, args.seed + 1, log)
         torch.save({"segmenter": segmenter.state_dict(), **({} if args.localiser else {"finder": finder.state_dict()})},
                    args.out / "weights.pt")
-    crop_size = checkpoint.size if args.checkpoint else args.crop_size
+    crop_size, crop_net = args.crop_size, segmenter
     if args.checkpoint:
-        crop_net: Any = checkpoint if args.product_post else checkpoint.module
+        crop_size, crop_net = checkpoint.size, (checkpoint if args.product_post else checkpoint.module)
     elif args.product_post:
         crop_net = Segmenter(segmenter, default_spec(args.crop_size, tuple(args.channels), args.res_units), {})
-    else:
-        crop_net = segmenter
     if args.localiser:
         product = held_out_checkpoint(args.localiser)
         if product is None:
