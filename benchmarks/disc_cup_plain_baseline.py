@@ -256,7 +256,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     log(f"{len(train)} training photos, {len(test)} held out ({', '.join(args.held_out)}); "
         f"torch threads {torch.get_num_threads()}")
     photos = [prepared(c, args.cache) for c in train]
-    whole = [(whole_photo(q.image), (whole_photo(q.disc) >= 128).astype(np.int64)) for q in photos]
+    # the whole-photo finder's inputs, only where a finder is trained (with --localiser the product finds the disc)
+    whole = [] if args.localiser else [(whole_photo(q.image), (whole_photo(q.disc) >= 128).astype(np.int64))
+                                       for q in photos]
     transforms, colour = augmentations(), intensity_transforms()
 
     def augmented_as_asked(image: np.ndarray, label: np.ndarray, rng: np.random.Generator
