@@ -412,7 +412,10 @@ def analyse_disc(
             given, say in the message when the disc's side shows the other eye.
         segmenter: an object with ``size``, ``crop_scale``, ``sha256`` and ``predict((B, S, S, 3) uint8) ->
             (B, 3, S, S)`` probabilities; default: :func:`engine.fundus.segmenter.load_segmenter` (``weights``
-            path or the shipped ``resources/models/disc_cup.pt``).
+            path or the shipped ``resources/models/disc_cup.pt``). When it has ``fine`` networks (such an object
+            too), they draw the final masks with two passes centred on the disc found (their certainty is the
+            confidence's); where they are not confident or see a disc of another size (outside
+            :data:`SIZE_RANGE` x the found one), the finding networks' masks stay.
         disc_at: (row, col) photo px where the user says the disc is: the networks look there only, no rival
             region is considered, and a disc centred over one disc diameter away counts as not found.
         progress, cancel: see :mod:`engine.progress`.
@@ -488,6 +491,14 @@ def analyse_disc(
                           "segmenter (a disc cut by the edge of the field of view is not measured)",
                           loc, sha, timings, card)
     box, disc, cup, certainty = fine
+    refine = getattr(segmenter, "fine", None)
+    if refine is not None:  # the fine-pass networks draw the masks, centred on the disc found
+        check(cancel)
+        t = time.perf_counter()
+        drawn = _fine(image, refine, box, disc, _box_of(disc, box)[1])
+        if drawn is not None:
+            box, disc, cup, certainty = drawn
+        timings["refine"] = time.perf_counter() - t
 
     # back to photo pixels (only the box's region is touched), measure
     check(cancel)

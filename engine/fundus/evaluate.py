@@ -17,7 +17,8 @@ A photo where no disc is found counts as Dice 0 and the worst possible ratio err
 Baseline: the same training-free localiser plus two concentric circles: the disc with the radius the localiser
 expects from the field of view, the cup at the mean vertical ratio of the *training* sources.
 
-``python -m engine.fundus.evaluate --data DIR --checkpoint best.pt [more.pt ...] --sources drishti [--out r.json]``;
+``python -m engine.fundus.evaluate --data DIR --checkpoint best.pt [more.pt ...] --sources drishti [--out r.json]``
+(``--fine-checkpoint fine.pt [...]``: these draw the final masks, :func:`engine.fundus.segmenter.attach_fine`);
 ``--split split.json --fold fold1`` evaluates a k-fold run's held-out photos instead,
 ``--merge fold1.json ... fold5.json --out all.json`` combines the folds' files into one, and
 ``--compare A.json B.json`` pairs two files' photos (B - A per photo, bootstrap 95 % interval of the mean).
@@ -295,6 +296,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                    help="dataset folder (any layout discover() reads); not with --merge or --compare")
     p.add_argument("--checkpoint", type=Path, nargs="+",
                    help="disc-cup weights (default: the shipped ones); several = the mean of their probabilities")
+    p.add_argument("--fine-checkpoint", type=Path, nargs="+", default=[],
+                   help="with --checkpoint: disc-cup weights that draw the final masks (fine-pass networks, "
+                        "trained on disc-centred crops only); several = the mean of their probabilities")
     which = p.add_mutually_exclusive_group(required=True)
     which.add_argument("--sources", nargs="+", help="held-out sources to evaluate (the model never saw)")
     which.add_argument("--split", type=Path,
@@ -308,7 +312,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--out", type=Path, help="write rows and summaries as JSON here")
     args = p.parse_args(argv)
 
-    from engine.fundus.segmenter import load_members, load_segmenter, member_cards, training_data
+    from engine.fundus.segmenter import load_cli_segmenter, training_data
     from engine.models.checkpoint import CheckpointError, atomic_write_bytes
 
     if args.merge:
@@ -360,8 +364,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ratios = [vertical_ratio(*load_case(c)[1:]) for c in train]
     mean_ratio = float(np.mean(ratios)) if ratios else 0.5
     try:
-        seg = load_members(args.checkpoint) if args.checkpoint else load_segmenter()
-        cards = member_cards(args.checkpoint, seg)
+        seg, cards = load_cli_segmenter(args.checkpoint, args.fine_checkpoint)
     except (CheckpointError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
@@ -376,6 +379,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     model_rows = [evaluate_case(c, seg) for c in test]
     base_rows = [evaluate_case(c, baseline_ratio=mean_ratio) for c in test]
     doc = {"checkpoint": [str(c) for c in args.checkpoint] if args.checkpoint else "shipped", "sha256": seg.sha256,
+           **({"fine_checkpoint": [str(c) for c in args.fine_checkpoint]} if args.fine_checkpoint else {}),
            "held_out_sources": args.sources or [], "held_out": held_out,
            "trained_on": training_data(cards),
            "in_sample_sources": in_sample,

@@ -11,8 +11,10 @@ without the same sources: issue 3's plain two-stage U-Net, ``benchmarks/disc_cup
 block of the same held-out sources as ``reference_baseline``; with ``--card`` instead of ``--checkpoint`` they are
 added to an existing card in place (the weights and their SHA-256 are untouched). The weights and spec are
 copied unchanged (several ``--checkpoint`` files of one recipe are stored as one averaging model,
-:func:`engine.fundus.segmenter.combine_members`, with each member's training record in ``members``); the card is
-rewritten through :func:`engine.models.checkpoint.save_checkpoint`, which records the new file's SHA-256.
+:func:`engine.fundus.segmenter.combine_members`, with each member's training record in ``members``;
+``--fine-checkpoint`` files join as the fine-pass networks, :func:`engine.fundus.segmenter.attach_fine`, with what
+they were trained on in ``fine_pass``); the card is rewritten through
+:func:`engine.models.checkpoint.save_checkpoint`, which records the new file's SHA-256.
 """
 
 from __future__ import annotations
@@ -132,6 +134,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     what = p.add_mutually_exclusive_group(required=True)
     what.add_argument("--checkpoint", type=Path, nargs="+",
                       help="trained weights; several = one model averaging their probabilities")
+    p.add_argument("--fine-checkpoint", type=Path, nargs="+", default=[],
+                   help="with --checkpoint: weights that draw the final masks (fine-pass networks, trained on "
+                        "disc-centred crops only); several = their mean")
     what.add_argument("--card", type=Path,
                       help="an existing NAME.card.json to add --reference-baseline files to (in place)")
     p.add_argument("--held-out", type=Path, nargs="+", help="engine.fundus.evaluate JSON files")
@@ -157,12 +162,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if not args.held_out or args.out is None:
         p.error("--checkpoint needs --held-out and --out")
 
-    from engine.fundus.segmenter import combine_members
+    from engine.fundus.segmenter import FINE_PASS, attach_fine, combine_members, training_data
     from engine.models.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 
     try:
         ckpts = [load_checkpoint(path, expected_task="disc-cup") for path in args.checkpoint]
         spec, state = combine_members([c.spec for c in ckpts], [c.state_dict for c in ckpts])
+        fine = [load_checkpoint(path, expected_task="disc-cup") for path in args.fine_checkpoint]
+        if fine:
+            spec, state = attach_fine(spec, state, *combine_members([c.spec for c in fine],
+                                                                    [c.state_dict for c in fine]))
     except (CheckpointError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
@@ -186,6 +195,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return 1
     if len(ckpts) > 1:
         card["members"] = [{"sha256": c.sha256, "training": c.card.get("training", {})} for c in ckpts]
+    if fine:
+        card[FINE_PASS] = {
+            "what": f"{len(fine)} network(s) that draw the final disc and cup masks on crops centred on the disc "
+                    "the networks above found (their probabilities averaged)",
+            "data": training_data([c.card for c in fine]),
+            **({"pseudo_labels": fine[0].card["pseudo_labels"]} if fine[0].card.get("pseudo_labels") else {}),
+            "members": [{"sha256": c.sha256, "training": c.card.get("training", {})} for c in fine],
+        }
     card["evaluation"] = [
         "Photo-level, as the product runs: engine.fundus.analyse_disc on the full-resolution photo (training-free "
         "localiser, coarse and fine network passes, masks mapped back), compared with the experts' masks "

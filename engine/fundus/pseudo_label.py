@@ -143,6 +143,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--out", type=Path, required=True, help="output folder (GAMMA layout + pseudo_labels.json)")
     p.add_argument("--checkpoint", type=Path, nargs="+",
                    help="disc-cup weights (default: the shipped ones); several = the mean of their probabilities")
+    p.add_argument("--fine-checkpoint", type=Path, nargs="+", default=[],
+                   help="with --checkpoint: weights that draw the final masks (fine-pass networks)")
     p.add_argument("--pattern", action="append",
                    help="in folders, only files whose name matches this glob (repeatable; default: every image)")
     p.add_argument("--skip-labelled", type=Path, metavar="DATA",
@@ -150,7 +152,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--min-confidence", type=float, default=MIN_CONFIDENCE)
     args = p.parse_args(argv)
 
-    from engine.fundus.segmenter import load_members, load_segmenter, member_cards, training_data
+    from engine.fundus.segmenter import load_cli_segmenter, training_data
     from engine.models.checkpoint import CheckpointError
 
     skip: list[Path] = []
@@ -169,13 +171,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print("error: no photo to label (check the paths and --pattern)", file=sys.stderr)
         return 1
     try:
-        seg = load_members(args.checkpoint) if args.checkpoint else load_segmenter()
-        labeller = training_data(member_cards(args.checkpoint, seg), with_labellers=True)
+        seg, cards = load_cli_segmenter(args.checkpoint, args.fine_checkpoint)
+        labeller = training_data(cards, with_labellers=True)
     except (CheckpointError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     entries = label_photos(photos, seg, args.out, args.min_confidence)
     doc = {"labeller": {"checkpoint": [str(c) for c in args.checkpoint] if args.checkpoint else "shipped",
+                        **({"fine_checkpoint": [str(c) for c in args.fine_checkpoint]} if args.fine_checkpoint
+                           else {}),
                         "sha256": seg.sha256, "trained_on": labeller},
            "min_confidence": args.min_confidence, "photos": entries}
     atomic_write_bytes(args.out / MANIFEST, (json.dumps(doc, indent=1) + "\n").encode())

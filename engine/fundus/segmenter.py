@@ -12,7 +12,9 @@ Checkpoints use :mod:`engine.models.checkpoint` with ``spec = {"task": "disc-cup
 "monai.UNet", "kwargs": {...}, "inputs": {"size": S, "crop_scale": ..., "normalisation": ...}, "classes":
 [...]}``; the spec alone rebuilds the network (no code is loaded from the file). A spec with ``"members": K``
 holds K networks of that architecture trained separately (:func:`combine_members`); the segmenter averages
-their probabilities.
+their probabilities. A spec with ``"fine": {...}`` (a spec of its own, weights under ``fine.*``) also holds
+fine-pass networks (:func:`attach_fine`): the analysis finds the disc with the first networks and draws the final
+disc and cup masks with these (networks trained on disc-centred crops only).
 """
 
 from __future__ import annotations
@@ -27,6 +29,10 @@ import numpy as np
 TASK = "disc-cup"
 CLASSES = ("background", "rim", "cup")
 DEFAULT_WEIGHTS = "disc_cup.pt"
+FINE = "fine"
+"""The spec key (and weight prefix ``fine.``) of a checkpoint's fine-pass networks."""
+FINE_PASS = "fine_pass"
+"""The card key of what the fine-pass networks were trained on (``data``, ``pseudo_labels``, ``members``)."""
 NORMALISATION = "per-crop, per-channel z-score over non-black pixels"
 
 
@@ -82,7 +88,7 @@ def combine_members(specs: list[Mapping[str, Any]], state_dicts: list[Mapping[st
     """
     base = dict(specs[0])
     for spec in specs:
-        if int(spec.get("members", 1)) != 1:
+        if int(spec.get("members", 1)) != 1 or FINE in spec:
             raise ValueError("a checkpoint that already combines several networks cannot be a member")
         if spec != specs[0]:
             raise ValueError("the checkpoints have different architectures or inputs; they cannot be averaged")
@@ -91,6 +97,19 @@ def combine_members(specs: list[Mapping[str, Any]], state_dicts: list[Mapping[st
     base["members"] = len(specs)
     state = {f"members.{i}.{k}": v for i, sd in enumerate(state_dicts) for k, v in sd.items()}
     return base, state
+
+
+def attach_fine(spec: Mapping[str, Any], state: Mapping[str, Any], fine_spec: Mapping[str, Any],
+                fine_state: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A model's spec and state dict with ``fine_spec`` / ``fine_state`` (one network or a
+    :func:`combine_members` mean) as its fine-pass networks, stored under :data:`FINE`.
+
+    Raises:
+        ValueError: either side already has fine-pass networks.
+    """
+    if FINE in spec or FINE in fine_spec:
+        raise ValueError("a checkpoint that already has fine-pass networks cannot take others")
+    return {**spec, FINE: dict(fine_spec)}, {**state, **{f"{FINE}.{k}": v for k, v in fine_state.items()}}
 
 
 def normalise_crops(crops: np.ndarray) -> np.ndarray:
@@ -116,13 +135,15 @@ def normalise_crops(crops: np.ndarray) -> np.ndarray:
 
 @dataclass
 class Segmenter:
-    """A loaded disc/cup network with its spec and card. Thread-safe ``predict`` (one call at a time)."""
+    """A loaded disc/cup network with its spec and card. Thread-safe ``predict`` (one call at a time).
+    ``fine``: the networks that draw the final masks (:func:`attach_fine`), or None (these networks do)."""
 
     module: Any
     spec: dict[str, Any]
     card: dict[str, Any]
     device: Any = "cpu"
     sha256: str = ""
+    fine: Optional["Segmenter"] = None
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -170,19 +191,27 @@ def default_weights_path() -> Path:
 
 def _segmenter(spec: Mapping[str, Any], state: Mapping[str, Any], card: dict[str, Any], sha256: str,
                device: str) -> Segmenter:
-    """A :class:`Segmenter` from a checkpoint's spec and weights, on ``device``."""
+    """A :class:`Segmenter` from a checkpoint's spec and weights (with its fine-pass networks), on ``device``."""
     import torch
 
-    module = build_network(spec)
-    module.load_state_dict(state)
+    own = {k: v for k, v in spec.items() if k != FINE}
+    prefix = FINE + "."
+    module = build_network(own)
+    module.load_state_dict({k: v for k, v in state.items() if not k.startswith(prefix)})
     dev = torch.device(device)
     module.to(dev)
-    return Segmenter(module, dict(spec), card, dev, sha256)
+    fine = None
+    if FINE in spec:
+        fine_state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+        fine = _segmenter(spec[FINE], fine_state, card, sha256, device)
+    return Segmenter(module, own, card, dev, sha256, fine)
 
 
-def load_members(paths: Sequence[Union[str, Path]], device: str = "cpu") -> Segmenter:
+def load_members(paths: Sequence[Union[str, Path]], device: str = "cpu",
+                 fine: Sequence[Union[str, Path]] = ()) -> Segmenter:
     """Several verified single-network checkpoints as one averaging :class:`Segmenter` (not cached; its
-    ``sha256`` is the SHA-256 of the members' SHA-256 digests in order, its card the first member's).
+    ``sha256`` is the SHA-256 of the members' SHA-256 digests in order, its card the first member's), with the
+    checkpoints ``fine`` (averaged likewise) as its fine-pass networks when given.
 
     Raises:
         engine.models.checkpoint.CheckpointError: a member is missing, tampered or not a disc-cup checkpoint.
@@ -194,8 +223,13 @@ def load_members(paths: Sequence[Union[str, Path]], device: str = "cpu") -> Segm
 
     ckpts = [load_checkpoint(Path(p), expected_task=TASK, map_location="cpu") for p in paths]
     spec, state = combine_members([c.spec for c in ckpts], [c.state_dict for c in ckpts])
-    digest = hashlib.sha256("".join(c.sha256 for c in ckpts).encode()).hexdigest()
-    return _segmenter(spec, state, ckpts[0].card, ckpts[0].sha256 if len(ckpts) == 1 else digest, device)
+    fine_ckpts = [load_checkpoint(Path(p), expected_task=TASK, map_location="cpu") for p in fine]
+    if fine_ckpts:
+        spec, state = attach_fine(spec, state, *combine_members([c.spec for c in fine_ckpts],
+                                                                [c.state_dict for c in fine_ckpts]))
+    every = ckpts + fine_ckpts
+    digest = hashlib.sha256("".join(c.sha256 for c in every).encode()).hexdigest()
+    return _segmenter(spec, state, ckpts[0].card, every[0].sha256 if len(every) == 1 else digest, device)
 
 
 def member_cards(paths: Optional[Sequence[Union[str, Path]]], segmenter: Segmenter) -> list[dict[str, Any]]:
@@ -209,14 +243,31 @@ def member_cards(paths: Optional[Sequence[Union[str, Path]]], segmenter: Segment
     return [load_checkpoint(Path(p), expected_task=TASK).card for p in paths or ()] or [segmenter.card]
 
 
+def load_cli_segmenter(paths: Optional[Sequence[Union[str, Path]]], fine: Sequence[Union[str, Path]] = ()
+                       ) -> tuple[Segmenter, list[dict[str, Any]]]:
+    """The segmenter a command line names (``--checkpoint`` ``paths``, default the shipped weights;
+    ``--fine-checkpoint`` ``fine``) and the card of every checkpoint in it.
+
+    Raises:
+        engine.models.checkpoint.CheckpointError, ValueError: as :func:`load_members`; ``fine`` without ``paths``.
+    """
+    if fine and not paths:
+        raise ValueError("fine-pass networks need the networks that find the disc (--checkpoint)")
+    seg = load_members(paths, fine=fine) if paths else load_segmenter()
+    return seg, member_cards([*(paths or ()), *fine], seg)
+
+
 def training_data(cards: Sequence[Mapping[str, Any]], with_labellers: bool = False) -> str:
     """The cards' training-data lines, each once, joined by ``"; "``; ``with_labellers`` adds the lines of the
     networks that labelled their pseudo-labelled photos (card ``pseudo_labels``, which carry their own labellers'
-    lines in turn), so that what every network up a chain of self-training rounds saw is kept."""
+    lines in turn), so that what every network up a chain of self-training rounds saw is kept; a card's
+    fine-pass networks (:data:`FINE_PASS`) add theirs."""
     lines = [str(c.get("data", "")) for c in cards]
     if with_labellers:
         lines += [line for c in cards if c.get("pseudo_labels")
                   for line in str((c["pseudo_labels"].get("labeller") or {}).get("trained_on", "")).split("; ")]
+    lines += [line for c in cards if c.get(FINE_PASS)
+              for line in training_data([c[FINE_PASS]], with_labellers).split("; ")]
     return "; ".join(dict.fromkeys(lines))
 
 

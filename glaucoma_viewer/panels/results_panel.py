@@ -165,7 +165,7 @@ class ModelCardDialog(QtWidgets.QDialog):
             f"<b>Default weights:</b> {'yes (bundled, research use only)' if run.default_weights else 'no'}</p>",
         ]
         card = dict(run.card)
-        for key in ("intended_use", "data", "training_data", "pseudo_labels", "limitations", "held_out",
+        for key in ("intended_use", "data", "training_data", "pseudo_labels", "fine_pass", "limitations", "held_out",
                     "expert_agreement", "evaluation", "metrics"):
             if key == "held_out" and isinstance(card.get(key), list):
                 lines.append("<p><b>Held-out evaluation</b> (data the model never saw):</p>"

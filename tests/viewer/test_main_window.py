@@ -364,6 +364,21 @@ def test_the_disc_cup_model_card_opens_from_the_biomarkers_with_its_held_out_tab
     assert "Vertical CDR: experts differ by ±" in window.results.bio_note.text()
 
 
+def test_a_card_with_fine_pass_networks_says_what_they_were_trained_on(qtbot):
+    from glaucoma_viewer.panels.results_panel import ModelCardDialog
+    from glaucoma_viewer.state import ModelRun
+
+    card = {"data": "60 fundus photos with disc/cup masks from data: odoc100 60", "limitations": ["research use"],
+            "fine_pass": {"what": "2 network(s) that draw the final disc and cup masks",
+                          "data": "50 fundus photos with disc/cup masks from data: drishti 50",
+                          "members": [{"sha256": "ab" * 32, "training": {"seed": 0}}]}}
+    dialog = ModelCardDialog(ModelRun("disc_cup", "fundus", {}, card=card))
+    qtbot.addWidget(dialog)
+    text = dialog.findChild(QtWidgets.QTextBrowser).toPlainText()
+    assert text.index("Data:") < text.index("Fine pass:") < text.index("Limitations:")
+    assert "drishti 50" in text and "Other fields" not in text
+
+
 def test_held_out_table_names_the_training_data_and_skips_a_repeated_total():
     from glaucoma_viewer.panels.results_panel import held_out_table
 
