@@ -215,6 +215,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         *([f"The shipped model is the mean of the probabilities of {len(ckpts)} networks trained with the same "
            "recipe and different seeds (--set seed=0..); every held-out figure is for such a mean of networks "
            "that never saw the held-out block."] if len(ckpts) > 1 else []),
+        *([f"The final disc and cup masks are drawn by {len(fine)} fine-pass network(s) (fine_pass) on crops centred "
+           "on the disc the networks above found; every held-out figure is for both sets trained without the "
+           "held-out block."] if fine else []),
         *args.note,
     ]
     digest = save_checkpoint(args.out, spec, state, card)

@@ -104,6 +104,7 @@ def test_fine_pass_networks_load_evaluate_and_ship_in_one_checkpoint(tmp_path):
                        "--held-out", str(tmp_path / "e.json"), "--out", str(ship)]) == 0
     card = load_checkpoint(ship, expected_task="disc-cup").card
     assert [m["training"]["seed"] for m in card["fine_pass"]["members"]] == [10, 11]
+    assert any("2 fine-pass network(s)" in line for line in card["evaluation"])
     assert seen_sources([card]) == {"gamma", "drishti"}
     shipped = load_segmenter(ship)
     np.testing.assert_allclose(shipped.fine.predict(fine_crops), seg.fine.predict(fine_crops), atol=1e-6)
