@@ -1,7 +1,8 @@
 """Time one fundus photo from pixels to cup-to-disc biomarkers, against a naive full-resolution pipeline.
 
     .venv/bin/python benchmarks/bench_disc.py [--photos N] [--threads 2] [--weights resources/models/disc_cup.pt]
-    (several --weights: the mean of those networks, as engine.fundus.evaluate runs them)
+    (several --weights: the mean of those networks, as engine.fundus.evaluate runs them; --fine-weights CKPT...:
+    fine-pass networks that draw the final masks, their time in the stage "refine")
 
 Photos: the first ``--photos`` real photos with disc/cup masks under ``GV_SAMPLE_DATA`` (Drishti-GS1 ~3.6 MP,
 odoc100 ~1.9 MP, ...), else synthetic 2000 x 1800 fundi. Each photo is decoded before timing starts.
@@ -20,6 +21,7 @@ naive run (it would double its time). Prints the median seconds per photo and th
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import statistics
 import sys
@@ -72,6 +74,8 @@ def main() -> int:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--weights", type=Path, nargs="+", help="disc-cup checkpoint(s) (default: the shipped one); "
                    "several = the mean of their probabilities")
+    p.add_argument("--fine-weights", type=Path, nargs="+", default=[],
+                   help="fine-pass checkpoint(s) that draw the final masks (engine.fundus.segmenter.attach_fine)")
     p.add_argument("--naive-photos", type=int, default=3, help="photos for the (slow) naive pipeline")
     args = p.parse_args()
     os.environ["OMP_NUM_THREADS"] = str(args.threads)
@@ -84,6 +88,8 @@ def main() -> int:
     from engine.fundus.segmenter import load_members, load_segmenter
 
     seg = load_members(args.weights) if args.weights else load_segmenter()
+    if args.fine_weights:
+        seg = dataclasses.replace(seg, fine=load_members(args.fine_weights))
     photos = _photos(args.photos)
     analyse_disc(photos[0][1], segmenter=seg)  # warm-up (first-call allocations)
     ours, stages = [], {}
