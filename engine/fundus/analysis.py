@@ -421,7 +421,7 @@ def analyse_disc(
         progress, cancel: see :mod:`engine.progress`.
 
     Raises:
-        ValueError: ``image`` is not (H, W, 3), or ``disc_at`` lies outside it.
+        ValueError: ``image`` is not (H, W, 3) or is empty, or ``disc_at`` lies outside it.
         engine.models.checkpoint.CheckpointError: no usable segmenter weights.
         engine.progress.Cancelled: ``cancel`` was set.
     """
@@ -430,6 +430,8 @@ def analyse_disc(
     image = np.asarray(image)
     if image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f"expected an (H, W, 3) RGB photo, got an array of shape {image.shape}")
+    if image.size == 0:
+        raise ValueError(f"the photo is empty ({image.shape[1]} x {image.shape[0]} px)")
     if image.dtype != np.uint8:
         image = np.clip(image, 0, 255).astype(np.uint8)
     placed_at = check_disc_at(disc_at, image.shape)

@@ -103,6 +103,9 @@ def test_masks_on_photo_puts_the_crop_back_at_its_box():
 def test_rejects_bad_arrays(oracle):
     with pytest.raises(ValueError, match="RGB"):
         analyse_disc(np.zeros((5, 5)), segmenter=oracle)
+    for shape in ((0, 438, 3), (438, 0, 3)):  # a crop that fell off the photo: said, not an OpenCV error
+        with pytest.raises(ValueError, match="empty"):
+            analyse_disc(np.zeros(shape, np.uint8), segmenter=oracle)
 
 
 def test_runs_with_a_real_monai_network(tmp_path):
