@@ -162,16 +162,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if not args.held_out or args.out is None:
         p.error("--checkpoint needs --held-out and --out")
 
-    from engine.fundus.segmenter import FINE_PASS, attach_fine, combine_members, training_data
+    from engine.fundus.segmenter import FINE_PASS, combine_checkpoints, training_data
     from engine.models.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 
     try:
         ckpts = [load_checkpoint(path, expected_task="disc-cup") for path in args.checkpoint]
-        spec, state = combine_members([c.spec for c in ckpts], [c.state_dict for c in ckpts])
         fine = [load_checkpoint(path, expected_task="disc-cup") for path in args.fine_checkpoint]
-        if fine:
-            spec, state = attach_fine(spec, state, *combine_members([c.spec for c in fine],
-                                                                    [c.state_dict for c in fine]))
+        spec, state = combine_checkpoints(ckpts, fine)
     except (CheckpointError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

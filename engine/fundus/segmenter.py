@@ -207,6 +207,35 @@ def _segmenter(spec: Mapping[str, Any], state: Mapping[str, Any], card: dict[str
     return Segmenter(module, own, card, dev, sha256, fine)
 
 
+def combine_checkpoints(ckpts: Sequence[Any], fine: Sequence[Any] = ()) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Loaded single-network checkpoints (:class:`engine.models.checkpoint.Checkpoint`) -> the spec and state dict of
+    their mean (:func:`combine_members`), with the ``fine`` checkpoints' mean as its fine-pass networks when given.
+
+    Raises:
+        ValueError: as :func:`combine_members` and :func:`attach_fine`.
+    """
+    spec, state = combine_members([c.spec for c in ckpts], [c.state_dict for c in ckpts])
+    if fine:
+        spec, state = attach_fine(spec, state, *combine_members([c.spec for c in fine], [c.state_dict for c in fine]))
+    return spec, state
+
+
+def _members_and_cards(paths: Sequence[Union[str, Path]], device: str, fine: Sequence[Union[str, Path]]
+                       ) -> tuple[Segmenter, list[dict[str, Any]]]:
+    """:func:`load_members` and the card of every checkpoint it read (each file read and verified once)."""
+    import hashlib
+
+    from engine.models.checkpoint import load_checkpoint
+
+    ckpts = [load_checkpoint(Path(p), expected_task=TASK, map_location="cpu") for p in paths]
+    fine_ckpts = [load_checkpoint(Path(p), expected_task=TASK, map_location="cpu") for p in fine]
+    spec, state = combine_checkpoints(ckpts, fine_ckpts)
+    every = ckpts + fine_ckpts
+    digest = hashlib.sha256("".join(c.sha256 for c in every).encode()).hexdigest()
+    seg = _segmenter(spec, state, ckpts[0].card, every[0].sha256 if len(every) == 1 else digest, device)
+    return seg, [c.card for c in every]
+
+
 def load_members(paths: Sequence[Union[str, Path]], device: str = "cpu",
                  fine: Sequence[Union[str, Path]] = ()) -> Segmenter:
     """Several verified single-network checkpoints as one averaging :class:`Segmenter` (not cached; its
@@ -217,30 +246,7 @@ def load_members(paths: Sequence[Union[str, Path]], device: str = "cpu",
         engine.models.checkpoint.CheckpointError: a member is missing, tampered or not a disc-cup checkpoint.
         ValueError: the members cannot be averaged (:func:`combine_members`).
     """
-    import hashlib
-
-    from engine.models.checkpoint import load_checkpoint
-
-    ckpts = [load_checkpoint(Path(p), expected_task=TASK, map_location="cpu") for p in paths]
-    spec, state = combine_members([c.spec for c in ckpts], [c.state_dict for c in ckpts])
-    fine_ckpts = [load_checkpoint(Path(p), expected_task=TASK, map_location="cpu") for p in fine]
-    if fine_ckpts:
-        spec, state = attach_fine(spec, state, *combine_members([c.spec for c in fine_ckpts],
-                                                                [c.state_dict for c in fine_ckpts]))
-    every = ckpts + fine_ckpts
-    digest = hashlib.sha256("".join(c.sha256 for c in every).encode()).hexdigest()
-    return _segmenter(spec, state, ckpts[0].card, every[0].sha256 if len(every) == 1 else digest, device)
-
-
-def member_cards(paths: Optional[Sequence[Union[str, Path]]], segmenter: Segmenter) -> list[dict[str, Any]]:
-    """The card of each checkpoint in ``paths`` (verified again), or ``[segmenter.card]`` when there are none.
-
-    Raises:
-        engine.models.checkpoint.CheckpointError: as :func:`load_members`.
-    """
-    from engine.models.checkpoint import load_checkpoint
-
-    return [load_checkpoint(Path(p), expected_task=TASK).card for p in paths or ()] or [segmenter.card]
+    return _members_and_cards(paths, device, fine)[0]
 
 
 def load_cli_segmenter(paths: Optional[Sequence[Union[str, Path]]], fine: Sequence[Union[str, Path]] = ()
@@ -253,8 +259,10 @@ def load_cli_segmenter(paths: Optional[Sequence[Union[str, Path]]], fine: Sequen
     """
     if fine and not paths:
         raise ValueError("fine-pass networks need the networks that find the disc (--checkpoint)")
-    seg = load_members(paths, fine=fine) if paths else load_segmenter()
-    return seg, member_cards([*(paths or ()), *fine], seg)
+    if not paths:
+        seg = load_segmenter()
+        return seg, [seg.card]
+    return _members_and_cards(paths, "cpu", fine)
 
 
 def training_data(cards: Sequence[Mapping[str, Any]], with_labellers: bool = False) -> str:
