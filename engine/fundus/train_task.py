@@ -14,7 +14,8 @@ Training samples (random every time, :class:`DiscCupTrainSet`) imitate both pass
   learns to say "no disc here", which the analysis uses to reject wrong candidates.
 
 Each crop is rotated (±20°), mirrored left-right (OD <-> OS), slightly stretched, then passed through MONAI
-intensity transforms (gamma, bias field = camera vignetting, blur, noise) and per-channel colour gains.
+intensity transforms (gamma, bias field = camera vignetting, blur of sigma ``data.blur_sigma`` px, noise) and per-channel
+colour gains.
 
 Loss: MONAI ``DiceLoss`` on the nested (disc, cup) probabilities, batch-wise (``model.dice = "nested"``, shipped),
 or on the three one-hot classes per crop (``"classes"``, MONAI ``DiceCELoss``'s Dice), + cross-entropy on the
@@ -148,15 +149,16 @@ def render(p: Prepared, center: tuple[float, float], side: float, size: int, ang
     return img, label
 
 
-def intensity_transforms() -> Any:
-    """MONAI intensity augmentation on a (3, S, S) float image in [0, 1]."""
+def intensity_transforms(blur_sigma: Sequence[float] = (0.3, 1.6)) -> Any:
+    """MONAI intensity augmentation on a (3, S, S) float image in [0, 1]; ``blur_sigma``: the Gaussian blur's
+    [low, high] sigma in px of the crop (an out-of-focus photo)."""
     from monai.transforms import (Compose, RandAdjustContrast, RandBiasField, RandGaussianNoise,
                                   RandGaussianSmooth)
 
     return Compose([
         RandAdjustContrast(prob=0.5, gamma=(0.6, 1.6)),
         RandBiasField(prob=0.5, degree=3, coeff_range=(0.0, 0.35)),
-        RandGaussianSmooth(prob=0.3, sigma_x=(0.3, 1.6), sigma_y=(0.3, 1.6)),
+        RandGaussianSmooth(prob=0.3, sigma_x=tuple(blur_sigma), sigma_y=tuple(blur_sigma)),
         RandGaussianNoise(prob=0.3, std=0.03),
     ])
 
@@ -195,13 +197,13 @@ class DiscCupTrainSet:
 
     def __init__(self, cases: Sequence[Prepared], size: int, samples_per_case: int = 8,
                  p_coarse: float = 0.35, p_negative: float = 0.15, fine_scale: Sequence[float] = (1.8, 2.7),
-                 fine_jitter: float = 0.08) -> None:
+                 fine_jitter: float = 0.08, blur_sigma: Sequence[float] = (0.3, 1.6)) -> None:
         self.cases = list(cases)
         self.size = int(size)
         self.samples_per_case = int(samples_per_case)
         self.p_coarse, self.p_negative = p_coarse, p_negative
         self.fine_scale, self.fine_jitter = (float(fine_scale[0]), float(fine_scale[1])), float(fine_jitter)
-        self._transforms = intensity_transforms()
+        self._transforms = intensity_transforms(blur_sigma)
 
     def __len__(self) -> int:
         return len(self.cases) * self.samples_per_case
@@ -433,6 +435,24 @@ def _fine_crops(data: Mapping[str, Any]) -> tuple[tuple[float, float], float]:
     return (low, high), shift
 
 
+def _blur_sigma(data: Mapping[str, Any]) -> tuple[float, float]:
+    """``data.blur_sigma`` ([low, high] px of the crop), checked.
+
+    Raises:
+        engine.train.config.ConfigError: not two sigmas 0 < low <= high.
+    """
+    from engine.train.config import ConfigError
+
+    sigma = data.get("blur_sigma", (0.3, 1.6))
+    try:
+        low, high = (float(v) for v in sigma)
+    except (TypeError, ValueError):
+        low = high = float("nan")
+    if not 0 < low <= high:
+        raise ConfigError(f"data.blur_sigma must be [low, high] px of the crop (0 < low <= high); got {sigma!r}")
+    return low, high
+
+
 def datasets(cohort: Any, train_idx: Sequence[int], val_idx: Sequence[int], config: Any) -> tuple[Any, Any]:
     data = dict(getattr(config, "data", {}) or {})
     spec = _spec_from_config(config)
@@ -441,7 +461,7 @@ def datasets(cohort: Any, train_idx: Sequence[int], val_idx: Sequence[int], conf
     train = DiscCupTrainSet(_prepared_list(cohort, train_idx, config), size,
                             samples_per_case=int(data.get("samples_per_case", 8)),
                             p_coarse=float(data.get("p_coarse", 0.35)), p_negative=float(data.get("p_negative", 0.15)),
-                            fine_scale=fine_scale, fine_jitter=fine_jitter)
+                            fine_scale=fine_scale, fine_jitter=fine_jitter, blur_sigma=_blur_sigma(data))
     val = DiscCupEvalSet(_prepared_list(cohort, val_idx, config), size, crop_scale) if len(val_idx) else None
     return train, val
 

@@ -81,11 +81,33 @@ def test_fine_crops_follow_fine_scale(tmp_path):
         assert all(abs(h - 96 / scale) < 0.2 * 96 / scale for h in heights), (scale, heights)
 
 
+def test_blur_sigma_sets_how_out_of_focus_the_training_crops_get():
+    """A one-pixel checkerboard survives the augmentation's light blur but not a blur of sigma 4 px (30 draws: the
+    blur is drawn for 30 % of crops)."""
+    from engine.fundus import train_task as T
+
+    board = np.indices((64, 64)).sum(axis=0) % 2 * 0.6 + 0.2
+    chw = np.repeat(board[None].astype(np.float32), 3, axis=0)
+
+    def least_contrast(sigma: tuple[float, float]) -> float:
+        transforms = T.intensity_transforms(sigma)
+        left = []
+        for seed in range(30):
+            transforms.set_random_state(seed=seed)
+            out = np.asarray(transforms(chw.copy()))[0]
+            left.append(float(np.abs(np.diff(out, axis=1)).mean()))
+        return min(left)
+
+    assert least_contrast((0.3, 0.3)) > 0.3 and least_contrast((4.0, 4.0)) < 0.1
+
+
 @pytest.mark.parametrize("setting, says", [
     ("model.dice=jaccard", "model.dice must be one of nested, classes"),
     ("data.fine_scale=2.0", "data.fine_scale must be [low, high]"),
     ("data.fine_scale=[2.2, 1.8]", "data.fine_scale must be [low, high]"),
     ("data.fine_jitter=0.7", "data.fine_jitter a share of the side"),
+    ("data.blur_sigma=[3.0, 1.0]", "data.blur_sigma must be [low, high]"),
+    ("data.blur_sigma=0", "data.blur_sigma must be [low, high]"),
 ])
 def test_a_bad_fine_crop_or_loss_setting_is_one_error_line(tmp_path, capsys, setting, says):
     from engine.cli import main
