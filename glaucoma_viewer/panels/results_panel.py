@@ -165,8 +165,9 @@ class ModelCardDialog(QtWidgets.QDialog):
             f"<b>Default weights:</b> {'yes (bundled, research use only)' if run.default_weights else 'no'}</p>",
         ]
         card = dict(run.card)
-        for key in ("intended_use", "data", "training_data", "pseudo_labels", "fine_pass", "limitations", "held_out",
-                    "expert_agreement", "evaluation", "metrics"):
+        # what it is for, what it saw and how it did first; the long per-network training records after them
+        for key in ("intended_use", "data", "training_data", "limitations", "held_out", "expert_agreement",
+                    "evaluation", "metrics", "pseudo_labels", "fine_pass"):
             if key == "held_out" and isinstance(card.get(key), list):
                 lines.append("<p><b>Held-out evaluation</b> (data the model never saw):</p>"
                              + held_out_table(card.pop(key)))

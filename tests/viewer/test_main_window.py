@@ -356,8 +356,8 @@ def test_the_disc_cup_model_card_opens_from_the_biomarkers_with_its_held_out_tab
     text = dialogs[0].findChild(QtWidgets.QTextBrowser).toPlainText()
     assert "Held-out evaluation" in text and "drishti" in text and "vCDR bias" in text
     assert "circles" in text and "plain U-Net" in text  # the circles baseline and issue 3's plain U-Net
-    assert "Pseudo labels:" in text and runs[0].card["pseudo_labels"]["labeller"]["sha256"] in text
-    assert "min confidence: 0.85" in text  # nested card fields as readable lists, not JSON
+    assert "Fine pass:" in text and runs[0].card["fine_pass"]["members"][0]["sha256"] in text
+    assert "best epoch:" in text  # nested card fields as readable lists, not JSON
     first = runs[0].card["held_out"][0]["model"]["drishti"]["dice_disc"]
     assert f"{first:.3f}" in text
     assert "Expert agreement:" in text and "expert vcdr loo mae" in text  # the experts' own disagreement
@@ -369,13 +369,15 @@ def test_a_card_with_fine_pass_networks_says_what_they_were_trained_on(qtbot):
     from glaucoma_viewer.state import ModelRun
 
     card = {"data": "60 fundus photos with disc/cup masks from data: odoc100 60", "limitations": ["research use"],
+            "evaluation": ["leave-one-source-out"],
             "fine_pass": {"what": "2 network(s) that draw the final disc and cup masks",
                           "data": "50 fundus photos with disc/cup masks from data: drishti 50",
                           "members": [{"sha256": "ab" * 32, "training": {"seed": 0}}]}}
     dialog = ModelCardDialog(ModelRun("disc_cup", "fundus", {}, card=card))
     qtbot.addWidget(dialog)
     text = dialog.findChild(QtWidgets.QTextBrowser).toPlainText()
-    assert text.index("Data:") < text.index("Fine pass:") < text.index("Limitations:")
+    # the members' long training records come after what the model is for, its data and how it was evaluated
+    assert text.index("Data:") < text.index("Limitations:") < text.index("Evaluation:") < text.index("Fine pass:")
     assert "drishti 50" in text and "Other fields" not in text
 
 
