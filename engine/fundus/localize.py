@@ -242,8 +242,9 @@ def _peaks(score: np.ndarray, mask: np.ndarray, radius: float, k: int) -> list[t
 OUT_OF_FOCUS = 0.3
 """Below this :func:`sharpness` a photo with a field of view is out of focus. The 202 full sample photos measure
 0.36 and up; blurred by a Gaussian of sigma 0.8 % of their field of view's diameter, 195 of them fall below it (at
-most 0.37), and that blur moved the vertical CDR by more than 0.05 on 7 of 80 photos without the analysis's
-confidence dropping (``benchmarks/disc_blur.py``); at 0.4 % (vertical CDR within 0.043) 71 of 202 fall below."""
+most 0.37), and that blur moved the shipped model's vertical CDR by more than 0.05 on 5 of 40 photos without the
+analysis's confidence dropping (``benchmarks/disc_blur.py``); at 0.4 % (vertical CDR within 0.048) 71 of 202 fall
+below."""
 
 
 def sharpness(work: np.ndarray, center: tuple[float, float], radius: float) -> float:
