@@ -14,8 +14,8 @@ Training samples (random every time, :class:`DiscCupTrainSet`) imitate both pass
   learns to say "no disc here", which the analysis uses to reject wrong candidates.
 
 Each crop is rotated (±20°), mirrored left-right (OD <-> OS), slightly stretched, then passed through MONAI
-intensity transforms (gamma, bias field = camera vignetting, blur of sigma ``data.blur_sigma`` px, noise) and per-channel
-colour gains.
+intensity transforms (gamma, bias field = camera vignetting, blur of sigma ``data.blur_sigma`` px, noise) and
+per-channel colour gains.
 
 Loss: MONAI ``DiceLoss`` on the nested (disc, cup) probabilities, batch-wise (``model.dice = "nested"``, shipped),
 or on the three one-hot classes per crop (``"classes"``, MONAI ``DiceCELoss``'s Dice), + cross-entropy on the
