@@ -415,6 +415,15 @@ def _prepared_list(cohort: Any, indices: Sequence[int], config: Any) -> list[Pre
     return [prepared(c, Path(cache) if cache else None) for c in _cases_of(cohort, indices)]
 
 
+def _low_high(value: Any) -> tuple[float, float]:
+    """A setting's ``[low, high]`` as two floats; (nan, nan) when it is not two numbers (so every check fails)."""
+    try:
+        low, high = (float(v) for v in value)
+    except (TypeError, ValueError):
+        return float("nan"), float("nan")
+    return low, high
+
+
 def _fine_crops(data: Mapping[str, Any]) -> tuple[tuple[float, float], float]:
     """``data.fine_scale`` ([low, high] disc diameters) and ``data.fine_jitter`` (share of the side), checked.
 
@@ -424,11 +433,11 @@ def _fine_crops(data: Mapping[str, Any]) -> tuple[tuple[float, float], float]:
     from engine.train.config import ConfigError
 
     scale, jitter = data.get("fine_scale", (1.8, 2.7)), data.get("fine_jitter", 0.08)
+    low, high = _low_high(scale)
     try:
-        low, high = (float(v) for v in scale)
         shift = float(jitter)
     except (TypeError, ValueError):
-        low = high = shift = float("nan")
+        shift = float("nan")
     if not (0 < low <= high and 0 <= shift < 0.5):
         raise ConfigError(f"data.fine_scale must be [low, high] disc diameters (0 < low <= high) and "
                           f"data.fine_jitter a share of the side in [0, 0.5); got {scale!r} and {jitter!r}")
@@ -444,10 +453,7 @@ def _blur_sigma(data: Mapping[str, Any]) -> tuple[float, float]:
     from engine.train.config import ConfigError
 
     sigma = data.get("blur_sigma", (0.3, 1.6))
-    try:
-        low, high = (float(v) for v in sigma)
-    except (TypeError, ValueError):
-        low = high = float("nan")
+    low, high = _low_high(sigma)
     if not 0 < low <= high:
         raise ConfigError(f"data.blur_sigma must be [low, high] px of the crop (0 < low <= high); got {sigma!r}")
     return low, high
