@@ -15,7 +15,7 @@ Training samples (random every time, :class:`DiscCupTrainSet`) imitate both pass
 
 Each crop is rotated (±20°), mirrored left-right (OD <-> OS), slightly stretched, then passed through MONAI
 intensity transforms (gamma, bias field = camera vignetting, blur of sigma ``data.blur_sigma`` px, noise) and
-per-channel colour gains.
+per-channel colour gains; a share ``data.p_grey`` loses its colour (a grey camera or a red-free photo).
 
 Loss: MONAI ``DiceLoss`` on the nested (disc, cup) probabilities, batch-wise (``model.dice = "nested"``, shipped),
 or on the three one-hot classes per crop (``"classes"``, MONAI ``DiceCELoss``'s Dice), + cross-entropy on the
@@ -163,17 +163,31 @@ def intensity_transforms(blur_sigma: Sequence[float] = (0.3, 1.6)) -> Any:
     ])
 
 
-def augment_colour(img: np.ndarray, rng: np.random.Generator, transforms: Any) -> np.ndarray:
-    """Colour / exposure / camera augmentation of a (S, S, 3) uint8 crop; black (outside) stays black."""
+LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+"""ITU-R BT.601 weights of R, G, B: the grey a camera without colour records."""
+
+
+def augment_colour(img: np.ndarray, rng: np.random.Generator, transforms: Any, p_grey: float = 0.0) -> np.ndarray:
+    """Colour / exposure / camera augmentation of a (S, S, 3) uint8 crop; black (outside) stays black.
+
+    ``p_grey``: share of crops turned into a photo without colour, half luma (a grey camera), half the green channel
+    (red-free), repeated over the three channels; those get a global brightness gain only, and their channels stay
+    equal through the intensity transforms (which draw noise and vignetting per channel).
+    """
     valid = img.max(axis=2) > 4
     x = img.astype(np.float32) / 255.0
-    # white balance and exposure: per-channel gains, global brightness
-    gains = rng.uniform(0.75, 1.25, 3) * rng.uniform(0.6, 1.4)
-    x = x * gains[None, None, :]
-    # saturation: blend with grey
-    grey = x.mean(axis=2, keepdims=True)
-    x = grey + (x - grey) * rng.uniform(0.6, 1.3)
-    x = np.clip(x, 0.0, 1.0)
+    no_colour = p_grey > 0 and rng.random() < p_grey
+    if no_colour:
+        grey = x @ LUMA if rng.random() < 0.5 else x[..., 1]
+        x = np.repeat(np.clip(grey * rng.uniform(0.6, 1.4), 0.0, 1.0)[..., None], 3, axis=2)
+    else:
+        # white balance and exposure: per-channel gains, global brightness
+        gains = rng.uniform(0.75, 1.25, 3) * rng.uniform(0.6, 1.4)
+        x = x * gains[None, None, :]
+        # saturation: blend with grey
+        grey = x.mean(axis=2, keepdims=True)
+        x = grey + (x - grey) * rng.uniform(0.6, 1.3)
+        x = np.clip(x, 0.0, 1.0)
     chw = np.ascontiguousarray(x.transpose(2, 0, 1))
     transforms.set_random_state(seed=int(rng.integers(2**31)))
     from monai.data import get_track_meta, set_track_meta
@@ -184,6 +198,8 @@ def augment_colour(img: np.ndarray, rng: np.random.Generator, transforms: Any) -
         chw = np.asarray(transforms(chw), dtype=np.float32)
     finally:
         set_track_meta(tracking)
+    if no_colour:
+        chw = np.repeat(chw.mean(axis=0, keepdims=True), 3, axis=0)
     out = np.clip(chw.transpose(1, 2, 0), 0.0, 1.0) * 255.0
     out[~valid] = 0
     return out.astype(np.uint8)
@@ -197,13 +213,14 @@ class DiscCupTrainSet:
 
     def __init__(self, cases: Sequence[Prepared], size: int, samples_per_case: int = 8,
                  p_coarse: float = 0.35, p_negative: float = 0.15, fine_scale: Sequence[float] = (1.8, 2.7),
-                 fine_jitter: float = 0.08, blur_sigma: Sequence[float] = (0.3, 1.6)) -> None:
+                 fine_jitter: float = 0.08, blur_sigma: Sequence[float] = (0.3, 1.6), p_grey: float = 0.0) -> None:
         self.cases = list(cases)
         self.size = int(size)
         self.samples_per_case = int(samples_per_case)
         self.p_coarse, self.p_negative = p_coarse, p_negative
         self.fine_scale, self.fine_jitter = (float(fine_scale[0]), float(fine_scale[1])), float(fine_jitter)
         self._transforms = intensity_transforms(blur_sigma)
+        self.p_grey = float(p_grey)
 
     def __len__(self) -> int:
         return len(self.cases) * self.samples_per_case
@@ -223,7 +240,7 @@ class DiscCupTrainSet:
             center = (p.center[0] + rng.uniform(-j, j) * side, p.center[1] + rng.uniform(-j, j) * side)
         img, label = render(p, center, side, self.size, angle=rng.uniform(-20, 20), flip=bool(rng.random() < 0.5),
                             stretch=float(np.exp(rng.uniform(-0.1, 0.1))))
-        img = augment_colour(img, rng, self._transforms)
+        img = augment_colour(img, rng, self._transforms, self.p_grey)
         return img, label
 
     def __getitem__(self, index: int) -> dict[str, Any]:
@@ -459,6 +476,24 @@ def _blur_sigma(data: Mapping[str, Any]) -> tuple[float, float]:
     return low, high
 
 
+def _p_grey(data: Mapping[str, Any]) -> float:
+    """``data.p_grey`` (share of crops without colour), checked.
+
+    Raises:
+        engine.train.config.ConfigError: not a share in [0, 1].
+    """
+    from engine.train.config import ConfigError
+
+    value = data.get("p_grey", 0.0)
+    try:
+        share = float(value)
+    except (TypeError, ValueError):
+        share = float("nan")
+    if not 0 <= share <= 1:
+        raise ConfigError(f"data.p_grey must be a share of the crops in [0, 1]; got {value!r}")
+    return share
+
+
 def datasets(cohort: Any, train_idx: Sequence[int], val_idx: Sequence[int], config: Any) -> tuple[Any, Any]:
     data = dict(getattr(config, "data", {}) or {})
     spec = _spec_from_config(config)
@@ -467,7 +502,8 @@ def datasets(cohort: Any, train_idx: Sequence[int], val_idx: Sequence[int], conf
     train = DiscCupTrainSet(_prepared_list(cohort, train_idx, config), size,
                             samples_per_case=int(data.get("samples_per_case", 8)),
                             p_coarse=float(data.get("p_coarse", 0.35)), p_negative=float(data.get("p_negative", 0.15)),
-                            fine_scale=fine_scale, fine_jitter=fine_jitter, blur_sigma=_blur_sigma(data))
+                            fine_scale=fine_scale, fine_jitter=fine_jitter, blur_sigma=_blur_sigma(data),
+                            p_grey=_p_grey(data))
     val = DiscCupEvalSet(_prepared_list(cohort, val_idx, config), size, crop_scale) if len(val_idx) else None
     return train, val
 

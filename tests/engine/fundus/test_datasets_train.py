@@ -101,6 +101,24 @@ def test_blur_sigma_sets_how_out_of_focus_the_training_crops_get():
     assert least_contrast((0.3, 0.3)) > 0.3 and least_contrast((4.0, 4.0)) < 0.1
 
 
+def test_p_grey_sets_the_share_of_crops_without_colour():
+    """``p_grey`` 1: every crop has three equal channels (luma or green), and black outside the field of view stays
+    black; ``p_grey`` 0: the colour augmentation as before (same random draws), colour kept."""
+    from engine.fundus import train_task as T
+
+    rng = np.random.default_rng(0)
+    crop = rng.integers(20, 250, (32, 32, 3)).astype(np.uint8)
+    crop[:4] = 0
+    transforms = T.intensity_transforms()
+    for seed in range(8):
+        grey = T.augment_colour(crop, np.random.default_rng(seed), transforms, p_grey=1.0)
+        assert np.array_equal(grey[..., 0], grey[..., 1]) and np.array_equal(grey[..., 1], grey[..., 2])
+        assert not grey[:4].any() and grey[4:].any()
+        before = T.augment_colour(crop, np.random.default_rng(seed), transforms)
+        assert np.array_equal(T.augment_colour(crop, np.random.default_rng(seed), transforms, p_grey=0.0), before)
+        assert np.abs(before[4:, :, 0].astype(int) - before[4:, :, 1]).mean() > 10
+
+
 @pytest.mark.parametrize("setting, says", [
     ("model.dice=jaccard", "model.dice must be one of nested, classes"),
     ("data.fine_scale=2.0", "data.fine_scale must be [low, high]"),
@@ -108,6 +126,8 @@ def test_blur_sigma_sets_how_out_of_focus_the_training_crops_get():
     ("data.fine_jitter=0.7", "data.fine_jitter a share of the side"),
     ("data.blur_sigma=[3.0, 1.0]", "data.blur_sigma must be [low, high]"),
     ("data.blur_sigma=0", "data.blur_sigma must be [low, high]"),
+    ("data.p_grey=1.5", "data.p_grey must be a share"),
+    ("data.p_grey=grey", "data.p_grey must be a share"),
 ])
 def test_a_bad_fine_crop_or_loss_setting_is_one_error_line(tmp_path, capsys, setting, says):
     from engine.cli import main
