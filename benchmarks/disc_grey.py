@@ -20,15 +20,9 @@ import numpy as np
 
 from disc_blur import sample_photos
 from engine.fundus.analysis import analyse_disc
+from engine.fundus.localize import GREY_KINDS, without_colour
 from engine.fundus.segmenter import load_segmenter
-from engine.fundus.train_task import LUMA
 from engine.io.images import load_image_exam
-
-
-def grey_copies(image: np.ndarray) -> dict[str, np.ndarray]:
-    """(H, W, 3) uint8 RGB -> {"luma": ..., "green": ...}, each (H, W, 3) uint8 with three equal channels."""
-    luma = np.clip(image.astype(np.float32) @ LUMA + 0.5, 0, 255).astype(np.uint8)
-    return {"luma": np.repeat(luma[..., None], 3, axis=2), "green": np.repeat(image[..., 1:2], 3, axis=2)}
 
 
 def dice(a: np.ndarray, b: np.ndarray) -> float:
@@ -49,7 +43,7 @@ def main() -> int:
     rng = np.random.default_rng(0)
     photos = [photos[i] for i in rng.choice(len(photos), min(args.photos, len(photos)), replace=False)]
     seg = load_segmenter(args.weights)
-    kinds = ("luma", "green")
+    kinds = GREY_KINDS
     moved: dict[str, list[float]] = {k: [] for k in kinds}
     overlap: dict[str, list[float]] = {k: [] for k in kinds}
     missed = dict.fromkeys(kinds, 0)
@@ -60,8 +54,8 @@ def main() -> int:
         if not colour.found:
             continue
         measured += 1
-        for kind, grey in grey_copies(image).items():
-            result = analyse_disc(grey, segmenter=seg)
+        for kind in kinds:
+            result = analyse_disc(without_colour(image, kind), segmenter=seg)
             if not result.found:
                 missed[kind] += 1
                 continue

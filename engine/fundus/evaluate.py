@@ -39,6 +39,7 @@ from engine.fundus.biomarkers import rim_to_disc_profile
 from engine.fundus.datasets import DiscCupCase, discover, load_case, sources_in_description
 from engine.fundus.ddls import rim_absent_degrees
 from engine.fundus.ddls import stage as ddls_stage
+from engine.fundus.localize import GREY_KINDS
 
 
 def vertical_ratio(disc: np.ndarray, cup: np.ndarray) -> float:
@@ -66,13 +67,18 @@ def baseline_masks(image: np.ndarray, cup_ratio: float) -> tuple[np.ndarray, np.
 
 
 def evaluate_case(case: DiscCupCase, segmenter: Any = None, baseline_ratio: Optional[float] = None,
-                  calibration: Any = None) -> dict[str, Any]:
+                  calibration: Any = None, grey: Optional[str] = None) -> dict[str, Any]:
     """One photo's metrics (the analysis with ``segmenter`` and, when given, a
-    :class:`engine.fundus.site_calibration.SiteCalibration`; or the baseline when ``baseline_ratio`` is given)."""
+    :class:`engine.fundus.site_calibration.SiteCalibration`; or the baseline when ``baseline_ratio`` is given);
+    ``grey`` ("luma" or "green"): on the photo's copy without colour
+    (:func:`engine.fundus.localize.without_colour`)."""
     from engine.fundus.analysis import analyse_disc
+    from engine.fundus.localize import without_colour
     from engine.fundus.site_calibration import apply_calibration
 
     image, disc, cup = load_case(case)
+    if grey is not None:
+        image = without_colour(image, grey)
     if baseline_ratio is not None:
         return score_masks(case, disc, cup, *baseline_masks(image, baseline_ratio))
     result = apply_calibration(analyse_disc(image, eye=case.eye, segmenter=segmenter), calibration)
@@ -309,6 +315,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     which.add_argument("--compare", type=Path, nargs=2, metavar=("A_JSON", "B_JSON"),
                        help="two evaluation files of the same photos: B - A per photo with a bootstrap interval")
     p.add_argument("--fold", default="holdout", help="with --split: the fold (fold1, fold2, ... or holdout)")
+    p.add_argument("--without-colour", choices=GREY_KINDS,
+                   help="evaluate the photos' copies without colour: luma (a grey camera) or green (red-free)")
     p.add_argument("--out", type=Path, help="write rows and summaries as JSON here")
     args = p.parse_args(argv)
 
@@ -376,11 +384,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     elif seen is None and args.sources:
         print("warning: the checkpoint's card does not say which sources it was trained on: check that it never "
               f"saw {', '.join(args.sources)}", file=sys.stderr)
-    model_rows = [evaluate_case(c, seg) for c in test]
-    base_rows = [evaluate_case(c, baseline_ratio=mean_ratio) for c in test]
+    model_rows = [evaluate_case(c, seg, grey=args.without_colour) for c in test]
+    base_rows = [evaluate_case(c, baseline_ratio=mean_ratio, grey=args.without_colour) for c in test]
     doc = {"checkpoint": [str(c) for c in args.checkpoint] if args.checkpoint else "shipped", "sha256": seg.sha256,
            **({"fine_checkpoint": [str(c) for c in args.fine_checkpoint]} if args.fine_checkpoint else {}),
            "held_out_sources": args.sources or [], "held_out": held_out,
+           **({"without_colour": args.without_colour} if args.without_colour else {}),
            "trained_on": training_data(cards),
            "in_sample_sources": in_sample,
            "baseline": f"localiser + circles, cup ratio {mean_ratio:.3f} (mean of the training photos)",

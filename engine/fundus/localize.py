@@ -92,6 +92,29 @@ def is_monochrome(rgb: np.ndarray, fov: np.ndarray) -> bool:
     return chroma < GREY_CHROMA or float(means[1]) < ONE_CHANNEL * max(float(means[2]), 1e-6)
 
 
+LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+"""ITU-R BT.601 weights of R, G, B: the grey a camera without colour records."""
+GREY_KINDS = ("luma", "green")
+
+
+def without_colour(rgb: np.ndarray, kind: str = "luma") -> np.ndarray:
+    """An (H, W, 3) RGB photo (uint8, or float in [0, 1]) as one without colour: ``"luma"`` (a grey camera) or
+    ``"green"`` (the green channel: a red-free photo), repeated over the three channels; same shape and dtype.
+
+    Raises:
+        ValueError: ``kind`` not in :data:`GREY_KINDS`.
+    """
+    if kind not in GREY_KINDS:
+        raise ValueError(f"kind must be one of {', '.join(GREY_KINDS)}, not {kind!r}")
+    if kind == "green":
+        grey = rgb[..., 1]
+    elif rgb.dtype == np.uint8:
+        grey = np.clip(rgb.astype(np.float32) @ LUMA + 0.5, 0, 255).astype(np.uint8)
+    else:
+        grey = (rgb @ LUMA).astype(rgb.dtype)
+    return np.repeat(grey[..., None], 3, axis=2)
+
+
 def fov_mask(rgb_small: np.ndarray) -> np.ndarray:
     """(H, W) bool field of view of a small (H, W, 3) uint8 photo: non-black, largest component, holes filled."""
     import cv2

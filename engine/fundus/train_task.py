@@ -163,10 +163,6 @@ def intensity_transforms(blur_sigma: Sequence[float] = (0.3, 1.6)) -> Any:
     ])
 
 
-LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
-"""ITU-R BT.601 weights of R, G, B: the grey a camera without colour records."""
-
-
 def augment_colour(img: np.ndarray, rng: np.random.Generator, transforms: Any, p_grey: float = 0.0) -> np.ndarray:
     """Colour / exposure / camera augmentation of a (S, S, 3) uint8 crop; black (outside) stays black.
 
@@ -178,8 +174,9 @@ def augment_colour(img: np.ndarray, rng: np.random.Generator, transforms: Any, p
     x = img.astype(np.float32) / 255.0
     no_colour = p_grey > 0 and rng.random() < p_grey
     if no_colour:
-        grey = x @ LUMA if rng.random() < 0.5 else x[..., 1]
-        x = np.repeat(np.clip(grey * rng.uniform(0.6, 1.4), 0.0, 1.0)[..., None], 3, axis=2)
+        from engine.fundus.localize import without_colour
+
+        x = np.clip(without_colour(x, "luma" if rng.random() < 0.5 else "green") * rng.uniform(0.6, 1.4), 0.0, 1.0)
     else:
         # white balance and exposure: per-channel gains, global brightness
         gains = rng.uniform(0.75, 1.25, 3) * rng.uniform(0.6, 1.4)

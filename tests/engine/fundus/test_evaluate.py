@@ -51,6 +51,34 @@ def test_evaluate_case_and_summary(tmp_path, oracle):
     assert np.isnan(summarise([old])["all"]["rim_min_mae"]) and np.isnan(summarise([old])["all"]["ddls_within1"])
 
 
+def test_evaluate_case_on_the_photo_without_colour(tmp_path):
+    """``grey``: the segmenter sees the photo's grey copy (three equal channels), scored against the same masks."""
+    import cv2
+
+    from engine.fundus import label_mask
+    from engine.fundus.datasets import DiscCupCase
+    from fundus_helpers import ColourOracle
+
+    class Recording(ColourOracle):
+        def __init__(self) -> None:
+            super().__init__()
+            self.seen: list[np.ndarray] = []
+
+        def predict(self, crops: np.ndarray) -> np.ndarray:
+            self.seen.append(np.asarray(crops))
+            return super().predict(crops)
+
+    f = synthetic_fundus((400, 400), cdr=0.6, seed=2)
+    cv2.imwrite(str(tmp_path / "a.png"), f.image[:, :, ::-1])
+    cv2.imwrite(str(tmp_path / "m.png"), label_mask(f.disc_mask, f.cup_mask))
+    case = DiscCupCase("x/a", "x", tmp_path / "a.png", (tmp_path / "m.png",), "gamma")
+    colour, grey = Recording(), Recording()
+    assert evaluate_case(case, colour)["found"] and not all(np.array_equal(c[..., 0], c[..., 1]) for c in colour.seen)
+    row = evaluate_case(case, grey, grey="green")
+    assert grey.seen and all(np.array_equal(c[..., 0], c[..., 1]) for c in grey.seen)
+    assert not row["found"] or row["dice_disc"] < 0.9  # the colour oracle cannot read a grey disc
+
+
 def test_ddls_error_compares_average_disc_stages():
     from engine.fundus.evaluate import rim_errors
 

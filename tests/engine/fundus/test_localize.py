@@ -58,3 +58,22 @@ def test_a_blurred_photo_is_said_to_be_out_of_focus_but_not_a_crop(shape):
     a, b = locate_disc(sharp), locate_disc(blurred)
     assert a.sharpness > OUT_OF_FOCUS > b.sharpness and not out_of_focus(a) and out_of_focus(b)
     assert not out_of_focus(dataclasses.replace(b, fov_fraction=1.0))  # a crop without black border is not judged
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32])
+def test_without_colour_makes_the_grey_a_camera_without_colour_records(dtype):
+    from engine.fundus.localize import is_monochrome, without_colour
+
+    f = synthetic_fundus((120, 160), cdr=0.5, seed=1)
+    rgb = f.image if dtype == np.uint8 else f.image.astype(np.float32) / 255
+    fov = f.image.max(axis=2) > 10
+    for kind in ("luma", "green"):
+        grey = without_colour(rgb, kind)
+        assert grey.shape == rgb.shape and grey.dtype == rgb.dtype
+        assert np.array_equal(grey[..., 0], grey[..., 2]) and np.array_equal(grey[..., 1], grey[..., 2])
+        assert is_monochrome((grey * (255 if dtype == np.float32 else 1)).astype(np.uint8), fov)
+    assert np.array_equal(without_colour(rgb, "green")[..., 0], rgb[..., 1])
+    pixel = np.array([[[200, 100, 50]]], dtype=np.uint8)
+    assert int(without_colour(pixel)[0, 0, 0]) == round(0.299 * 200 + 0.587 * 100 + 0.114 * 50)
+    with pytest.raises(ValueError, match="luma, green"):
+        without_colour(rgb, "red")
