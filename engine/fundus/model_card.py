@@ -9,7 +9,8 @@ evaluated sources (leave-one-source-out); their per-source summaries (model and 
 ``held_out`` block as measured. ``--reference-baseline`` files (same rows, written by another method trained
 without the same sources: issue 3's plain two-stage U-Net, ``benchmarks/disc_cup_plain_baseline.py``) join the
 block of the same held-out sources as ``reference_baseline``; with ``--card`` instead of ``--checkpoint`` they are
-added to an existing card in place (the weights and their SHA-256 are untouched). The weights and spec are
+added to an existing card in place (the weights and their SHA-256 are untouched); ``--reference-from OLD.card.json``
+carries the reference baselines of the model a new one replaces (same held-out blocks). The weights and spec are
 copied unchanged (several ``--checkpoint`` files of one recipe are stored as one averaging model,
 :func:`engine.fundus.segmenter.combine_members`, with each member's training record in ``members``;
 ``--fine-checkpoint`` files join as the fine-pass networks, :func:`engine.fundus.segmenter.attach_fine`, with what
@@ -24,6 +25,14 @@ import json
 import sys
 from pathlib import Path
 from typing import Any, Optional, Sequence
+
+
+def _count(checkpoints: Any) -> int:
+    """How many networks an evaluation file's ``checkpoint`` / ``fine_checkpoint`` field names (0: none; 1: the
+    shipped model or one file)."""
+    if not checkpoints:
+        return 0
+    return len(checkpoints) if isinstance(checkpoints, list) else 1
 
 
 def held_out_block(paths: Sequence[Path]) -> list[dict[str, Any]]:
@@ -48,6 +57,7 @@ def held_out_block(paths: Sequence[Path]) -> list[dict[str, Any]]:
                 "held_out": doc.get("held_out", f"sources {doc['held_out_sources']}"),
                 "trained_on": doc.get("trained_on", ""),
                 "evaluated_checkpoint_sha256": doc["sha256"],
+                "networks": _count(doc.get("checkpoint")), "fine_networks": _count(doc.get("fine_checkpoint")),
                 "model": summarise(doc["rows"]) if doc.get("rows") else dict(doc["model"]),
                 "baseline": doc["baseline"],
                 "baseline_metrics": (summarise(doc["baseline_rows"]) if doc.get("baseline_rows")
@@ -84,6 +94,44 @@ def attach_reference_baselines(blocks: list[dict[str, Any]], paths: Sequence[Pat
         block["reference_baseline"] = {"label": label, "what": doc.get("baseline", ""),
                                        "trained_on": doc.get("trained_on", ""), "training": doc.get("training", {}),
                                        "metrics": summarise(doc["rows"])}
+
+
+def reference_baselines_of(card_file: Path) -> list[dict[str, Any]]:
+    """The held-out blocks' ``reference_baseline`` entries of an existing ``NAME.card.json``, each as
+    ``{"held_out_sources": [...], "reference_baseline": {...}}`` (a reference method's figures do not depend on
+    the model the card describes, so a new model of the same held-out blocks can carry them).
+
+    Raises:
+        ValueError: the card cannot be read or has no reference baseline.
+    """
+    try:
+        card = json.loads(Path(card_file).read_text(encoding="utf-8"))
+        found = [{"held_out_sources": sorted(b.get("held_out_sources") or []),
+                  "reference_baseline": b["reference_baseline"]}
+                 for b in card["held_out"] if isinstance(b, dict) and "reference_baseline" in b]
+    except (OSError, ValueError) as err:
+        raise ValueError(f"{card_file}: cannot read it ({err})") from None
+    except (KeyError, TypeError):
+        found = []
+    if not found:
+        raise ValueError(f"{card_file}: no held-out block with a reference baseline")
+    return found
+
+
+def carry_reference_baselines(blocks: list[dict[str, Any]], carried: Sequence[dict[str, Any]]) -> None:
+    """Put each carried reference baseline (:func:`reference_baselines_of`) into the block of the same held-out
+    sources (in place).
+
+    Raises:
+        ValueError: a reference baseline's sources are held out by no block.
+    """
+    for entry in carried:
+        block = next((b for b in blocks if sorted(b.get("held_out_sources") or []) == entry["held_out_sources"]),
+                     None)
+        if block is None:
+            raise ValueError(f"no held-out block of the sources {', '.join(entry['held_out_sources'])} for the "
+                             "carried reference baseline")
+        block["reference_baseline"] = dict(entry["reference_baseline"])
 
 
 def update_card(card_file: Path, reference_baselines: Sequence[Path], label: str = "reference") -> None:
@@ -129,6 +177,15 @@ def expert_agreement_block(path: Path) -> dict[str, Any]:
     return block
 
 
+def _counted(blocks: Sequence[dict[str, Any]], key: str, noun: str) -> str:
+    """How many networks the blocks' evaluations averaged, in words: "5 such networks", "3 to 5 such networks", or
+    "such networks" when an evaluation file did not say."""
+    counts = sorted({int(b.get(key, 0)) for b in blocks})
+    if not counts or counts[0] == 0:
+        return f"such {noun}"
+    return f"{counts[0]}{'' if len(counts) == 1 else f' to {counts[-1]}'} such {noun}"
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     p = argparse.ArgumentParser(prog="python -m engine.fundus.model_card", description=__doc__.split("\n\n")[0])
     what = p.add_mutually_exclusive_group(required=True)
@@ -143,6 +200,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--reference-baseline", type=Path, nargs="+", default=[],
                    help="evaluation files of a reference method trained without the same held-out sources")
     p.add_argument("--reference-label", default="reference", help="the reference method's short name in tables")
+    p.add_argument("--reference-from", type=Path,
+                   help="an existing NAME.card.json whose held-out blocks' reference baselines join the blocks of "
+                        "the same sources (the model it describes is not used)")
     p.add_argument("--out", type=Path)
     p.add_argument("--note", action="append", default=[], help="extra line for the card's evaluation notes")
     p.add_argument("--expert-agreement", type=Path,
@@ -180,6 +240,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                                 "what": "crop-level validation of the training run's own small hold-out split"}
     try:
         card["held_out"] = held_out_block(args.held_out)
+        if args.reference_from:
+            carry_reference_baselines(card["held_out"], reference_baselines_of(args.reference_from))
         attach_reference_baselines(card["held_out"], args.reference_baseline, args.reference_label)
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
@@ -210,11 +272,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         "sources only (python -m engine train disc-cup --set 'data.sources=[...]'); the shipped weights were then "
         "trained on every source (all photos but the training run's small hold-out).",
         *([f"The shipped model is the mean of the probabilities of {len(ckpts)} networks trained with the same "
-           "recipe and different seeds (--set seed=0..); every held-out figure is for such a mean of networks "
-           "that never saw the held-out block."] if len(ckpts) > 1 else []),
+           "recipe and different seeds (--set seed=0..); every held-out figure is for a mean of "
+           f"{_counted(card['held_out'], 'networks', 'networks')} that never saw the held-out block."]
+          if len(ckpts) > 1 else []),
         *([f"The final disc and cup masks are drawn by {len(fine)} fine-pass network(s) (fine_pass) on crops centred "
            "on the disc the networks above found; every held-out figure is for both sets trained without the "
-           "held-out block."] if fine else []),
+           f"held-out block (a mean of {_counted(card['held_out'], 'fine_networks', 'fine-pass networks')})."]
+          if fine else []),
         *args.note,
     ]
     digest = save_checkpoint(args.out, spec, state, card)

@@ -161,6 +161,17 @@ def test_reference_baselines_join_the_held_out_block_of_their_sources(tmp_path):
     assert main(["--card", str(card_file), "--reference-baseline", str(evaluation("pr.json", ["refuge"], 0.7))]) == 1
     assert card_file.read_text() == before  # no block holds out refuge: nothing written
 
+    # a new model of the same held-out blocks carries the reference baselines of the card it replaces
+    newer = tmp_path / "newer" / "disc_cup.pt"
+    assert main(["--checkpoint", str(tmp_path / "best.pt"), "--held-out", *held, "--out", str(newer),
+                 "--reference-from", str(card_file)]) == 0
+    carried = load_checkpoint(newer, expected_task="disc-cup").card["held_out"]
+    assert [b["reference_baseline"] for b in carried] == [b["reference_baseline"] for b in card["held_out"]]
+    assert main(["--checkpoint", str(tmp_path / "best.pt"), "--held-out", held[0], "--out", str(newer),
+                 "--reference-from", str(card_file)]) == 1  # odoc100's baseline has no block: one error line
+    assert main(["--checkpoint", str(tmp_path / "best.pt"), "--held-out", *held, "--out", str(newer),
+                 "--reference-from", str(tmp_path / "best.pt")]) == 1  # not a card
+
 
 def test_members_average_their_probabilities_and_ship_as_one_checkpoint(tmp_path):
     import torch
@@ -190,6 +201,12 @@ def test_members_average_their_probabilities_and_ship_as_one_checkpoint(tmp_path
     assert main(["--checkpoint", *map(str, paths), "--held-out", str(tmp_path / "e.json"), "--out", str(out)]) == 0
     card = load_checkpoint(out, expected_task="disc-cup").card
     assert [m["training"]["seed"] for m in card["members"]] == [0, 1, 2]
+    assert card["held_out"][0]["networks"] == 0 and "a mean of such networks" in card["evaluation"][2]  # not said
+    doc = json.loads((tmp_path / "e.json").read_text())
+    (tmp_path / "e.json").write_text(json.dumps({**doc, "checkpoint": ["a.pt", "b.pt"]}))
+    assert main(["--checkpoint", *map(str, paths), "--held-out", str(tmp_path / "e.json"), "--out", str(out)]) == 0
+    card = load_checkpoint(out, expected_task="disc-cup").card
+    assert card["held_out"][0]["networks"] == 2 and "a mean of 2 such networks" in card["evaluation"][2]
     np.testing.assert_allclose(load_segmenter(out).predict(crops), mean.predict(crops), atol=1e-6)
 
     other = default_spec(size=48, channels=(4, 8), num_res_units=0)
