@@ -70,12 +70,21 @@ RIVAL_MESSAGE = "check the disc outline: another region of the photo also looked
 atrophy beside the disc): the mask may be on the wrong one. Measured: the shipped model says it on 1 of the 202
 sample photos (G1020-128, a bright macular lesion; it kept the disc); the photo-level 5-fold networks on 2 of 120
 (G1020-128 again, and REFUGE1-val-351, where one network kept a patch of atrophy beside the disc)."""
-MONOCHROME_NOTE = "a photo without colour (red-free or grey): the network was trained on colour photos only"
+NO_COLOUR = "a photo without colour (red-free or grey)"
+"""How every message about a grey or one-channel photo begins."""
+MONOCHROME_NOTE = f"{NO_COLOUR}: the network was trained on colour photos only"
 """Why a disc may not be found on a grey or one-channel photo (added to the not-found message)."""
 MONOCHROME_MESSAGE = f"{MONOCHROME_NOTE}; check the disc outline"
-"""Said of a disc found on a grey or one-channel photo (:func:`engine.fundus.localize.is_monochrome`): on 21 sample
-photos turned grey the vertical ratio moved 0.146 on average from the colour photo's (0.157 for their green
-channel), so the result must not look as sure as on colour."""
+"""Said of a disc found on a grey or one-channel photo (:func:`engine.fundus.localize.is_monochrome`): on grey copies
+of 40 sample photos the shipped model missed 6 discs, outlined 5 elsewhere and moved the vertical ratio 0.089 on
+average from the colour photo's (green channel: 12, 9, 0.121; ``benchmarks/disc_grey.py``), so the result must not
+look as sure as on colour."""
+GREY_MODEL_NOTE = f"{NO_COLOUR}: looked at by networks trained with grey copies of colour photos"
+"""Why a disc may not be found on a photo without colour by a model's networks for such photos."""
+GREY_MODEL_MESSAGE = f"{GREY_MODEL_NOTE}; check the disc outline"
+"""Said of a disc found on a photo without colour by a model's networks for such photos
+(:func:`engine.fundus.segmenter.attach_grey`): held out, they come closer to the experts on red-free copies than the
+colour networks do, but were trained on grey copies of colour photos, not on photos of grey or red-free cameras."""
 FOCUS_MESSAGE = "out of focus: the cup outline may be off; check it"
 """Said of a disc found on a photo that :func:`engine.fundus.localize.out_of_focus` calls so: blur moves the
 cup outline without lowering the confidence (``benchmarks/disc_blur.py``)."""
@@ -367,10 +376,13 @@ def measure(disc: np.ndarray, cup: np.ndarray, eye: str, spacing: Optional[Spaci
 
 
 def _not_found(message: str, loc: Optional[DiscLocation], sha: str, timings: dict[str, float],
-               card: dict[str, Any], placed_at: Optional[tuple[float, float]] = None) -> DiscAnalysis:
+               card: dict[str, Any], placed_at: Optional[tuple[float, float]] = None,
+               colour_only: bool = True) -> DiscAnalysis:
+    """A result without a disc; on a photo without colour the message says so (``colour_only``: and that the networks
+    that looked saw colour photos only)."""
     centre = placed_at or (None if loc is None else loc.center)
     if loc is not None and loc.monochrome:
-        message = f"{message}; {MONOCHROME_NOTE}"
+        message = f"{message}; {MONOCHROME_NOTE if colour_only else GREY_MODEL_NOTE}"
     return DiscAnalysis(False, 0.0 if loc is None else float(loc.confidence) * 0.5, message, centre,
                         localisation=loc, weights_sha256=sha, timings=timings, model_card=card, placed_at=placed_at)
 
@@ -412,7 +424,8 @@ def analyse_disc(
             given, say in the message when the disc's side shows the other eye.
         segmenter: an object with ``size``, ``crop_scale``, ``sha256`` and ``predict((B, S, S, 3) uint8) ->
             (B, 3, S, S)`` probabilities; default: :func:`engine.fundus.segmenter.load_segmenter` (``weights``
-            path or the shipped ``resources/models/disc_cup.pt``). When it has ``fine`` networks (such an object
+            path or the shipped ``resources/models/disc_cup.pt``). When it has a ``grey`` model (such an object too),
+            that one does all of the below on a photo without colour. When it has ``fine`` networks (such an object
             too), they draw the final masks with two passes centred on the disc found (their certainty is the
             confidence's); where they are not confident or see a disc of another size (outside
             :data:`SIZE_RANGE` x the found one), the finding networks' masks stay.
@@ -449,6 +462,9 @@ def analyse_disc(
     timings["load"] = t - t0
     loc = locate_disc(image)
     timings["localise"] = time.perf_counter() - t
+    grey_model = getattr(segmenter, "grey", None) if loc.monochrome else None
+    if grey_model is not None:  # a photo without colour: the networks trained for one
+        segmenter = grey_model
     expected = 2.0 * loc.radius_px
 
     # coarse pass: which candidate holds a disc?
@@ -480,7 +496,8 @@ def analyse_disc(
         if fine is None:
             timings["fine"] = time.perf_counter() - t
             return _not_found(f"optic disc not found at the place given (x {placed_at[1]:.0f}, y {placed_at[0]:.0f} "
-                              "px): the segmenter saw no whole disc there", loc, sha, timings, card, placed_at)
+                              "px): the segmenter saw no whole disc there", loc, sha, timings, card, placed_at,
+                              colour_only=grey_model is None)
     if placed_at is None and fine is None:
         # no candidate holds a disc (a disc cut by the edge of the field of view, bright lesions ...): the
         # network scans the whole field of view in overlapping coarse crops
@@ -491,7 +508,7 @@ def analyse_disc(
     if fine is None:
         return _not_found("optic disc not found: no region of the photo looked like a whole disc to the "
                           "segmenter (a disc cut by the edge of the field of view is not measured)",
-                          loc, sha, timings, card)
+                          loc, sha, timings, card, colour_only=grey_model is None)
     box, disc, cup, certainty = fine
     refine = getattr(segmenter, "fine", None)
     if refine is not None:  # the fine-pass networks draw the masks, centred on the disc found
@@ -509,7 +526,7 @@ def analyse_disc(
     disc_img, cup_img = masks_on_photo(disc, cup, box, image.shape[:2])
     if not disc_img.any():
         return _not_found("optic disc not found: the disc mask is empty at the photo's resolution", loc, sha,
-                          timings, card, placed_at)
+                          timings, card, placed_at, colour_only=grey_model is None)
     rows = np.flatnonzero(disc_img.any(axis=1))
     cols = np.flatnonzero(disc_img.any(axis=0))
     found_centre = ((rows[0] + rows[-1] + 1) / 2.0, (cols[0] + cols[-1] + 1) / 2.0)
@@ -524,7 +541,7 @@ def analyse_disc(
     if rival and not message:
         message = RIVAL_MESSAGE
     if loc.monochrome:
-        message = MONOCHROME_MESSAGE
+        message = MONOCHROME_MESSAGE if grey_model is None else GREY_MODEL_MESSAGE
     focus = FOCUS_MESSAGE if out_of_focus(loc) else ""
     message = "; ".join(m for m in (message, focus, eye_conflict(eye, side)) if m)
     check(cancel)

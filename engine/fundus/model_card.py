@@ -58,6 +58,7 @@ def held_out_block(paths: Sequence[Path]) -> list[dict[str, Any]]:
                 "trained_on": doc.get("trained_on", ""),
                 "evaluated_checkpoint_sha256": doc["sha256"],
                 "networks": _count(doc.get("checkpoint")), "fine_networks": _count(doc.get("fine_checkpoint")),
+                **({"without_colour": doc["without_colour"]} if doc.get("without_colour") else {}),
                 "model": summarise(doc["rows"]) if doc.get("rows") else dict(doc["model"]),
                 "baseline": doc["baseline"],
                 "baseline_metrics": (summarise(doc["baseline_rows"]) if doc.get("baseline_rows")
@@ -177,6 +178,11 @@ def expert_agreement_block(path: Path) -> dict[str, Any]:
     return block
 
 
+def _p_grey(card: dict[str, Any]) -> Any:
+    """The ``data.p_grey`` a network's training ran with ("?" when its card does not say)."""
+    return ((card.get("training") or {}).get("config") or {}).get("data", {}).get("p_grey", "?")
+
+
 def _counted(blocks: Sequence[dict[str, Any]], key: str, noun: str) -> str:
     """How many networks the blocks' evaluations averaged, in words: "5 such networks", "3 to 5 such networks", or
     "such networks" when an evaluation file did not say."""
@@ -197,6 +203,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     what.add_argument("--card", type=Path,
                       help="an existing NAME.card.json to add --reference-baseline files to (in place)")
     p.add_argument("--held-out", type=Path, nargs="+", help="engine.fundus.evaluate JSON files")
+    p.add_argument("--grey-checkpoint", type=Path, nargs="+", default=[],
+                   help="with --checkpoint: the networks that find the disc on photos without colour (trained with "
+                        "data.p_grey); several = their mean")
+    p.add_argument("--grey-fine-checkpoint", type=Path, nargs="+", default=[],
+                   help="with --grey-checkpoint: their fine-pass networks")
+    p.add_argument("--grey-held-out", type=Path, nargs="+", default=[],
+                   help="with --grey-checkpoint: engine.fundus.evaluate --without-colour files of such networks "
+                        "trained without the evaluated sources")
     p.add_argument("--reference-baseline", type=Path, nargs="+", default=[],
                    help="evaluation files of a reference method trained without the same held-out sources")
     p.add_argument("--reference-label", default="reference", help="the reference method's short name in tables")
@@ -221,14 +235,18 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 0
     if not args.held_out or args.out is None:
         p.error("--checkpoint needs --held-out and --out")
+    if bool(args.grey_checkpoint) != bool(args.grey_held_out):
+        p.error("--grey-checkpoint and --grey-held-out go together")
 
-    from engine.fundus.segmenter import FINE_PASS, combine_checkpoints, training_data
+    from engine.fundus.segmenter import FINE_PASS, GREY_NETWORKS, combine_checkpoints, training_data
     from engine.models.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 
     try:
         ckpts = [load_checkpoint(path, expected_task="disc-cup") for path in args.checkpoint]
         fine = [load_checkpoint(path, expected_task="disc-cup") for path in args.fine_checkpoint]
-        spec, state = combine_checkpoints(ckpts, fine)
+        grey = [load_checkpoint(path, expected_task="disc-cup") for path in args.grey_checkpoint]
+        grey_fine = [load_checkpoint(path, expected_task="disc-cup") for path in args.grey_fine_checkpoint]
+        spec, state = combine_checkpoints(ckpts, fine, grey, grey_fine)
     except (CheckpointError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
@@ -246,6 +264,25 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
+    if grey:
+        try:
+            grey_held_out = held_out_block(args.grey_held_out)
+        except ValueError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 1
+        if not all(b.get("without_colour") for b in grey_held_out):
+            print("error: --grey-held-out takes evaluations of photos without colour (evaluate --without-colour)",
+                  file=sys.stderr)
+            return 1
+        card[GREY_NETWORKS] = {
+            "what": f"{len(grey)} finding and {len(grey_fine)} fine-pass network(s) used in place of the networks "
+                    "above on a photo without colour (engine.fundus.localize.is_monochrome), trained with "
+                    f"data.p_grey = {_p_grey(grey[0].card)} (that share of training crops turned grey: luma or the "
+                    "green channel)",
+            "data": training_data([c.card for c in grey + grey_fine]),
+            "held_out": grey_held_out,
+            "members": [{"sha256": c.sha256, "training": c.card.get("training", {})} for c in grey + grey_fine],
+        }
     if args.expert_agreement:
         try:
             card["expert_agreement"] = expert_agreement_block(args.expert_agreement)

@@ -129,11 +129,11 @@ def summary_line(results: Sequence[dict[str, Any]]) -> str:
     """One stderr line for a batch: photos measured, not found and unreadable, how many discs found carry each
     message of :func:`engine.fundus.analysis.analyse_disc` that asks for a check, and how many eyes were inferred
     from the disc's side."""
-    from engine.fundus.analysis import FOCUS_MESSAGE, LOW_CONFIDENCE_MESSAGE, MONOCHROME_MESSAGE, RIVAL_MESSAGE
+    from engine.fundus.analysis import FOCUS_MESSAGE, LOW_CONFIDENCE_MESSAGE, NO_COLOUR, RIVAL_MESSAGE
     from engine.fundus.laterality import CHECK_THE_EYE
 
     flags = (("low confidence", LOW_CONFIDENCE_MESSAGE), ("another disc-like region", RIVAL_MESSAGE),
-             ("no colour", MONOCHROME_MESSAGE), ("out of focus", FOCUS_MESSAGE), ("eye to check", CHECK_THE_EYE))
+             ("no colour", NO_COLOUR), ("out of focus", FOCUS_MESSAGE), ("eye to check", CHECK_THE_EYE))
     ok = [r for r in results if r.get("status") == "ok"]
     line = (f"segmented {len(ok)} of {len(results)} photo(s): "
             f"{sum(r.get('status') == 'not_found' for r in results)} without a disc found, "

@@ -14,7 +14,10 @@ Checkpoints use :mod:`engine.models.checkpoint` with ``spec = {"task": "disc-cup
 holds K networks of that architecture trained separately (:func:`combine_members`); the segmenter averages
 their probabilities. A spec with ``"fine": {...}`` (a spec of its own, weights under ``fine.*``) also holds
 fine-pass networks (:func:`attach_fine`): the analysis finds the disc with the first networks and draws the final
-disc and cup masks with these (networks trained on disc-centred crops only).
+disc and cup masks with these (networks trained on disc-centred crops only). A spec with ``"grey": {...}``
+(weights under ``grey.*``, fine-pass networks of its own allowed) holds a second model for photos without colour
+(:func:`attach_grey`): the analysis uses it in place of the first on a grey or red-free photo
+(:func:`engine.fundus.localize.is_monochrome`).
 """
 
 from __future__ import annotations
@@ -33,6 +36,10 @@ FINE = "fine"
 """The spec key (and weight prefix ``fine.``) of a checkpoint's fine-pass networks."""
 FINE_PASS = "fine_pass"
 """The card key of what the fine-pass networks were trained on (``data``, ``pseudo_labels``, ``members``)."""
+GREY = "grey"
+"""The spec key (and weight prefix ``grey.``) of a checkpoint's model for photos without colour."""
+GREY_NETWORKS = "grey_networks"
+"""The card key of what the networks for photos without colour were trained on and how they did held out."""
 NORMALISATION = "per-crop, per-channel z-score over non-black pixels"
 
 
@@ -88,7 +95,7 @@ def combine_members(specs: list[Mapping[str, Any]], state_dicts: list[Mapping[st
     """
     base = dict(specs[0])
     for spec in specs:
-        if int(spec.get("members", 1)) != 1 or FINE in spec:
+        if int(spec.get("members", 1)) != 1 or FINE in spec or GREY in spec:
             raise ValueError("a checkpoint that already combines several networks cannot be a member")
         if spec != specs[0]:
             raise ValueError("the checkpoints have different architectures or inputs; they cannot be averaged")
@@ -110,6 +117,19 @@ def attach_fine(spec: Mapping[str, Any], state: Mapping[str, Any], fine_spec: Ma
     if FINE in spec or FINE in fine_spec:
         raise ValueError("a checkpoint that already has fine-pass networks cannot take others")
     return {**spec, FINE: dict(fine_spec)}, {**state, **{f"{FINE}.{k}": v for k, v in fine_state.items()}}
+
+
+def attach_grey(spec: Mapping[str, Any], state: Mapping[str, Any], grey_spec: Mapping[str, Any],
+                grey_state: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A model's spec and state dict with ``grey_spec`` / ``grey_state`` (a model of its own, with or without
+    fine-pass networks) as its model for photos without colour, stored under :data:`GREY`.
+
+    Raises:
+        ValueError: either side already has a model for photos without colour.
+    """
+    if GREY in spec or GREY in grey_spec:
+        raise ValueError("a checkpoint that already has networks for photos without colour cannot take others")
+    return {**spec, GREY: dict(grey_spec)}, {**state, **{f"{GREY}.{k}": v for k, v in grey_state.items()}}
 
 
 def normalise_crops(crops: np.ndarray) -> np.ndarray:
@@ -136,7 +156,8 @@ def normalise_crops(crops: np.ndarray) -> np.ndarray:
 @dataclass
 class Segmenter:
     """A loaded disc/cup network with its spec and card. Thread-safe ``predict`` (one call at a time).
-    ``fine``: the networks that draw the final masks (:func:`attach_fine`), or None (these networks do)."""
+    ``fine``: the networks that draw the final masks (:func:`attach_fine`), or None (these networks do); ``grey``:
+    the model the analysis uses on photos without colour (:func:`attach_grey`), or None (this one)."""
 
     module: Any
     spec: dict[str, Any]
@@ -144,6 +165,7 @@ class Segmenter:
     device: Any = "cpu"
     sha256: str = ""
     fine: Optional["Segmenter"] = None
+    grey: Optional["Segmenter"] = None
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -191,32 +213,41 @@ def default_weights_path() -> Path:
 
 def _segmenter(spec: Mapping[str, Any], state: Mapping[str, Any], card: dict[str, Any], sha256: str,
                device: str) -> Segmenter:
-    """A :class:`Segmenter` from a checkpoint's spec and weights (with its fine-pass networks), on ``device``."""
+    """A :class:`Segmenter` from a checkpoint's spec and weights (with its fine-pass networks and its model for
+    photos without colour), on ``device``."""
     import torch
 
-    own = {k: v for k, v in spec.items() if k != FINE}
-    prefix = FINE + "."
+    own = {k: v for k, v in spec.items() if k not in (FINE, GREY)}
     module = build_network(own)
-    module.load_state_dict({k: v for k, v in state.items() if not k.startswith(prefix)})
+    module.load_state_dict({k: v for k, v in state.items() if not k.startswith((FINE + ".", GREY + "."))})
     dev = torch.device(device)
     module.to(dev)
-    fine = None
-    if FINE in spec:
-        fine_state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
-        fine = _segmenter(spec[FINE], fine_state, card, sha256, device)
-    return Segmenter(module, own, card, dev, sha256, fine)
+    parts = {}
+    for key in (FINE, GREY):
+        if key in spec:
+            prefix = key + "."
+            part_state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+            parts[key] = _segmenter(spec[key], part_state, card, sha256, device)
+    return Segmenter(module, own, card, dev, sha256, parts.get(FINE), parts.get(GREY))
 
 
-def combine_checkpoints(ckpts: Sequence[Any], fine: Sequence[Any] = ()) -> tuple[dict[str, Any], dict[str, Any]]:
+def combine_checkpoints(ckpts: Sequence[Any], fine: Sequence[Any] = (), grey: Sequence[Any] = (),
+                        grey_fine: Sequence[Any] = ()) -> tuple[dict[str, Any], dict[str, Any]]:
     """Loaded single-network checkpoints (:class:`engine.models.checkpoint.Checkpoint`) -> the spec and state dict of
-    their mean (:func:`combine_members`), with the ``fine`` checkpoints' mean as its fine-pass networks when given.
+    their mean (:func:`combine_members`), with the ``fine`` checkpoints' mean as its fine-pass networks when given,
+    and the ``grey`` checkpoints (with ``grey_fine`` as theirs) as its model for photos without colour.
 
     Raises:
-        ValueError: as :func:`combine_members` and :func:`attach_fine`.
+        ValueError: as :func:`combine_members`, :func:`attach_fine` and :func:`attach_grey`; ``grey_fine`` without
+            ``grey``.
     """
     spec, state = combine_members([c.spec for c in ckpts], [c.state_dict for c in ckpts])
     if fine:
         spec, state = attach_fine(spec, state, *combine_members([c.spec for c in fine], [c.state_dict for c in fine]))
+    if grey_fine and not grey:
+        raise ValueError("fine-pass networks for photos without colour need their finding networks")
+    if grey:
+        spec, state = attach_grey(spec, state, *combine_checkpoints(grey, grey_fine))
     return spec, state
 
 
@@ -274,8 +305,8 @@ def training_data(cards: Sequence[Mapping[str, Any]], with_labellers: bool = Fal
     if with_labellers:
         lines += [line for c in cards if c.get("pseudo_labels")
                   for line in str((c["pseudo_labels"].get("labeller") or {}).get("trained_on", "")).split("; ")]
-    lines += [line for c in cards if c.get(FINE_PASS)
-              for line in training_data([c[FINE_PASS]], with_labellers).split("; ")]
+    lines += [line for c in cards for key in (FINE_PASS, GREY_NETWORKS) if c.get(key)
+              for line in training_data([c[key]], with_labellers).split("; ")]
     return "; ".join(dict.fromkeys(lines))
 
 

@@ -167,10 +167,15 @@ class ModelCardDialog(QtWidgets.QDialog):
         card = dict(run.card)
         # what it is for, what it saw and how it did first; the long per-network training records after them
         for key in ("intended_use", "data", "training_data", "limitations", "held_out", "expert_agreement",
-                    "evaluation", "metrics", "pseudo_labels", "fine_pass"):
+                    "evaluation", "metrics", "grey_networks", "pseudo_labels", "fine_pass"):
             if key == "held_out" and isinstance(card.get(key), list):
                 lines.append("<p><b>Held-out evaluation</b> (data the model never saw):</p>"
                              + held_out_table(card.pop(key)))
+            elif key == "grey_networks" and isinstance(card.get(key), dict):
+                grey = dict(card.pop(key))
+                table = held_out_table(grey.pop("held_out")) if isinstance(grey.get("held_out"), list) else ""
+                lines.append(f"<p><b>Photos without colour:</b> {_esc(grey.pop('what', ''))}. Held out, on the "
+                             f"photos' grey copies:</p>{table}<p>{_fmt(grey)}</p>")
             elif key in card:
                 value = card.pop(key)
                 sep = "" if isinstance(value, (list, dict)) else "<br>"

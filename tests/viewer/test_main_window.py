@@ -380,6 +380,17 @@ def test_a_card_with_fine_pass_networks_says_what_they_were_trained_on(qtbot):
     assert text.index("Data:") < text.index("Limitations:") < text.index("Evaluation:") < text.index("Fine pass:")
     assert "drishti 50" in text and "Other fields" not in text
 
+    one = {"dice_disc": 0.912, "dice_cup": 0.8, "vcdr_mae": 0.1, "n": 3, "found": 3}
+    card["grey_networks"] = {"what": "1 finding and 3 fine-pass network(s) used on a photo without colour",
+                             "data": "50 fundus photos", "members": [{"sha256": "cd" * 32}],
+                             "held_out": [{"held_out": "sources ['a']", "without_colour": "green",
+                                           "model": {"a": one, "all": one}}]}
+    dialog = ModelCardDialog(ModelRun("disc_cup", "fundus", {}, card=card))
+    qtbot.addWidget(dialog)
+    text = dialog.findChild(QtWidgets.QTextBrowser).toPlainText()
+    assert text.index("Evaluation:") < text.index("Photos without colour:") < text.index("Fine pass:")
+    assert "0.912" in text and "cd" * 32 in text and "Other fields" not in text
+
 
 def test_held_out_table_names_the_training_data_and_skips_a_repeated_total():
     from glaucoma_viewer.panels.results_panel import held_out_table
