@@ -10,7 +10,11 @@ evaluated sources (leave-one-source-out); their per-source summaries (model and 
 without the same sources: issue 3's plain two-stage U-Net, ``benchmarks/disc_cup_plain_baseline.py``) join the
 block of the same held-out sources as ``reference_baseline``; with ``--card`` instead of ``--checkpoint`` they are
 added to an existing card in place (the weights and their SHA-256 are untouched); ``--reference-from OLD.card.json``
-carries the reference baselines of the model a new one replaces (same held-out blocks). The weights and spec are
+carries the reference baselines of the model a new one replaces (same held-out blocks).
+``--grey-checkpoint`` / ``--grey-fine-checkpoint`` networks (trained with ``data.p_grey``) join as the model's
+networks for photos without colour (:func:`engine.fundus.segmenter.attach_grey`) with their held-out figures on grey
+copies (``--grey-held-out``: ``evaluate --without-colour`` files) in ``grey_networks``; ``--base SHIPPED.pt``
+instead of ``--checkpoint`` adds them to a shipped model whose networks and card stay as they are. The weights and spec are
 copied unchanged (several ``--checkpoint`` files of one recipe are stored as one averaging model,
 :func:`engine.fundus.segmenter.combine_members`, with each member's training record in ``members``;
 ``--fine-checkpoint`` files join as the fine-pass networks, :func:`engine.fundus.segmenter.attach_fine`, with what
@@ -178,6 +182,54 @@ def expert_agreement_block(path: Path) -> dict[str, Any]:
     return block
 
 
+def grey_networks_block(grey: Sequence[Any], grey_fine: Sequence[Any], held_out: Sequence[Path]) -> dict[str, Any]:
+    """The card block of a model's networks for photos without colour (loaded checkpoints ``grey`` and
+    ``grey_fine``): what they are, what they saw, their held-out figures on grey copies (``held_out``:
+    ``engine.fundus.evaluate --without-colour`` files) and each member's training record.
+
+    Raises:
+        ValueError: as :func:`held_out_block`, or a file that evaluated colour photos.
+    """
+    from engine.fundus.segmenter import training_data
+
+    blocks = held_out_block(held_out)
+    if not all(b.get("without_colour") for b in blocks):
+        raise ValueError("--grey-held-out takes evaluations of photos without colour (evaluate --without-colour)")
+    return {
+        "what": f"{len(grey)} finding and {len(grey_fine)} fine-pass network(s) used in place of the networks above "
+                "on a photo without colour (engine.fundus.localize.is_monochrome), trained with data.p_grey = "
+                f"{_p_grey(grey[0].card)} (that share of training crops turned grey: luma or the green channel)",
+        "data": training_data([c.card for c in [*grey, *grey_fine]]),
+        "held_out": blocks,
+        "members": [{"sha256": c.sha256, "training": c.card.get("training", {})} for c in [*grey, *grey_fine]],
+    }
+
+
+def add_grey_networks(base: Path, grey: Sequence[Path], grey_fine: Sequence[Path], held_out: Sequence[Path],
+                      out: Path) -> str:
+    """A shipped model (``base``, its networks and card kept as they are) with networks for photos without colour
+    attached (:func:`engine.fundus.segmenter.attach_grey`), written to ``out``; returns its SHA-256.
+
+    Raises:
+        engine.models.checkpoint.CheckpointError: a checkpoint cannot be read.
+        ValueError: ``base`` has such networks already; see :func:`grey_networks_block`.
+    """
+    from engine.fundus.segmenter import GREY_NETWORKS, attach_grey, combine_checkpoints
+    from engine.models.checkpoint import load_checkpoint, save_checkpoint
+
+    model = load_checkpoint(base, expected_task="disc-cup")
+    grey_ckpts = [load_checkpoint(p, expected_task="disc-cup") for p in grey]
+    fine_ckpts = [load_checkpoint(p, expected_task="disc-cup") for p in grey_fine]
+    spec, state = attach_grey(model.spec, model.state_dict, *combine_checkpoints(grey_ckpts, fine_ckpts))
+    card = {k: v for k, v in model.card.items() if k not in ("format", "spec", "weights_file", "sha256")}
+    card[GREY_NETWORKS] = grey_networks_block(grey_ckpts, fine_ckpts, held_out)
+    card["evaluation"] = [*card.get("evaluation", []),
+                          f"Photos without colour go to the networks of grey_networks, added to the model "
+                          f"{model.sha256[:12]}... (whose networks and figures above are unchanged); their held-out "
+                          "figures are on grey copies of the held-out photos, by networks trained without them."]
+    return save_checkpoint(out, spec, state, card)
+
+
 def _p_grey(card: dict[str, Any]) -> Any:
     """The ``data.p_grey`` a network's training ran with ("?" when its card does not say)."""
     return ((card.get("training") or {}).get("config") or {}).get("data", {}).get("p_grey", "?")
@@ -200,6 +252,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--fine-checkpoint", type=Path, nargs="+", default=[],
                    help="with --checkpoint: weights that draw the final masks (fine-pass networks, trained on "
                         "disc-centred crops only); several = their mean")
+    what.add_argument("--base", type=Path,
+                      help="a shipped disc/cup model to add --grey-checkpoint networks to (written to --out; its "
+                           "own networks and card are kept)")
     what.add_argument("--card", type=Path,
                       help="an existing NAME.card.json to add --reference-baseline files to (in place)")
     p.add_argument("--held-out", type=Path, nargs="+", help="engine.fundus.evaluate JSON files")
@@ -233,13 +288,26 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return 1
         print(f"{args.card}: {len(args.reference_baseline)} reference baseline(s) added")
         return 0
+    from engine.models.checkpoint import CheckpointError
+
+    if args.base:
+        if not args.grey_checkpoint or not args.grey_held_out or args.out is None:
+            p.error("--base needs --grey-checkpoint, --grey-held-out and --out")
+        try:
+            digest = add_grey_networks(args.base, args.grey_checkpoint, args.grey_fine_checkpoint,
+                                       args.grey_held_out, args.out)
+        except (CheckpointError, ValueError) as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 1
+        print(f"{args.out}: sha256 {digest}")
+        return 0
     if not args.held_out or args.out is None:
         p.error("--checkpoint needs --held-out and --out")
     if bool(args.grey_checkpoint) != bool(args.grey_held_out):
         p.error("--grey-checkpoint and --grey-held-out go together")
 
     from engine.fundus.segmenter import FINE_PASS, GREY_NETWORKS, combine_checkpoints, training_data
-    from engine.models.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+    from engine.models.checkpoint import load_checkpoint, save_checkpoint
 
     try:
         ckpts = [load_checkpoint(path, expected_task="disc-cup") for path in args.checkpoint]
@@ -266,23 +334,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 1
     if grey:
         try:
-            grey_held_out = held_out_block(args.grey_held_out)
+            card[GREY_NETWORKS] = grey_networks_block(grey, grey_fine, args.grey_held_out)
         except ValueError as err:
             print(f"error: {err}", file=sys.stderr)
             return 1
-        if not all(b.get("without_colour") for b in grey_held_out):
-            print("error: --grey-held-out takes evaluations of photos without colour (evaluate --without-colour)",
-                  file=sys.stderr)
-            return 1
-        card[GREY_NETWORKS] = {
-            "what": f"{len(grey)} finding and {len(grey_fine)} fine-pass network(s) used in place of the networks "
-                    "above on a photo without colour (engine.fundus.localize.is_monochrome), trained with "
-                    f"data.p_grey = {_p_grey(grey[0].card)} (that share of training crops turned grey: luma or the "
-                    "green channel)",
-            "data": training_data([c.card for c in grey + grey_fine]),
-            "held_out": grey_held_out,
-            "members": [{"sha256": c.sha256, "training": c.card.get("training", {})} for c in grey + grey_fine],
-        }
     if args.expert_agreement:
         try:
             card["expert_agreement"] = expert_agreement_block(args.expert_agreement)

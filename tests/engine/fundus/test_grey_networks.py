@@ -105,3 +105,39 @@ def test_networks_for_photos_without_colour_ship_in_the_same_checkpoint(tmp_path
         combine_checkpoints(loaded, grey_fine=loaded)
     with pytest.raises(ValueError, match="already has networks for photos without colour"):
         attach_grey(*attach_grey(spec, {}, spec, {}), spec, {})
+
+
+def test_networks_for_photos_without_colour_join_a_shipped_model_as_it_is(tmp_path, capsys):
+    from engine.fundus.model_card import main as model_card
+    from engine.fundus.segmenter import default_spec, load_members, load_segmenter
+    from engine.models.checkpoint import load_checkpoint
+
+    spec = default_spec(size=32, channels=(4, 8), num_res_units=0)
+    colour = [_save(tmp_path / f"c{s}.pt", spec, "60 fundus photos with disc/cup masks from data: gamma 60", s)
+              for s in range(2)]
+    grey = _save(tmp_path / "g.pt", spec, "50 fundus photos with disc/cup masks from data: drishti 50", 7, 0.2)
+    summary = {"refuge": {"dice_disc": 0.9, "dice_cup": 0.8, "vcdr_mae": 0.1, "n": 3, "found": 3}}
+    doc = {"held_out_sources": ["refuge"], "sha256": "ab", "model": summary, "baseline": "circles",
+           "baseline_summary": summary}
+    (tmp_path / "e.json").write_text(json.dumps(doc))
+    (tmp_path / "eg.json").write_text(json.dumps({**doc, "without_colour": "luma"}))
+    shipped = tmp_path / "ship" / "disc_cup.pt"
+    assert model_card(["--checkpoint", *map(str, colour), "--held-out", str(tmp_path / "e.json"),
+                       "--out", str(shipped)]) == 0
+    before = load_checkpoint(shipped, expected_task="disc-cup")
+
+    out = tmp_path / "new" / "disc_cup.pt"
+    grey_args = ["--grey-checkpoint", str(grey), "--grey-held-out", str(tmp_path / "eg.json")]
+    assert model_card(["--base", str(shipped), *grey_args, "--out", str(out)]) == 0
+    after = load_checkpoint(out, expected_task="disc-cup").card
+    assert after["held_out"] == before.card["held_out"] and after["members"] == before.card["members"]
+    assert after["grey_networks"]["held_out"][0]["without_colour"] == "luma"
+    assert before.sha256[:12] in after["evaluation"][-1]
+    crops = np.random.default_rng(1).integers(0, 255, (2, 32, 32, 3), dtype=np.uint8)
+    model = load_segmenter(out)
+    np.testing.assert_allclose(model.predict(crops), load_members(colour).predict(crops), atol=1e-6)
+    np.testing.assert_allclose(model.grey.predict(crops), load_members([grey]).predict(crops), atol=1e-6)
+
+    capsys.readouterr()
+    assert model_card(["--base", str(out), *grey_args, "--out", str(tmp_path / "twice.pt")]) == 1
+    assert "already has networks for photos without colour" in capsys.readouterr().err
