@@ -230,9 +230,9 @@ def whole_photo_graders(result: "GradingResult") -> list[str]:
 def grade_caution(result: "GradingResult", disc: Any = None) -> str:
     """Why ``result``'s grade should not be read as it stands, or "" (the graders grade any image they are given):
     ``"no disc"`` (the disc/cup analysis found no optic disc: maybe not a fundus photo, or not a usable one),
-    ``"no colour"`` (a grey or red-free photo, :func:`engine.fundus.localize.is_monochrome`: graders and segmenter
-    saw colour photos only), ``"out of focus"`` (:func:`engine.fundus.localize.out_of_focus`: the cup outline may
-    be off, the graders saw it blurred), ``"disc uncertain"`` (a disc found with a confidence under
+    ``"no colour"`` (a grey or red-free photo, :func:`engine.fundus.localize.is_monochrome`: the graders saw colour
+    photos only, the disc/cup networks at most grey copies of them), ``"out of focus"``
+    (:func:`engine.fundus.localize.out_of_focus`: the cup outline may be off, the graders saw it blurred), ``"disc uncertain"`` (a disc found with a confidence under
     :data:`engine.fundus.analysis.LOW_CONFIDENCE`, or beside another region that also looked like a whole disc, and
     not outlined by hand: the disc-level crop and the measured ratios may be off) or ``"centred photo"`` (a crop
     centred on the disc, which the graders that look at the whole photo, :func:`whole_photo_graders`, never saw).

@@ -608,8 +608,8 @@ def _caution_text(kind: str, result: Any) -> str:
     if kind == "no disc":
         return NO_DISC_CAUTION
     if kind == "no colour":
-        return ("This photo has no colour (red-free or grey): the graders and the disc/cup network were trained on "
-                "colour photos only; read this grade with caution.")
+        return ("This photo has no colour (red-free or grey): the graders were trained on colour photos only (the "
+                "disc/cup networks at most on grey copies of them); read this grade with caution.")
     if kind == "out of focus":
         return ("This photo is out of focus: the disc and cup outlines (check them) and what the graders saw may be "
                 "off; read this grade with caution.")

@@ -82,7 +82,8 @@ red-free photo stored in green (the 238 colour photos: 0.26 and up)."""
 
 def is_monochrome(rgb: np.ndarray, fov: np.ndarray) -> bool:
     """Whether an (H, W, 3) uint8 photo carries no colour inside its (H, W) bool field of view: grey, or all in one
-    channel (red-free photos). The disc/cup network and the graders were trained on colour photos only."""
+    channel (red-free photos). The graders were trained on colour photos only; the disc/cup analysis uses a model's
+    networks for such photos when it has them (:func:`engine.fundus.segmenter.attach_grey`)."""
     pixels = rgb[fov].astype(np.float32)
     if not len(pixels):
         return False
