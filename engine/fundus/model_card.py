@@ -206,9 +206,10 @@ def grey_networks_block(grey: Sequence[Any], grey_fine: Sequence[Any], held_out:
 
 
 def add_grey_networks(base: Path, grey: Sequence[Path], grey_fine: Sequence[Path], held_out: Sequence[Path],
-                      out: Path) -> str:
+                      out: Path, notes: Sequence[str] = ()) -> str:
     """A shipped model (``base``, its networks and card kept as they are) with networks for photos without colour
-    attached (:func:`engine.fundus.segmenter.attach_grey`), written to ``out``; returns its SHA-256.
+    attached (:func:`engine.fundus.segmenter.attach_grey`), written to ``out`` (``notes`` join the card's evaluation
+    notes); returns its SHA-256.
 
     Raises:
         engine.models.checkpoint.CheckpointError: a checkpoint cannot be read.
@@ -226,7 +227,8 @@ def add_grey_networks(base: Path, grey: Sequence[Path], grey_fine: Sequence[Path
     card["evaluation"] = [*card.get("evaluation", []),
                           f"Photos without colour go to the networks of grey_networks, added to the model "
                           f"{model.sha256[:12]}... (whose networks and figures above are unchanged); their held-out "
-                          "figures are on grey copies of the held-out photos, by networks trained without them."]
+                          "figures are on grey copies of the held-out photos, by networks trained without them.",
+                          *notes]
     return save_checkpoint(out, spec, state, card)
 
 
@@ -295,7 +297,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             p.error("--base needs --grey-checkpoint, --grey-held-out and --out")
         try:
             digest = add_grey_networks(args.base, args.grey_checkpoint, args.grey_fine_checkpoint,
-                                       args.grey_held_out, args.out)
+                                       args.grey_held_out, args.out, args.note)
         except (CheckpointError, ValueError) as err:
             print(f"error: {err}", file=sys.stderr)
             return 1

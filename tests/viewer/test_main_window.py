@@ -948,7 +948,7 @@ def test_an_exam_that_does_not_say_which_eye_is_measured_as_the_discs_side_shows
 
 
 @pytest.mark.parametrize("photo,disc,caution,status", [
-    ({"monochrome": True}, {}, "This photo has no colour (red-free or grey): the graders and the disc/cup",
+    ({"monochrome": True}, {}, "This photo has no colour (red-free or grey): the graders were trained on colour",
      "this photo has no colour"),
     ({"sharpness": 0.1}, {}, "This photo is out of focus: the disc and cup outlines (check them)",
      "this photo is out of focus"),

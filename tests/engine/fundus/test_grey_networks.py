@@ -128,11 +128,11 @@ def test_networks_for_photos_without_colour_join_a_shipped_model_as_it_is(tmp_pa
 
     out = tmp_path / "new" / "disc_cup.pt"
     grey_args = ["--grey-checkpoint", str(grey), "--grey-held-out", str(tmp_path / "eg.json")]
-    assert model_card(["--base", str(shipped), *grey_args, "--out", str(out)]) == 0
+    assert model_card(["--base", str(shipped), *grey_args, "--out", str(out), "--note", "colour nets: 0.25"]) == 0
     after = load_checkpoint(out, expected_task="disc-cup").card
     assert after["held_out"] == before.card["held_out"] and after["members"] == before.card["members"]
     assert after["grey_networks"]["held_out"][0]["without_colour"] == "luma"
-    assert before.sha256[:12] in after["evaluation"][-1]
+    assert before.sha256[:12] in after["evaluation"][-2] and after["evaluation"][-1] == "colour nets: 0.25"
     crops = np.random.default_rng(1).integers(0, 255, (2, 32, 32, 3), dtype=np.uint8)
     model = load_segmenter(out)
     np.testing.assert_allclose(model.predict(crops), load_members(colour).predict(crops), atol=1e-6)
