@@ -14,6 +14,7 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import Optional
 
 import cv2
 import numpy as np
@@ -33,17 +34,25 @@ def sample_photos(root: Path) -> list[Path]:
     return found + sorted((root / "gamma_fundus_grading" / "images").glob("*.jpg"))
 
 
+def drawn_photos(count: int) -> Optional[list[Path]]:
+    """``count`` of :func:`sample_photos` under ``GV_SAMPLE_DATA``, drawn at random (seed 0); None, with a line on
+    stderr, when ``GV_SAMPLE_DATA`` is not set."""
+    root = os.environ.get("GV_SAMPLE_DATA")
+    if not root:
+        print("set GV_SAMPLE_DATA to the shared sample data folder", file=sys.stderr)
+        return None
+    photos = sample_photos(Path(root))
+    rng = np.random.default_rng(0)
+    return [photos[i] for i in rng.choice(len(photos), min(count, len(photos)), replace=False)]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--photos", type=int, default=24, help="photos drawn at random (seed 0)")
     args = parser.parse_args()
-    root = os.environ.get("GV_SAMPLE_DATA")
-    if not root:
-        print("set GV_SAMPLE_DATA to the shared sample data folder", file=sys.stderr)
+    photos = drawn_photos(args.photos)
+    if photos is None:
         return 2
-    photos = sample_photos(Path(root))
-    rng = np.random.default_rng(0)
-    photos = [photos[i] for i in rng.choice(len(photos), min(args.photos, len(photos)), replace=False)]
     seg = load_segmenter()
     moved: dict[float, list[float]] = {b: [] for b in BLURS}
     unsure = dict.fromkeys(BLURS, 0)

@@ -12,13 +12,11 @@ photos as ``disc_blur.py`` (seed 0). Needs ``GV_SAMPLE_DATA``; about 2 minutes o
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 from pathlib import Path
 
 import numpy as np
 
-from disc_blur import sample_photos
+from disc_blur import drawn_photos
 from engine.fundus.analysis import analyse_disc
 from engine.fundus.localize import GREY_KINDS, without_colour
 from engine.fundus.segmenter import load_segmenter
@@ -35,13 +33,9 @@ def main() -> int:
     parser.add_argument("--photos", type=int, default=40, help="photos drawn at random (seed 0)")
     parser.add_argument("--weights", type=Path, help="disc-cup checkpoint (default: the shipped one)")
     args = parser.parse_args()
-    root = os.environ.get("GV_SAMPLE_DATA")
-    if not root:
-        print("set GV_SAMPLE_DATA to the shared sample data folder", file=sys.stderr)
+    photos = drawn_photos(args.photos)
+    if photos is None:
         return 2
-    photos = sample_photos(Path(root))
-    rng = np.random.default_rng(0)
-    photos = [photos[i] for i in rng.choice(len(photos), min(args.photos, len(photos)), replace=False)]
     seg = load_segmenter(args.weights)
     kinds = GREY_KINDS
     moved: dict[str, list[float]] = {k: [] for k in kinds}
