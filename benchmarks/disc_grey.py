@@ -18,14 +18,10 @@ import numpy as np
 
 from disc_blur import drawn_photos
 from engine.fundus.analysis import analyse_disc
+from engine.fundus.evaluate import dice
 from engine.fundus.localize import GREY_KINDS, without_colour
 from engine.fundus.segmenter import load_segmenter
 from engine.io.images import load_image_exam
-
-
-def dice(a: np.ndarray, b: np.ndarray) -> float:
-    total = int(a.sum()) + int(b.sum())
-    return 2.0 * int(np.logical_and(a, b).sum()) / total if total else 1.0
 
 
 def main() -> int:
@@ -37,10 +33,9 @@ def main() -> int:
     if photos is None:
         return 2
     seg = load_segmenter(args.weights)
-    kinds = GREY_KINDS
-    moved: dict[str, list[float]] = {k: [] for k in kinds}
-    overlap: dict[str, list[float]] = {k: [] for k in kinds}
-    missed = dict.fromkeys(kinds, 0)
+    moved: dict[str, list[float]] = {k: [] for k in GREY_KINDS}
+    overlap: dict[str, list[float]] = {k: [] for k in GREY_KINDS}
+    missed = dict.fromkeys(GREY_KINDS, 0)
     measured = 0
     for path in photos:
         image = load_image_exam(path, modality="fundus").fundus
@@ -48,7 +43,7 @@ def main() -> int:
         if not colour.found:
             continue
         measured += 1
-        for kind in kinds:
+        for kind in GREY_KINDS:
             result = analyse_disc(without_colour(image, kind), segmenter=seg)
             if not result.found:
                 missed[kind] += 1
@@ -56,7 +51,7 @@ def main() -> int:
             overlap[kind].append(dice(result.disc_mask, colour.disc_mask))
             moved[kind].append(abs(result.biomarkers.vcdr - colour.biomarkers.vcdr))
     print(f"{measured} of {len(photos)} colour photos with a disc found; model {seg.sha256[:12]}")
-    for kind in kinds:
+    for kind in GREY_KINDS:
         d, o = np.asarray(moved[kind]), np.asarray(overlap[kind])
         print(f"{kind}: {missed[kind]} missed, {int((o < 0.5).sum())} outlined elsewhere (disc Dice < 0.5); disc "
               f"Dice with the colour photo's {np.median(o):.3f} median; vertical CDR moved {d.mean():.3f} on "

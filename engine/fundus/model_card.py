@@ -39,6 +39,20 @@ def _count(checkpoints: Any) -> int:
     return len(checkpoints) if isinstance(checkpoints, list) else 1
 
 
+def _block_of(blocks: Sequence[dict[str, Any]], sources: Sequence[str]) -> Optional[dict[str, Any]]:
+    """The held-out block that holds out exactly ``sources`` (sorted), or None."""
+    return next((b for b in blocks if sorted(b.get("held_out_sources") or []) == list(sources)), None)
+
+
+def _member_records(ckpts: Sequence[Any]) -> list[dict[str, Any]]:
+    """Each loaded checkpoint's SHA-256 and training record, for a card's ``members`` lists."""
+    return [{"sha256": c.sha256, "training": c.card.get("training", {})} for c in ckpts]
+
+
+CHECKPOINT_KEYS = ("format", "spec", "weights_file", "sha256")
+"""Card fields :func:`engine.models.checkpoint.save_checkpoint` writes itself (not carried from a source card)."""
+
+
 def held_out_block(paths: Sequence[Path]) -> list[dict[str, Any]]:
     """One entry per evaluation file: held-out sources, what the evaluated checkpoint was trained on, its SHA-256,
     model and baseline summaries (recomputed from the file's per-photo rows, when it has them, so that every
@@ -93,7 +107,7 @@ def attach_reference_baselines(blocks: list[dict[str, Any]], paths: Sequence[Pat
     for path in paths:
         doc = read_evaluation(Path(path))
         sources = sorted(doc.get("held_out_sources") or [])
-        block = next((b for b in blocks if sorted(b.get("held_out_sources") or []) == sources), None)
+        block = _block_of(blocks, sources)
         if block is None:
             raise ValueError(f"{path}: no held-out block of the sources {', '.join(sources) or '(none)'} in the card")
         block["reference_baseline"] = {"label": label, "what": doc.get("baseline", ""),
@@ -131,8 +145,7 @@ def carry_reference_baselines(blocks: list[dict[str, Any]], carried: Sequence[di
         ValueError: a reference baseline's sources are held out by no block.
     """
     for entry in carried:
-        block = next((b for b in blocks if sorted(b.get("held_out_sources") or []) == entry["held_out_sources"]),
-                     None)
+        block = _block_of(blocks, entry["held_out_sources"])
         if block is None:
             raise ValueError(f"no held-out block of the sources {', '.join(entry['held_out_sources'])} for the "
                              "carried reference baseline")
@@ -201,7 +214,7 @@ def grey_networks_block(grey: Sequence[Any], grey_fine: Sequence[Any], held_out:
                 f"{_p_grey(grey[0].card)} (that share of training crops turned grey: luma or the green channel)",
         "data": training_data([c.card for c in [*grey, *grey_fine]]),
         "held_out": blocks,
-        "members": [{"sha256": c.sha256, "training": c.card.get("training", {})} for c in [*grey, *grey_fine]],
+        "members": _member_records([*grey, *grey_fine]),
     }
 
 
@@ -222,7 +235,7 @@ def add_grey_networks(base: Path, grey: Sequence[Path], grey_fine: Sequence[Path
     grey_ckpts = [load_checkpoint(p, expected_task="disc-cup") for p in grey]
     fine_ckpts = [load_checkpoint(p, expected_task="disc-cup") for p in grey_fine]
     spec, state = attach_grey(model.spec, model.state_dict, *combine_checkpoints(grey_ckpts, fine_ckpts))
-    card = {k: v for k, v in model.card.items() if k not in ("format", "spec", "weights_file", "sha256")}
+    card = {k: v for k, v in model.card.items() if k not in CHECKPOINT_KEYS}
     card[GREY_NETWORKS] = grey_networks_block(grey_ckpts, fine_ckpts, held_out)
     card["evaluation"] = [*card.get("evaluation", []),
                           f"Photos without colour go to the networks of grey_networks, added to the model "
@@ -321,9 +334,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 1
     ckpt = ckpts[0]
-    card = dict(ckpt.card)
-    for key in ("format", "spec", "weights_file", "sha256"):
-        card.pop(key, None)
+    card = {k: v for k, v in ckpt.card.items() if k not in CHECKPOINT_KEYS}
     card["training_metrics"] = {"values": card.pop("metrics", {}), "split": card.pop("metrics_split", ""),
                                 "what": "crop-level validation of the training run's own small hold-out split"}
     try:
@@ -347,14 +358,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             print(f"error: {err}", file=sys.stderr)
             return 1
     if len(ckpts) > 1:
-        card["members"] = [{"sha256": c.sha256, "training": c.card.get("training", {})} for c in ckpts]
+        card["members"] = _member_records(ckpts)
     if fine:
         card[FINE_PASS] = {
             "what": f"{len(fine)} network(s) that draw the final disc and cup masks on crops centred on the disc "
                     "the networks above found (their probabilities averaged)",
             "data": training_data([c.card for c in fine]),
             **({"pseudo_labels": fine[0].card["pseudo_labels"]} if fine[0].card.get("pseudo_labels") else {}),
-            "members": [{"sha256": c.sha256, "training": c.card.get("training", {})} for c in fine],
+            "members": _member_records(fine),
         }
     card["evaluation"] = [
         "Photo-level, as the product runs: engine.fundus.analyse_disc on the full-resolution photo (training-free "
